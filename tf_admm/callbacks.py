@@ -1,0 +1,126 @@
+"""The training callback that runs the ADMM Z/U updates and the rho schedule.
+
+>>> import numpy as np, tf_admm
+>>> from tf_admm import keras
+>>> model = tf_admm.prune_low_magnitude(
+...     keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]), 0.5)
+>>> model.compile("sgd", "mse")
+>>> h = model.fit(np.ones((4, 8)), np.ones((4, 2)), epochs=2, verbose=0,
+...               callbacks=[tf_admm.UpdateADMM()])
+>>> sorted(k for k in h.history if k.startswith("admm_"))
+['admm_dual_residual', 'admm_primal_residual', 'admm_rho']
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import tensorflow as tf
+
+from tf_admm import updates
+from tf_admm._keras import keras
+
+__all__ = ["UpdateADMM"]
+
+_UNITS = ("epoch", "step")
+
+
+class UpdateADMM(keras.callbacks.Callback):
+    """Runs ADMM's Z/U updates between training steps and grows rho.
+
+    On train begin it initializes every wrapper not yet initialized (Z = Proj(W), U = 0); a
+    resumed model keeps its state. Then every ``update_every`` epochs (or steps, with
+    ``unit="step"``) it calls :func:`tf_admm.update_admm`. ``admm_primal_residual``,
+    ``admm_dual_residual`` and ``admm_rho`` go into the logs at every epoch end (and at every
+    step in step mode), so they show in the progress bar, History, CSVLogger and TensorBoard
+    (place this callback before those in the list). In masked-retraining mode it only keeps the
+    stored weights masked.
+
+    Args:
+        update_every: number of units between two Z/U updates (>= 1).
+        unit: "epoch" or "step" (a step is one call of on_train_batch_end).
+        rho_growth: rho is multiplied by this at every update (>= 1); the authors use 1.3.
+        rho_max: cap on rho.
+        rescale_dual: rescale U when rho grows (see :func:`tf_admm.update_admm`).
+    """
+
+    def __init__(
+        self,
+        update_every: int = 1,
+        unit: str = "epoch",
+        rho_growth: float = 1.3,
+        rho_max: float = 1.0,
+        rescale_dual: bool = True,
+    ):
+        super().__init__()
+        if (
+            isinstance(update_every, bool)
+            or not isinstance(update_every, numbers.Integral)
+            or update_every < 1
+        ):
+            raise ValueError(f"update_every must be an int >= 1. Received: {update_every!r}")
+        if unit not in _UNITS:
+            raise ValueError(f"unit must be one of {_UNITS}. Received: unit={unit!r}")
+        updates._check_schedule(rho_growth, rho_max)
+        self.update_every = int(update_every)
+        self.unit = unit
+        self.schedule = {
+            "rho_growth": float(rho_growth),
+            "rho_max": float(rho_max),
+            "rescale_dual": bool(rescale_dual),
+        }
+        self._wrappers: list = []
+        self._last: dict[str, float] = {}
+
+    def on_train_begin(self, logs=None):
+        self._wrappers = updates._built_wrappers(self.model, "UpdateADMM")
+        updates.initialize_admm(self.model)
+        self._last = self._current_residuals()
+
+    def _admm_wrappers(self) -> list:
+        return [w for w in self._wrappers if not w.masked]
+
+    def _current_residuals(self) -> dict[str, float]:
+        num = den = 0.0
+        rho = 0.0
+        for w in self._admm_wrappers():
+            for weight, z in zip(w.constrained, w.z_vars):
+                diff = tf.convert_to_tensor(weight) - tf.convert_to_tensor(z)
+                num += float(tf.reduce_sum(tf.square(tf.cast(diff, tf.float64))))
+                den += float(tf.reduce_sum(tf.square(tf.cast(weight, tf.float64))))
+            rho = max(rho, float(tf.convert_to_tensor(w.rho)))
+        return {
+            "admm_primal_residual": float(np.sqrt(num / den)) if den else 0.0,
+            "admm_dual_residual": self._last.get("admm_dual_residual", 0.0),
+            "admm_rho": rho,
+        }
+
+    def _update(self) -> None:
+        self._last = updates.update_admm(self.model, **self.schedule)
+
+    def on_train_batch_end(self, batch, logs=None):
+        active = self._admm_wrappers()
+        if not active:
+            return
+        for w in active:
+            w.step.assign_add(1)
+        if self.unit == "step":
+            if int(tf.convert_to_tensor(active[0].step)) % self.update_every == 0:
+                self._update()
+            if logs is not None:
+                logs.update(self._last)
+
+    def on_epoch_end(self, epoch, logs=None):
+        active = self._admm_wrappers()
+        for w in active:
+            w.epoch.assign_add(1)
+        if active and self.unit == "epoch":
+            if int(tf.convert_to_tensor(active[0].epoch)) % self.update_every == 0:
+                self._update()
+        updates.apply_masks(self.model)
+        if logs is not None and active:
+            logs.update(self._last)
+
+    def on_train_end(self, logs=None):
+        updates.apply_masks(self.model)

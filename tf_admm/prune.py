@@ -1,0 +1,288 @@
+"""Entry points in TFMOT's shape: wrap a model for ADMM pruning, and strip the wrappers again.
+
+>>> import numpy as np, tf_admm
+>>> from tf_admm import keras
+>>> model = keras.Sequential(
+...     [keras.Input((16,)), keras.layers.Dense(8, name="a"), keras.layers.Dense(2, name="b")])
+>>> pruned = tf_admm.prune_low_magnitude(model, {"a": 0.75})
+>>> [type(l).__name__ for l in pruned.layers]
+['ADMMWrapper', 'Dense']
+>>> _ = tf_admm.hard_project(pruned)
+>>> plain = tf_admm.strip_admm(pruned)
+>>> float((plain.layers[0].kernel.numpy() == 0).mean())
+0.75
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from tf_admm import constraints as constraints_lib
+from tf_admm import registry
+from tf_admm._keras import (
+    is_functional,
+    is_keras_object,
+    is_model,
+    is_sequential,
+    keras,
+    other_flavour_hint,
+)
+from tf_admm.wrapper import ADMMWrapper
+
+__all__ = ["prune_low_magnitude", "strip_admm"]
+
+SparsitySpec = Any  # float | Constraint | dict[str, float | Constraint | None] | Callable
+
+
+def _all_layers(model) -> list:
+    """Every layer of a model, nested models' layers included (the nested models too)."""
+    out = []
+    for layer in model.layers:
+        out.append(layer)
+        if is_model(layer):
+            out.extend(_all_layers(layer))
+    return out
+
+
+def _check_model_kind(model, caller: str) -> None:
+    if is_sequential(model) or is_functional(model):
+        for layer in model.layers:
+            if is_model(layer):
+                _check_model_kind(layer, caller)
+        return
+    raise ValueError(
+        f"{caller} accepts Sequential and Functional models. Received: a subclassed model "
+        f"{model.name!r} of type {type(model).__name__}, whose layers cannot be rebuilt from its "
+        "config. Wrap its compressible layers yourself where you create them: "
+        "`self.dense = tf_admm.prune_low_magnitude(keras.layers.Dense(...), 0.9)`."
+    )
+
+
+def _resolver(sparsity: SparsitySpec, layers: list) -> Callable:
+    """Turn the sparsity argument into layer -> Constraint | None, validating it fully."""
+    if isinstance(sparsity, dict):
+        by_name = {layer.name: layer for layer in layers}
+        unknown = sorted(set(sparsity) - set(by_name))
+        if unknown:
+            compressible = sorted(n for n, l in by_name.items() if registry.is_compressible(l))
+            raise ValueError(
+                f"sparsity names layers that do not exist: {unknown}. "
+                f"Compressible layers of this model: {compressible}"
+            )
+        not_compressible = sorted(
+            n
+            for n in sparsity
+            if sparsity[n] is not None and not registry.is_compressible(by_name[n])
+        )
+        if not_compressible:
+            raise ValueError(
+                f"sparsity names layers without compressible weights: {not_compressible}"
+            )
+        table = {name: constraints_lib.get(value) for name, value in sparsity.items()}
+        return lambda layer: table.get(layer.name)
+    if callable(sparsity) and not isinstance(sparsity, constraints_lib.Constraint):
+        table = {}
+        for layer in layers:
+            if registry.is_compressible(layer):
+                try:
+                    table[id(layer)] = constraints_lib.get(sparsity(layer))
+                except ValueError as err:
+                    raise ValueError(
+                        f"sparsity({layer.name!r}) returned a bad value: {err}"
+                    ) from None
+        return lambda layer: table.get(id(layer))
+    constraint = constraints_lib.get(sparsity)
+    return lambda layer: constraint if registry.is_compressible(layer) else None
+
+
+def _check_rho(rho: Any) -> float:
+    if isinstance(rho, bool) or not isinstance(rho, numbers.Real) or not rho > 0:
+        raise ValueError(f"rho must be a number > 0. Received: rho={rho!r}")
+    return float(rho)
+
+
+def _check_weights(layer, constraint) -> None:
+    """Checks on a built layer's weights, before anything is created."""
+    if not layer.built:
+        return
+    for weight in registry.compressible_weights(layer):
+        dtype = tf.as_dtype(weight.dtype)
+        if not dtype.is_floating:
+            raise ValueError(
+                f"ADMM constrains float weights only. Received: layer {layer.name!r} with a "
+                f"weight of dtype {dtype.name}; allowed: floating dtypes."
+            )
+        constraint.check_weight(tuple(weight.shape), layer.name)
+
+
+def _fresh_copy(layer):
+    return layer.__class__.from_config(layer.get_config())
+
+
+def _rebuild(model, replace: Callable) -> Any:
+    """Clone ``model`` (nested models recursively) with ``replace(layer) -> (new, copy_fn)``.
+
+    ``copy_fn(new)`` moves the weights over once the clone is built.
+    """
+    copies = []
+
+    def clone_function(layer):
+        if is_model(layer):
+            return _rebuild(layer, replace)
+        new, copy_fn = replace(layer)
+        copies.append((new, copy_fn))
+        return new
+
+    clone = keras.models.clone_model(model, clone_function=clone_function)
+    for new, copy_fn in copies:
+        copy_fn(new)
+    return clone
+
+
+def prune_low_magnitude(
+    to_prune,
+    sparsity: SparsitySpec,
+    *,
+    rho: float = 1e-3,
+):
+    """Wrap compressible layers for ADMM pruning (TFMOT-style entry point).
+
+    Args:
+        to_prune: a layer, a list of layers, or a built Sequential or Functional model (nested
+            models included). Models are cloned: the result is a new model and the user's model
+            and its weights stay untouched. Layers are wrapped in place (use this form inside a
+            model definition or a subclassed model).
+        sparsity: target per compressible layer: a float in [0, 1) or a constraint
+            (e.g. ``tf_admm.BlockSparsity(0.9, (1, 4))``) for every compressible layer; a dict
+            layer name -> float / constraint / None (unnamed layers stay unwrapped); or a callable
+            layer -> float / constraint / None.
+        rho: initial ADMM penalty weight.
+
+    Returns:
+        The wrapped layer, list of layers, or a new model.
+
+    Raises:
+        ValueError: on bad input, before anything is created.
+
+    >>> import tf_admm
+    >>> from tf_admm import keras
+    >>> wrapped = tf_admm.prune_low_magnitude(keras.layers.Dense(4), 0.9)
+    >>> type(wrapped).__name__
+    'ADMMWrapper'
+    """
+    rho = _check_rho(rho)
+    if isinstance(to_prune, (list, tuple)):
+        for layer in to_prune:
+            if not is_keras_object(layer) or is_model(layer):
+                raise ValueError(
+                    f"A list given to prune_low_magnitude must hold layers. Received: "
+                    f"{layer!r} of type {type(layer).__name__}. {other_flavour_hint()}"
+                )
+        resolve = _resolver(sparsity, list(to_prune))
+        plan = [_plan_layer(layer, resolve) for layer in to_prune]
+        return [ADMMWrapper(l, c, rho=rho) if c is not None else l for l, c in plan]
+    if not is_keras_object(to_prune):
+        raise ValueError(
+            "prune_low_magnitude takes a Keras layer, a list of layers or a model. Received: "
+            f"{to_prune!r} of type {type(to_prune).__name__}. {other_flavour_hint()}"
+        )
+    if not is_model(to_prune):
+        if isinstance(to_prune, ADMMWrapper):
+            raise ValueError(f"Layer {to_prune.name!r} is already wrapped for ADMM; wrap it once.")
+        if not registry.is_compressible(to_prune):
+            raise ValueError(
+                f"Layer {to_prune.name!r} of type {type(to_prune).__name__} has no compressible "
+                "weights."
+            )
+        layer, constraint = _plan_layer(to_prune, _resolver(sparsity, [to_prune]))
+        if constraint is None:
+            raise ValueError(f"sparsity gives no target for layer {layer.name!r}.")
+        return ADMMWrapper(layer, constraint, rho=rho)
+
+    model = to_prune
+    _check_model_kind(model, "prune_low_magnitude")
+    if not model.built or not getattr(model, "inputs", None):
+        raise ValueError(
+            f"Model {model.name!r} is not built. Build it first: give it a keras.Input, or call "
+            "it on a batch of data."
+        )
+    layers = _all_layers(model)
+    wrapped_already = [l.name for l in layers if isinstance(l, ADMMWrapper)]
+    if wrapped_already:
+        raise ValueError(
+            f"Model {model.name!r} already has ADMM-wrapped layers: {wrapped_already}. "
+            "Strip them first with tf_admm.strip_admm(model)."
+        )
+    resolve = _resolver(sparsity, layers)
+    targets = {id(l): c for l, c in (_plan_layer(l, resolve) for l in layers if not is_model(l))}
+    if not any(c is not None for c in targets.values()):
+        raise ValueError(
+            f"sparsity selects no compressible layer of model {model.name!r}; nothing to prune."
+        )
+
+    def replace(layer):
+        constraint = targets.get(id(layer))
+        if constraint is None:
+            return _fresh_copy(layer), lambda new: new.set_weights(layer.get_weights())
+        wrapper = ADMMWrapper(_fresh_copy(layer), constraint, rho=rho)
+        return wrapper, lambda new: new.layer.set_weights(layer.get_weights())
+
+    return _rebuild(model, replace)
+
+
+def _plan_layer(layer, resolve):
+    if isinstance(layer, ADMMWrapper):
+        raise ValueError(f"Layer {layer.name!r} is already wrapped for ADMM; wrap it only once.")
+    constraint = resolve(layer)
+    if constraint is not None:
+        if not registry.is_compressible(layer):
+            raise ValueError(
+                f"Layer {layer.name!r} of type {type(layer).__name__} has no compressible weights."
+            )
+        _check_weights(layer, constraint)
+    return layer, constraint
+
+
+def strip_admm(model):
+    """A plain Keras model of the original architecture with the compressed weights.
+
+    Wrappers in masked mode contribute ``W * mask`` (exact zeros); wrappers still in ADMM mode
+    contribute W as it is (call :func:`tf_admm.hard_project` first to make it sparse). Its
+    predictions equal the wrapped model's. The wrapped model is left untouched.
+
+    >>> import tf_admm
+    >>> from tf_admm import keras
+    >>> base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> m = tf_admm.prune_low_magnitude(base, 0.5)
+    >>> [type(l).__name__ for l in tf_admm.strip_admm(m).layers]
+    ['Dense']
+    """
+    if not is_keras_object(model) or not is_model(model):
+        raise ValueError(
+            "strip_admm takes a Keras model. Received: "
+            f"{model!r} of type {type(model).__name__}. {other_flavour_hint()}"
+        )
+    _check_model_kind(model, "strip_admm")
+
+    def replace(layer):
+        if not isinstance(layer, ADMMWrapper):
+            return _fresh_copy(layer), lambda new: new.set_weights(layer.get_weights())
+
+        def copy(new, wrapper=layer):
+            masks = {id(w): m for w, m in zip(wrapper.constrained, wrapper.mask_vars)}
+            values = []
+            for var in wrapper.layer.weights:
+                value = np.asarray(tf.convert_to_tensor(var))
+                if wrapper.masked and id(var) in masks:
+                    value = value * np.asarray(tf.convert_to_tensor(masks[id(var)]))
+                values.append(value)
+            new.set_weights(values)
+
+        return _fresh_copy(layer.layer), copy
+
+    return _rebuild(model, replace)

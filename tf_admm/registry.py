@@ -1,0 +1,76 @@
+"""Which layers are compressible, and which of their weights ADMM constrains.
+
+Built-in: kernels of Dense, Conv1D/2D/3D and their transposes, DepthwiseConv1D/2D (which TFMOT
+never prunes), both kernels of SeparableConv1D/2D, and Embedding tables. Any other layer joins by
+duck typing TFMOT's ``PrunableLayer`` protocol: a method ``get_prunable_weights()`` returning the
+variables to constrain (no TFMOT import is needed).
+
+>>> import tf_admm
+>>> from tf_admm import keras
+>>> tf_admm.registry.is_compressible(keras.layers.Dense(3))
+True
+>>> tf_admm.registry.is_compressible(keras.layers.BatchNormalization())
+False
+"""
+
+from __future__ import annotations
+
+from tf_admm._keras import keras
+
+__all__ = ["compressible_weights", "is_compressible"]
+
+_L = keras.layers
+
+# Attribute names differ between flavours (Keras 3 DepthwiseConv2D.kernel vs tf_keras
+# .depthwise_kernel), so each class lists the candidates; the first that exists is used.
+_WEIGHT_ATTRS: list[tuple[type, tuple[str, ...]]] = [
+    (getattr(_L, name), attrs)
+    for name, attrs in [
+        ("SeparableConv1D", ("depthwise_kernel", "pointwise_kernel")),
+        ("SeparableConv2D", ("depthwise_kernel", "pointwise_kernel")),
+        ("DepthwiseConv1D", ("depthwise_kernel", "kernel")),
+        ("DepthwiseConv2D", ("depthwise_kernel", "kernel")),
+        ("Conv1DTranspose", ("kernel",)),
+        ("Conv2DTranspose", ("kernel",)),
+        ("Conv3DTranspose", ("kernel",)),
+        ("Conv1D", ("kernel",)),
+        ("Conv2D", ("kernel",)),
+        ("Conv3D", ("kernel",)),
+        ("Dense", ("kernel",)),
+        ("Embedding", ("embeddings",)),
+    ]
+    if hasattr(_L, name)
+]
+
+# Separable convolutions constrain *both* listed kernels; the others use the first that exists.
+_SEPARABLE = tuple(getattr(_L, n) for n in ("SeparableConv1D", "SeparableConv2D") if hasattr(_L, n))
+
+
+def _builtin_attrs(layer) -> tuple[str, ...] | None:
+    for cls, attrs in _WEIGHT_ATTRS:
+        if isinstance(layer, cls):
+            return attrs
+    return None
+
+
+def is_compressible(layer) -> bool:
+    """True if ADMM can constrain weights of ``layer`` (decidable before it is built)."""
+    return _builtin_attrs(layer) is not None or callable(
+        getattr(layer, "get_prunable_weights", None)
+    )
+
+
+def compressible_weights(layer) -> list:
+    """The variables of a *built* layer that ADMM constrains, in a fixed order."""
+    if callable(getattr(layer, "get_prunable_weights", None)):
+        return list(layer.get_prunable_weights())
+    attrs = _builtin_attrs(layer)
+    if attrs is None:
+        return []
+    if isinstance(layer, _SEPARABLE):
+        return [getattr(layer, a) for a in attrs]
+    for attr in attrs:
+        weight = getattr(layer, attr, None)
+        if weight is not None:
+            return [weight]
+    return []

@@ -1,0 +1,184 @@
+"""The between-step ADMM operations on wrapped models: initialize, Z/U update, hard projection.
+
+These run eagerly (outside the training graph, in cross-replica context under a distribution
+strategy, so every replica receives the same values). The callback calls them; custom training
+loops call them directly.
+
+>>> import numpy as np, tf_admm
+>>> from tf_admm import keras
+>>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+>>> pruned = tf_admm.prune_low_magnitude(model, 0.5)
+>>> tf_admm.initialize_admm(pruned)
+>>> sorted(tf_admm.update_admm(pruned))
+['admm_dual_residual', 'admm_primal_residual', 'admm_rho']
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import tensorflow as tf
+
+from tf_admm._keras import is_model
+from tf_admm.wrapper import MODE_ADMM, MODE_MASKED, ADMMWrapper
+
+__all__ = ["find_wrappers", "hard_project", "initialize_admm", "update_admm"]
+
+
+def find_wrappers(model) -> list[ADMMWrapper]:
+    """All ADMM wrappers in a layer, a list of layers or a model, nested models included."""
+    found: list[ADMMWrapper] = []
+    seen: set[int] = set()
+
+    def visit(obj):
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, ADMMWrapper):
+            found.append(obj)
+        elif isinstance(obj, (list, tuple)):
+            for item in obj:
+                visit(item)
+        elif is_model(obj):
+            for layer in obj.layers:
+                visit(layer)
+
+    visit(model)
+    return found
+
+
+def _built_wrappers(model, caller: str) -> list[ADMMWrapper]:
+    wrappers = find_wrappers(model)
+    if not wrappers:
+        raise ValueError(
+            f"{caller} found no ADMM-wrapped layer in {getattr(model, 'name', model)!r}. "
+            "Wrap the model with tf_admm.prune_low_magnitude(...) first."
+        )
+    unbuilt = [w.name for w in wrappers if not w.built]
+    if unbuilt:
+        raise ValueError(
+            f"{caller} needs built layers; these wrappers are not built yet: {unbuilt}. "
+            "Call the model on data (or build it) first."
+        )
+    return wrappers
+
+
+def _np(variable) -> np.ndarray:
+    return np.asarray(tf.convert_to_tensor(variable))
+
+
+def initialize_admm(model) -> None:
+    """Z = Proj(W), U = 0, step = 0 for every wrapper not yet initialized; others untouched.
+
+    Safe to call again: an initialized (or resumed) model keeps its state.
+    """
+    for wrapper in _built_wrappers(model, "initialize_admm"):
+        if wrapper.initialized:
+            continue
+        for weight, z, u in zip(wrapper.constrained, wrapper.z_vars, wrapper.u_vars):
+            z.assign(wrapper.constraint.project(_np(weight)))
+            u.assign(tf.zeros_like(tf.convert_to_tensor(u)))
+        wrapper.rho.assign(wrapper.rho_init)
+        wrapper.step.assign(0)
+
+
+def _check_schedule(rho_growth, rho_max) -> None:
+    for name, value in (("rho_growth", rho_growth), ("rho_max", rho_max)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"{name} must be a number. Received: {name}={value!r}")
+    if rho_growth < 1:
+        raise ValueError(f"rho_growth must be >= 1 (rho never shrinks). Received: {rho_growth}")
+    if not rho_max > 0:
+        raise ValueError(f"rho_max must be > 0. Received: rho_max={rho_max}")
+
+
+def update_admm(
+    model,
+    *,
+    rho_growth: float = 1.3,
+    rho_max: float = 1.0,
+    rescale_dual: bool = True,
+) -> dict[str, float]:
+    """One ADMM Z/U update of every wrapper in ADMM mode; returns the residuals.
+
+    Z <- Proj(W + U); U <- U + W - Z; then rho <- min(rho * rho_growth, rho_max). With
+    ``rescale_dual`` (default), U is multiplied by rho_old / rho_new when rho grows, which keeps
+    the unscaled dual rho * U unchanged (Boyd et al. 2011, sec. 3.4.1); ``False`` reproduces the
+    authors' code, which does not rescale. Wrappers not yet initialized are initialized first.
+
+    Returns ``admm_primal_residual`` = ||W - Z|| / ||W||, ``admm_dual_residual`` =
+    ||rho (Z - Z_prev)|| over all wrapped weights, and ``admm_rho`` (largest rho after growth).
+    """
+    _check_schedule(rho_growth, rho_max)
+    wrappers = _built_wrappers(model, "update_admm")
+    initialize_admm(model)
+    primal_sq = weight_sq = dual_sq = 0.0
+    rho_out = 0.0
+    for wrapper in wrappers:
+        if int(tf.convert_to_tensor(wrapper.mode)) != MODE_ADMM:
+            continue
+        rho = float(tf.convert_to_tensor(wrapper.rho))
+        rho_next = min(rho * rho_growth, max(rho_max, rho))
+        scale = rho / rho_next if rescale_dual else 1.0
+        for weight, z, u in zip(wrapper.constrained, wrapper.z_vars, wrapper.u_vars):
+            w_np = _np(weight)
+            u_old = _np(u)
+            v = w_np + u_old
+            keep = wrapper.constraint.mask(v)
+            z_new = np.where(keep, v, np.zeros((), v.dtype))
+            u_new = v - z_new  # = U + W - Z
+            dual_sq += rho * rho * float(np.sum(np.square(z_new - _np(z)), dtype=np.float64))
+            primal_sq += float(np.sum(np.square(u_new - u_old), dtype=np.float64))  # ||W - Z||^2
+            weight_sq += float(np.sum(np.square(w_np), dtype=np.float64))
+            z.assign(z_new)
+            u.assign(u_new * scale if scale != 1.0 else u_new)
+        wrapper.rho.assign(rho_next)
+        wrapper.num_updates.assign_add(1)
+        rho_out = max(rho_out, rho_next)
+    return {
+        "admm_primal_residual": float(np.sqrt(primal_sq / weight_sq)) if weight_sq else 0.0,
+        "admm_dual_residual": float(np.sqrt(dual_sq)),
+        "admm_rho": rho_out,
+    }
+
+
+def hard_project(model) -> dict[str, float]:
+    """Project W onto its constraint, fix the mask and switch every wrapper to masked retraining.
+
+    Afterwards the forward pass and the stored weights keep pruned entries exactly zero. Returns
+    the sparsity reached per wrapper (fraction of constrained weights that are zero).
+
+    >>> import tf_admm
+    >>> from tf_admm import keras
+    >>> base = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="fc")])
+    >>> m = tf_admm.prune_low_magnitude(base, 0.75)
+    >>> tf_admm.hard_project(m)
+    {'admm_fc': 0.75}
+    """
+    wrappers = _built_wrappers(model, "hard_project")
+    result = {}
+    for wrapper in wrappers:
+        zeros = total = 0
+        for weight, mask, z in zip(wrapper.constrained, wrapper.mask_vars, wrapper.z_vars):
+            w_np = _np(weight)
+            keep = wrapper.constraint.mask(w_np)
+            mask.assign(keep.astype(w_np.dtype))
+            projected = np.where(keep, w_np, np.zeros((), w_np.dtype))
+            weight.assign(projected)
+            z.assign(projected)
+            zeros += int(keep.size - np.count_nonzero(keep))
+            total += keep.size
+        if not wrapper.initialized:
+            wrapper.step.assign(0)
+        wrapper.mode.assign(MODE_MASKED)
+        result[wrapper.name] = zeros / total
+    return result
+
+
+def apply_masks(model) -> None:
+    """Write W * mask into the stored weights of every wrapper in masked mode."""
+    for wrapper in find_wrappers(model):
+        if wrapper.built and wrapper.masked:
+            for weight, mask in zip(wrapper.constrained, wrapper.mask_vars):
+                weight.assign(tf.convert_to_tensor(weight) * tf.convert_to_tensor(mask))

@@ -1,0 +1,244 @@
+"""The layer wrapper that holds the ADMM state of one compressible layer.
+
+For every constrained weight W of the wrapped layer it creates, in ``build()``, non-trainable
+variables Z (the projected copy), U (the scaled dual) and a mask; per layer it keeps rho, a step
+counter (-1 until ADMM is initialized), an epoch counter, the number of Z/U updates made and the
+mode (0: ADMM, 1: masked retraining after :func:`tf_admm.hard_project`). Everything a resume
+needs is therefore saved with the model.
+
+In ADMM mode the wrapper adds ``rho/2 * ||W - Z + U||^2`` to the training loss through
+:class:`tf_admm.ADMMPenalty`. Before every forward pass it writes ``W * mask`` into the stored
+weight; the mask is all ones until :func:`tf_admm.hard_project`, after which pruned weights are
+exactly zero whatever the optimizer did.
+
+>>> import numpy as np, tf_admm
+>>> from tf_admm import keras
+>>> layer = tf_admm.ADMMWrapper(keras.layers.Dense(4), tf_admm.Sparsity(0.5))
+>>> layer(np.ones((1, 3), "float32")).shape
+TensorShape([1, 4])
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import tensorflow as tf
+
+from tf_admm import constraints as constraints_lib
+from tf_admm import registry
+from tf_admm._keras import LEGACY, aggregation, keras, register
+from tf_admm.penalty import ADMMPenalty
+
+__all__ = ["MODE_ADMM", "MODE_MASKED", "ADMMWrapper"]
+
+MODE_ADMM = 0
+MODE_MASKED = 1
+
+NOT_INITIALIZED_MESSAGE = (
+    "tf_admm: this layer is wrapped for ADMM, but ADMM was never initialized. Add "
+    "tf_admm.UpdateADMM() to the callbacks of fit(), or call tf_admm.initialize_admm(model) "
+    "before a custom training loop."
+)
+
+
+def _no_autocast() -> dict[str, Any]:
+    return {"experimental_autocast": False} if LEGACY else {"autocast": False}
+
+
+class _Slots:
+    """Plain holder, deliberately not tracked by Keras: the variables in it are already owned
+    (W by the inner layer, Z/U/mask by the wrapper through add_weight)."""
+
+    def __init__(self):
+        self.constrained, self.z, self.u, self.mask = [], [], [], []
+
+
+@register(package="tf_admm")
+class ADMMWrapper(keras.layers.Wrapper):
+    """Wraps a compressible layer and owns its ADMM state (Z, U, mask, rho, counters, mode).
+
+    Args:
+        layer: a compressible Keras layer (see :mod:`tf_admm.registry`).
+        constraint: the set each constrained weight is projected onto: a float sparsity, a
+            :class:`tf_admm.constraints.Constraint`, or its config dict.
+        rho: initial ADMM penalty weight (> 0).
+        penalty: the penalty object; defaults to :class:`tf_admm.ADMMPenalty`.
+
+    Example:
+
+    >>> import tf_admm
+    >>> from tf_admm import keras
+    >>> w = tf_admm.ADMMWrapper(keras.layers.Dense(8), 0.9, rho=1e-3)
+    >>> w.get_config()["constraint"]
+    {'class_name': 'Sparsity', 'config': {'sparsity': 0.9}}
+    """
+
+    def __init__(
+        self,
+        layer,
+        constraint: Any,
+        rho: float = 1e-3,
+        penalty: ADMMPenalty | dict | None = None,
+        **kwargs,
+    ):
+        if not isinstance(layer, keras.layers.Layer):
+            raise ValueError(
+                "ADMMWrapper wraps a Keras layer. Received: "
+                f"layer={layer!r} of type {type(layer).__name__}"
+            )
+        if isinstance(layer, ADMMWrapper):
+            raise ValueError(
+                f"Layer {layer.name!r} is already wrapped for ADMM; wrap it only once."
+            )
+        if not registry.is_compressible(layer):
+            raise ValueError(
+                f"Layer {layer.name!r} of type {type(layer).__name__} has no compressible weights. "
+                "Allowed: Dense, Conv*, Conv*Transpose, DepthwiseConv*, SeparableConv*, Embedding, "
+                "or a layer with get_prunable_weights()."
+            )
+        constraint = constraints_lib.get(constraint)
+        if constraint is None:
+            raise ValueError("ADMMWrapper needs a constraint. Received: constraint=None")
+        if not float(rho) > 0:
+            raise ValueError(f"rho must be > 0. Received: rho={rho!r}")
+        if isinstance(penalty, dict):
+            penalty = ADMMPenalty.from_config(penalty.get("config", penalty))
+        kwargs.setdefault("name", f"admm_{layer.name}")
+        super().__init__(layer, **kwargs)
+        self.constraint = constraint
+        self.rho_init = float(rho)
+        self.penalty = penalty or ADMMPenalty()
+        self._accepts_training = "training" in inspect.signature(layer.call).parameters
+        self._slots = _Slots()
+
+    # -- state -------------------------------------------------------------------------------
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        weights = registry.compressible_weights(self.layer)
+        if not weights:
+            raise ValueError(f"Layer {self.layer.name!r} built no compressible weights.")
+        for i, weight in enumerate(weights):
+            dtype = tf.as_dtype(weight.dtype)
+            if not dtype.is_floating:
+                raise ValueError(
+                    f"ADMM constrains float weights only. Received: {self.layer.name!r} weight "
+                    f"{i} of dtype {dtype.name}; allowed: float16, bfloat16, float32, float64."
+                )
+            self.constraint.check_weight(tuple(weight.shape), self.layer.name)
+            for kind, store, init in (
+                ("z", self._slots.z, "zeros"),
+                ("u", self._slots.u, "zeros"),
+                ("mask", self._slots.mask, "ones"),
+            ):
+                store.append(
+                    self.add_weight(
+                        name=f"{kind}_{i}",
+                        shape=tuple(weight.shape),
+                        dtype=dtype.name,
+                        initializer=init,
+                        trainable=False,
+                        aggregation=aggregation("only_first_replica"),
+                        **_no_autocast(),
+                    )
+                )
+            self._slots.constrained.append(weight)
+        scalar = {"shape": (), "trainable": False, "aggregation": aggregation("only_first_replica")}
+        self.rho = self.add_weight(
+            name="rho",
+            dtype="float32",
+            initializer=keras.initializers.Constant(self.rho_init),
+            **scalar,
+            **_no_autocast(),
+        )
+        self.step = self.add_weight(
+            name="step", dtype="int64", initializer=keras.initializers.Constant(-1), **scalar
+        )
+        self.epoch = self.add_weight(name="epoch", dtype="int64", initializer="zeros", **scalar)
+        self.num_updates = self.add_weight(
+            name="num_updates", dtype="int64", initializer="zeros", **scalar
+        )
+        self.mode = self.add_weight(name="mode", dtype="int32", initializer="zeros", **scalar)
+        self.built = True
+
+    @property
+    def constrained(self) -> list:
+        """The inner layer's variables that ADMM constrains (W)."""
+        return self._slots.constrained
+
+    @property
+    def z_vars(self) -> list:
+        """Z, the projections, one per constrained weight."""
+        return self._slots.z
+
+    @property
+    def u_vars(self) -> list:
+        """U, the scaled duals, one per constrained weight."""
+        return self._slots.u
+
+    @property
+    def mask_vars(self) -> list:
+        """The masks (1 kept, 0 pruned) enforced in masked mode."""
+        return self._slots.mask
+
+    @property
+    def initialized(self) -> bool:
+        """True once ADMM was initialized (Z = Proj(W), U = 0)."""
+        return self.built and int(tf.convert_to_tensor(self.step)) >= 0
+
+    @property
+    def masked(self) -> bool:
+        """True after hard_project: retraining with the mask enforced."""
+        return self.built and int(tf.convert_to_tensor(self.mode)) == MODE_MASKED
+
+    # -- forward -----------------------------------------------------------------------------
+    def _apply_masks(self):
+        # Unconditional: masks are all ones until hard_project, so in ADMM mode this writes W
+        # back unchanged. (A tf.cond around the assign breaks Keras 3's symbolic build under
+        # MirroredStrategy.) After hard_project it keeps pruned weights exactly zero.
+        for weight, mask in zip(self.constrained, self.mask_vars):
+            weight.assign(tf.convert_to_tensor(weight) * tf.convert_to_tensor(mask))
+
+    def _penalty(self):
+        rho = tf.convert_to_tensor(self.rho)
+        total = tf.constant(0.0, tf.float32)
+        for weight, z, u in zip(self.constrained, self.z_vars, self.u_vars):
+            total += self.penalty(
+                tf.convert_to_tensor(weight), tf.convert_to_tensor(z), tf.convert_to_tensor(u), rho
+            )
+        return total
+
+    def call(self, inputs, training=None, **kwargs):
+        mode = tf.convert_to_tensor(self.mode)
+        self._apply_masks()
+        if training is not None and training is not False:
+            in_admm = tf.equal(mode, MODE_ADMM)
+            tf.debugging.Assert(
+                tf.logical_or(tf.logical_not(in_admm), tf.convert_to_tensor(self.step) >= 0),
+                [NOT_INITIALIZED_MESSAGE],
+            )
+            loss = tf.cond(in_admm, self._penalty, lambda: tf.constant(0.0, tf.float32))
+            if not isinstance(training, bool):
+                loss *= tf.cast(training, tf.float32)
+            self.add_loss(loss)
+        if self._accepts_training:
+            kwargs["training"] = training
+        return self.layer(inputs, **kwargs)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def compute_mask(self, inputs, mask=None):
+        return self.layer.compute_mask(inputs, mask)
+
+    # -- serialization -----------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "constraint": constraints_lib.serialize(self.constraint),
+                "rho": self.rho_init,
+                "penalty": {"class_name": "ADMMPenalty", "config": self.penalty.get_config()},
+            }
+        )
+        return config
