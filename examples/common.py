@@ -1,0 +1,79 @@
+"""Shared pieces of the examples and benchmarks: MNIST loading and the Caffe LeNet-5."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from tf_admm import keras
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_MNIST = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "mnist.npz"))
+
+# The ECCV'18 one-shot ADMM per-layer pruning targets for LeNet-5 (about 71x overall).
+ECCV18_TARGETS = {"conv1": 0.80, "conv2": 0.92, "fc1": 0.991, "fc2": 0.93}
+
+
+def load_mnist(path: str | None = None):
+    """(x_train, y_train), (x_test, y_test) as float32 in [0, 1], shape (n, 28, 28, 1).
+
+    Reads ``path`` (Keras npz layout) or ../shared/data/mnist.npz; falls back to
+    keras.datasets.mnist (which downloads) only when neither file exists.
+    """
+    path = path or DEFAULT_MNIST
+    if os.path.exists(path):
+        with np.load(path) as data:
+            parts = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
+    else:
+        print(f"{path} not found; trying keras.datasets.mnist (needs internet)")
+        (a, b), (c, d) = keras.datasets.mnist.load_data()
+        parts = a, b, c, d
+    x_train, y_train, x_test, y_test = parts
+    prep = lambda x: (x.astype("float32") / 255.0)[..., None]  # noqa: E731
+    return (prep(x_train), y_train.astype("int64")), (prep(x_test), y_test.astype("int64"))
+
+
+def dataset(x, y, batch_size: int, shuffle: bool, seed: int = 0) -> tf.data.Dataset:
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def lenet5() -> keras.Model:
+    """The Caffe LeNet-5: conv 20@5x5, pool, conv 50@5x5, pool, dense 500 (ReLU), dense 10.
+
+    430,500 weights plus 580 biases; outputs logits.
+    """
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(20, 5, name="conv1")(inputs)
+    x = keras.layers.MaxPooling2D(2, name="pool1")(x)
+    x = keras.layers.Conv2D(50, 5, name="conv2")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool2")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(500, activation="relu", name="fc1")(x)
+    outputs = keras.layers.Dense(10, name="fc2")(x)
+    return keras.Model(inputs, outputs, name="lenet5")
+
+
+def compile_for_mnist(model: keras.Model, learning_rate: float, decay_steps: int = 0) -> None:
+    """Adam with cosine decay to zero over ``decay_steps`` (constant rate when 0)."""
+    rate = learning_rate
+    if decay_steps:
+        rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps)
+    model.compile(
+        optimizer=keras.optimizers.Adam(rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+
+def weight_counts(model: keras.Model, names) -> dict[str, tuple[int, int]]:
+    """{layer: (weights, nonzeros)} of the kernels of the named layers of a plain model."""
+    out = {}
+    for name in names:
+        kernel = np.asarray(model.get_layer(name).kernel)
+        out[name] = (int(kernel.size), int(np.count_nonzero(kernel)))
+    return out

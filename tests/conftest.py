@@ -1,0 +1,61 @@
+"""Test set-up: two logical CPU devices (for MirroredStrategy tests) and small model builders."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+_cpus = tf.config.list_physical_devices("CPU")
+try:
+    tf.config.set_logical_device_configuration(
+        _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+except RuntimeError:  # pragma: no cover - already initialized
+    pass
+
+import tf_admm  # noqa: E402
+from tf_admm import keras  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    keras.utils.set_random_seed(0)
+    yield
+    keras.backend.clear_session()
+
+
+def small_cnn(name: str = "small_cnn") -> keras.Model:
+    """Functional: conv 4@3x3, flatten, dense 16, dense 3 on 8x8x1 inputs."""
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(16, activation="relu", name="hidden")(x)
+    outputs = keras.layers.Dense(3, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def small_data(n: int = 64, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 8, 8, 1)).astype("float32")
+    y = rng.integers(0, 3, n).astype("int64")
+    return x, y
+
+
+def compile_model(model, optimizer=None) -> None:
+    model.compile(
+        optimizer=optimizer or keras.optimizers.SGD(0.05),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+
+
+def wrappers(model):
+    return tf_admm.find_wrappers(model)
+
+
+def to_np(variable) -> np.ndarray:
+    return np.asarray(tf.convert_to_tensor(variable))

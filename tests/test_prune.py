@@ -1,0 +1,197 @@
+import numpy as np
+import pytest
+from conftest import compile_model, small_cnn, small_data, to_np, wrappers
+
+import tf_admm
+from tf_admm import keras, projections, registry
+
+L = keras.layers
+
+# input shape and constructor kwargs for every class in the registry
+_CASES = {
+    "Dense": ((8,), {"units": 6}),
+    "Conv1D": ((8, 3), {"filters": 4, "kernel_size": 3}),
+    "Conv2D": ((8, 8, 3), {"filters": 4, "kernel_size": 3}),
+    "Conv3D": ((4, 4, 4, 2), {"filters": 4, "kernel_size": 2}),
+    "Conv1DTranspose": ((8, 3), {"filters": 4, "kernel_size": 3}),
+    "Conv2DTranspose": ((6, 6, 3), {"filters": 4, "kernel_size": 3}),
+    "Conv3DTranspose": ((3, 3, 3, 2), {"filters": 4, "kernel_size": 2}),
+    "DepthwiseConv1D": ((8, 4), {"kernel_size": 3, "depth_multiplier": 2}),
+    "DepthwiseConv2D": ((8, 8, 4), {"kernel_size": 3, "depth_multiplier": 2}),
+    "SeparableConv1D": ((8, 4), {"filters": 6, "kernel_size": 3}),
+    "SeparableConv2D": ((8, 8, 4), {"filters": 6, "kernel_size": 3}),
+    "Embedding": ((5,), {"input_dim": 20, "output_dim": 8}),
+}
+REGISTERED = [cls.__name__ for cls, _ in registry._WEIGHT_ATTRS]
+
+
+def test_every_registered_class_has_a_case():
+    assert sorted(REGISTERED) == sorted(_CASES)
+
+
+@pytest.mark.parametrize("class_name", REGISTERED)
+def test_each_compressible_layer_prunes_exactly_and_strips(class_name):
+    shape, kwargs = _CASES[class_name]
+    inputs = keras.Input(shape, dtype="int32" if class_name == "Embedding" else "float32")
+    outputs = getattr(L, class_name)(name="target", **kwargs)(inputs)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 20, (4, *shape)) if class_name == "Embedding" else rng.random((4, *shape))
+    wrapped = tf_admm.prune_low_magnitude(model, 0.6)
+    tf_admm.initialize_admm(wrapped)
+    tf_admm.update_admm(wrapped)
+    tf_admm.hard_project(wrapped)
+    (w,) = wrappers(wrapped)
+    expected_weights = 2 if class_name.startswith("Separable") else 1
+    assert len(w.constrained) == expected_weights
+    for weight in w.constrained:
+        values = to_np(weight)
+        assert np.count_nonzero(values) == projections.keep_count(values.size, 0.6)
+    plain = tf_admm.strip_admm(wrapped)
+    assert not wrappers(plain)
+    np.testing.assert_array_equal(plain.predict(x, verbose=0), wrapped.predict(x, verbose=0))
+
+
+def test_user_model_and_weights_are_untouched():
+    model = small_cnn()
+    before = [w.copy() for w in model.get_weights()]
+    wrapped = tf_admm.prune_low_magnitude(model, 0.8)
+    compile_model(wrapped)
+    x, y = small_data()
+    wrapped.fit(x, y, epochs=1, verbose=0, callbacks=[tf_admm.UpdateADMM()])
+    tf_admm.hard_project(wrapped)
+    assert [type(l).__name__ for l in model.layers] == [
+        "InputLayer",
+        "Conv2D",
+        "Flatten",
+        "Dense",
+        "Dense",
+    ]
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_wrapped_model_starts_with_the_user_weights():
+    model = small_cnn()
+    x, _ = small_data(8)
+    wrapped = tf_admm.prune_low_magnitude(model, 0.5)
+    np.testing.assert_allclose(
+        wrapped.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6
+    )
+
+
+def test_sequential_dict_callable_and_nested():
+    seq = keras.Sequential(
+        [keras.Input((10,)), L.Dense(8, name="a"), L.ReLU(), L.Dense(4, name="b")], name="seq"
+    )
+    by_dict = tf_admm.prune_low_magnitude(seq, {"a": 0.5})
+    assert [type(l).__name__ for l in by_dict.layers] == ["ADMMWrapper", "ReLU", "Dense"]
+    by_fn = tf_admm.prune_low_magnitude(seq, lambda l: 0.9 if l.name == "b" else None)
+    assert [type(l).__name__ for l in by_fn.layers] == ["Dense", "ReLU", "ADMMWrapper"]
+
+    inputs = keras.Input((10,))
+    outer = keras.Model(inputs, L.Dense(2, name="head")(seq(inputs)), name="outer")
+    nested = tf_admm.prune_low_magnitude(outer, {"a": 0.5, "head": 0.5})
+    assert sorted(w.layer.name for w in wrappers(nested)) == ["a", "head"]
+    x = np.random.default_rng(0).random((3, 10)).astype("float32")
+    np.testing.assert_allclose(nested.predict(x, verbose=0), outer.predict(x, verbose=0), atol=1e-6)
+    tf_admm.hard_project(nested)
+    plain = tf_admm.strip_admm(nested)
+    np.testing.assert_array_equal(plain.predict(x, verbose=0), nested.predict(x, verbose=0))
+    assert np.count_nonzero(to_np(plain.get_layer("seq").get_layer("a").kernel)) == 40
+
+
+def test_layer_and_list_of_layers_are_wrapped_in_place():
+    dense = L.Dense(4)
+    wrapped = tf_admm.prune_low_magnitude(dense, 0.5)
+    assert isinstance(wrapped, tf_admm.ADMMWrapper) and wrapped.layer is dense
+    out = tf_admm.prune_low_magnitude([L.Dense(3), L.ReLU(), L.Conv2D(2, 3)], 0.5)
+    assert [type(l).__name__ for l in out] == ["ADMMWrapper", "ReLU", "ADMMWrapper"]
+    model = keras.Sequential([keras.Input((6,)), wrapped])
+    compile_model(model)
+    model.fit(np.ones((4, 6)), np.zeros(4), epochs=1, verbose=0, callbacks=[tf_admm.UpdateADMM()])
+
+
+class _Prunable(L.Layer):
+    """A custom layer following TFMOT's PrunableLayer protocol (duck typed)."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(name="w", shape=(input_shape[-1], 5))
+
+    def call(self, x):
+        return x @ self.w
+
+    def get_prunable_weights(self):
+        return [self.w]
+
+
+def test_get_prunable_weights_protocol():
+    model = keras.Sequential([keras.Input((20,)), _Prunable(name="custom")])
+    wrapped = tf_admm.prune_low_magnitude(model, 0.9)
+    tf_admm.hard_project(wrapped)
+    assert np.count_nonzero(to_np(wrappers(wrapped)[0].constrained[0])) == 10
+
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.dense = L.Dense(3)
+
+    def call(self, x):
+        return self.dense(x)
+
+
+def _bad_cases():
+    def unbuilt():
+        return keras.Sequential([L.Dense(3)]), 0.5
+
+    def int_weights():
+        return keras.Sequential([keras.Input((4,)), _Prunable(dtype="int32")]), 0.5
+
+    def subclassed():
+        m = _Subclassed()
+        m(np.ones((1, 4)))
+        return m, 0.5
+
+    return [
+        (lambda: (small_cnn(), 1.0), r"sparsity must be in \[0, 1\). Received: sparsity=1.0"),
+        (lambda: (small_cnn(), -0.2), r"Received: sparsity=-0.2"),
+        (lambda: (small_cnn(), {"nope": 0.5}), r"do not exist: \['nope'\].*'conv', 'hidden'"),
+        (lambda: (small_cnn(), {"flatten": 0.5}), r"without compressible weights: \['flatten'\]"),
+        (lambda: (small_cnn(), {"hidden": "x"}), r"Received: 'x' of type str"),
+        (unbuilt, r"is not built"),
+        (int_weights, r"float weights only. Received: .*int32"),
+        (subclassed, r"subclassed model.*tf_admm.prune_low_magnitude\(keras.layers.Dense"),
+        (lambda: (np.ones(3), 0.5), r"takes a Keras layer.*Received: .*ndarray"),
+        (lambda: (L.BatchNormalization(), 0.5), r"no compressible weights"),
+    ]
+
+
+@pytest.mark.parametrize("make, message", _bad_cases())
+def test_bad_input_raises_before_any_change(make, message):
+    model, sparsity = make()
+    layers_before = list(getattr(model, "layers", []))
+    with pytest.raises(ValueError, match=message):
+        tf_admm.prune_low_magnitude(model, sparsity)
+    assert list(getattr(model, "layers", [])) == layers_before
+    assert not wrappers(model) if hasattr(model, "layers") else True
+
+
+def test_already_wrapped_and_bad_rho():
+    wrapped = tf_admm.prune_low_magnitude(small_cnn(), 0.5)
+    with pytest.raises(ValueError, match="already has ADMM-wrapped layers"):
+        tf_admm.prune_low_magnitude(wrapped, 0.5)
+    with pytest.raises(ValueError, match="already wrapped"):
+        tf_admm.prune_low_magnitude(wrappers(wrapped)[0], 0.5)
+    with pytest.raises(ValueError, match=r"rho must be a number > 0. Received: rho=0"):
+        tf_admm.prune_low_magnitude(small_cnn(), 0.5, rho=0)
+
+
+def test_strip_rejects_non_models():
+    with pytest.raises(ValueError, match="strip_admm takes a Keras model"):
+        tf_admm.strip_admm(L.Dense(3))
+
+
+def test_nm_constraint_checked_before_wrapping():
+    with pytest.raises(ValueError, match="multiple of 4"):
+        tf_admm.prune_low_magnitude(small_cnn(), {"logits": 0.5, "conv": tf_admm.NMSparsity(2, 4)})

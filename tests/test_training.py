@@ -1,0 +1,291 @@
+import csv
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import compile_model, small_cnn, small_data, to_np, wrappers
+
+import tf_admm
+from tf_admm import keras
+
+
+def _wrapped(sparsity=0.75, rho=1e-3):
+    model = tf_admm.prune_low_magnitude(small_cnn(), sparsity, rho=rho)
+    compile_model(model)
+    return model
+
+
+def _state(model):
+    out = []
+    for w in wrappers(model):
+        out += [to_np(v) for v in (*w.z_vars, *w.u_vars, *w.mask_vars)]
+        out += [to_np(v) for v in (w.rho, w.step, w.epoch, w.num_updates, w.mode)]
+    return out
+
+
+def test_update_math_matches_the_definition():
+    model = _wrapped(0.5, rho=0.01)
+    tf_admm.initialize_admm(model)
+    w = wrappers(model)[-1]
+    weight = to_np(w.constrained[0])
+    np.testing.assert_array_equal(to_np(w.z_vars[0]), tf_admm.Sparsity(0.5).project(weight))
+    assert not to_np(w.u_vars[0]).any() and int(to_np(w.step)) == 0
+    u0 = np.random.default_rng(0).standard_normal(weight.shape).astype("float32") * 0.1
+    w.u_vars[0].assign(u0)
+    z_prev = to_np(w.z_vars[0])
+    logs = tf_admm.update_admm(model, rho_growth=2.0, rho_max=0.015, rescale_dual=True)
+    z = tf_admm.Sparsity(0.5).project(weight + u0)
+    np.testing.assert_allclose(to_np(w.z_vars[0]), z, rtol=1e-6)
+    np.testing.assert_allclose(to_np(w.u_vars[0]), (u0 + weight - z) * (0.01 / 0.015), rtol=1e-5)
+    assert to_np(w.rho) == pytest.approx(0.015)  # 0.02 capped at rho_max
+    assert int(to_np(w.num_updates)) == 1
+    assert logs["admm_rho"] == pytest.approx(0.015)
+    assert logs["admm_dual_residual"] > 0
+    # dual residual of this wrapper alone is rho * ||Z - Z_prev||; the total sums squares
+    assert logs["admm_dual_residual"] >= 0.01 * np.linalg.norm(z - z_prev) - 1e-6
+    # without rescaling, U is the plain running sum U + W - Z
+    u1 = to_np(w.u_vars[0])
+    tf_admm.update_admm(model, rho_growth=1.0, rho_max=1.0, rescale_dual=False)
+    z2 = tf_admm.Sparsity(0.5).project(weight + u1)
+    np.testing.assert_allclose(to_np(w.u_vars[0]), u1 + weight - z2, rtol=1e-5, atol=1e-7)
+
+
+def test_penalty_is_half_rho_squared_norm():
+    model = _wrapped(0.5, rho=0.5)
+    tf_admm.initialize_admm(model)
+    x, _ = small_data(4)
+    model(x, training=True)
+    expected = 0.0
+    for w in wrappers(model):
+        diff = to_np(w.constrained[0]) - to_np(w.z_vars[0]) + to_np(w.u_vars[0])
+        expected += 0.25 * float(np.sum(diff.astype(np.float64) ** 2))
+    assert float(sum(tf.convert_to_tensor(l) for l in model.losses)) == pytest.approx(
+        expected, rel=1e-5
+    )
+
+
+def test_training_without_the_callback_fails_with_advice():
+    model = _wrapped()
+    x, y = small_data()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Add tf_admm.UpdateADMM"):
+        model.fit(x, y, epochs=1, verbose=0)
+    model.predict(x, verbose=0)  # inference needs no callback
+
+
+def test_residuals_in_history_and_csv_logger(tmp_path):
+    model = _wrapped(0.9, rho=0.05)
+    x, y = small_data()
+    path = str(tmp_path / "log.csv")
+    history = model.fit(
+        x,
+        y,
+        epochs=4,
+        batch_size=16,
+        verbose=0,
+        callbacks=[tf_admm.UpdateADMM(rho_growth=1.5), keras.callbacks.CSVLogger(path)],
+    )
+    h = history.history
+    assert h["admm_rho"] == pytest.approx([0.05 * 1.5**i for i in range(1, 5)], rel=1e-5)
+    assert all(np.isfinite(h["admm_primal_residual"])) and h["admm_dual_residual"][0] > 0
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and float(rows[-1]["admm_rho"]) == pytest.approx(0.05 * 1.5**4)
+    w = wrappers(model)[0]
+    assert int(to_np(w.epoch)) == 4 and int(to_np(w.step)) == 16 and int(to_np(w.num_updates)) == 4
+
+
+def test_admm_drives_weights_towards_the_constraint():
+    # rho large enough to beat cross-entropy on random labels (0.1 oscillates at this size)
+    model = _wrapped(0.9, rho=1.0)
+    x, y = small_data(128)
+    h = model.fit(
+        x,
+        y,
+        epochs=12,
+        batch_size=32,
+        verbose=0,
+        callbacks=[tf_admm.UpdateADMM(rho_growth=1.3, rho_max=5.0)],
+    ).history["admm_primal_residual"]
+    assert h[-1] < 0.1 * h[0]
+
+
+def test_step_unit_updates_every_n_steps():
+    model = _wrapped()
+    x, y = small_data(64)
+    cb = tf_admm.UpdateADMM(update_every=3, unit="step")
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[cb])  # 16 steps
+    w = wrappers(model)[0]
+    assert int(to_np(w.step)) == 16 and int(to_np(w.num_updates)) == 5
+
+
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [
+        lambda: keras.optimizers.Adam(0.01),
+        lambda: keras.optimizers.AdamW(0.01, weight_decay=0.1),
+        lambda: keras.optimizers.SGD(0.05, momentum=0.9),
+        lambda: keras.optimizers.RMSprop(0.01),
+        lambda: keras.optimizers.Adam(0.01, clipnorm=0.5),
+    ],
+    ids=["adam", "adamw", "sgd_momentum", "rmsprop", "clipnorm"],
+)
+def test_masked_retraining_keeps_pruned_weights_exactly_zero(make_optimizer):
+    model = tf_admm.prune_low_magnitude(small_cnn(), 0.8)
+    compile_model(model, make_optimizer())
+    x, y = small_data()
+    # ADMM with the same optimizer first, so its moments are non-zero when masking starts
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[tf_admm.UpdateADMM()])
+    tf_admm.hard_project(model)
+    masks = {w.name: [to_np(m) for m in w.mask_vars] for w in wrappers(model)}
+    model.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[tf_admm.UpdateADMM()])
+    for w in wrappers(model):
+        for weight, mask in zip(w.constrained, masks[w.name]):
+            values = to_np(weight)
+            assert not values[mask == 0].any()
+            assert np.count_nonzero(values) == int(mask.sum())
+    stripped = tf_admm.strip_admm(model)
+    np.testing.assert_array_equal(stripped.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_forward_is_masked_even_without_the_callback():
+    model = _wrapped(0.8)
+    tf_admm.hard_project(model)
+    x, y = small_data()
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)  # no callback: stored W may drift
+    before = model.predict(x, verbose=0)
+    stripped = tf_admm.strip_admm(model)
+    np.testing.assert_allclose(stripped.predict(x, verbose=0), before, atol=1e-6)
+
+
+def test_save_and_load_mid_admm_resumes_the_same_update(tmp_path):
+    model = _wrapped(0.75)
+    x, y = small_data()
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[tf_admm.UpdateADMM()])
+    path = str(tmp_path / "mid.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)  # no custom_objects
+    assert [type(l).__name__ for l in loaded.layers] == [type(l).__name__ for l in model.layers]
+    for a, b in zip(_state(model), _state(loaded)):
+        np.testing.assert_array_equal(a, b)
+    assert wrappers(loaded)[0].constraint == tf_admm.Sparsity(0.75)
+    a, b = tf_admm.update_admm(model), tf_admm.update_admm(loaded)
+    assert a == pytest.approx(b)
+    for u, v in zip(_state(model), _state(loaded)):
+        np.testing.assert_allclose(u, v, rtol=1e-6)
+
+
+def test_resume_from_saved_model_equals_uninterrupted(tmp_path):
+    x, y = small_data()
+    full = _wrapped()
+    full.fit(
+        x, y, epochs=4, batch_size=16, shuffle=False, verbose=0, callbacks=[tf_admm.UpdateADMM()]
+    )
+    keras.utils.set_random_seed(0)
+    part = _wrapped()
+    part.fit(
+        x, y, epochs=2, batch_size=16, shuffle=False, verbose=0, callbacks=[tf_admm.UpdateADMM()]
+    )
+    path = str(tmp_path / "half.keras")
+    part.save(path)
+    resumed = keras.models.load_model(path)
+    resumed.fit(
+        x, y, epochs=2, batch_size=16, shuffle=False, verbose=0, callbacks=[tf_admm.UpdateADMM()]
+    )
+    for a, b in zip(_state(full), _state(resumed)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(full.predict(x, verbose=0), resumed.predict(x, verbose=0), atol=1e-5)
+
+
+class _StopAt(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.stop_epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.stop_epoch:
+            raise RuntimeError("interrupted")
+
+
+def test_backup_and_restore_resumes_admm(tmp_path):
+    x, y = small_data()
+    kw = dict(epochs=4, batch_size=16, shuffle=False, verbose=0)
+    full = _wrapped()
+    full.fit(x, y, callbacks=[tf_admm.UpdateADMM()], **kw)
+
+    keras.utils.set_random_seed(0)
+    model = _wrapped()
+    backup = str(tmp_path / "backup")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        model.fit(
+            x,
+            y,
+            callbacks=[tf_admm.UpdateADMM(), keras.callbacks.BackupAndRestore(backup), _StopAt(2)],
+            **kw,
+        )
+    keras.utils.set_random_seed(0)
+    fresh = _wrapped()  # a new process would start from scratch like this
+    fresh.fit(
+        x, y, callbacks=[tf_admm.UpdateADMM(), keras.callbacks.BackupAndRestore(backup)], **kw
+    )
+    w_full, w_fresh = wrappers(full)[0], wrappers(fresh)[0]
+    assert int(to_np(w_fresh.num_updates)) == int(to_np(w_full.num_updates)) == 4
+    for a, b in zip(_state(full), _state(fresh)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_custom_training_loop():
+    model = tf_admm.prune_low_magnitude(small_cnn(), 0.75)
+    x, y = small_data(32)
+    opt = keras.optimizers.SGD(0.05)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    tf_admm.initialize_admm(model)
+    for step in range(6):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = loss_fn(y, logits) + tf.add_n(model.losses)
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables))
+        if step % 2 == 1:
+            logs = tf_admm.update_admm(model)
+    assert int(to_np(wrappers(model)[0].num_updates)) == 3 and logs["admm_primal_residual"] > 0
+
+
+def test_callback_argument_checks():
+    with pytest.raises(ValueError, match=r"update_every must be an int >= 1. Received: 0"):
+        tf_admm.UpdateADMM(update_every=0)
+    with pytest.raises(ValueError, match=r"unit must be one of \('epoch', 'step'\)"):
+        tf_admm.UpdateADMM(unit="batch")
+    with pytest.raises(ValueError, match=r"rho_growth must be >= 1"):
+        tf_admm.UpdateADMM(rho_growth=0.5)
+    plain = small_cnn()
+    compile_model(plain)
+    with pytest.raises(ValueError, match="found no ADMM-wrapped layer"):
+        plain.fit(*small_data(8), epochs=1, verbose=0, callbacks=[tf_admm.UpdateADMM()])
+
+
+def test_mirrored_strategy_matches_single_device():
+    x, y = small_data(64)
+    kw = dict(epochs=3, batch_size=16, shuffle=False, verbose=0)
+    single = _wrapped(0.75)
+    init = single.get_weights()
+    single.fit(x, y, callbacks=[tf_admm.UpdateADMM()], **kw)
+
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+    assert len(devices) == 2
+    strategy = tf.distribute.MirroredStrategy(devices)
+    with strategy.scope():
+        dist = _wrapped(0.75)
+        dist.set_weights(init)
+    dist.fit(x, y, callbacks=[tf_admm.UpdateADMM()], **kw)
+    tf_admm.hard_project(dist)
+    dist.fit(x, y, callbacks=[tf_admm.UpdateADMM()], **kw)
+    tf_admm.hard_project(single)
+    single.fit(x, y, callbacks=[tf_admm.UpdateADMM()], **kw)
+    for w in wrappers(dist):  # replicas identical
+        for var in (*w.constrained, *w.z_vars, *w.u_vars, *w.mask_vars):
+            values = [np.asarray(v) for v in strategy.experimental_local_results(var)]
+            for other in values[1:]:
+                np.testing.assert_array_equal(values[0], other)
+    for a, b in zip(_state(single), _state(dist)):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(single.predict(x, verbose=0), dist.predict(x, verbose=0), atol=1e-3)
