@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import compile_model, small_cnn, small_data, to_np, wrappers
 
 import tf_admm
@@ -119,7 +120,7 @@ class _Prunable(L.Layer):
         self.w = self.add_weight(name="w", shape=(input_shape[-1], 5))
 
     def call(self, x):
-        return x @ self.w
+        return tf.cast(x, self.w.dtype) @ self.w
 
     def get_prunable_weights(self):
         return [self.w]

@@ -93,6 +93,23 @@ def _check_schedule(rho_growth, rho_max) -> None:
         raise ValueError(f"rho_max must be > 0. Received: rho_max={rho_max}")
 
 
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _zu_step(w, u, z_old, keep, scale):
+    """Elementwise part of a Z/U update, fused by XLA: returns Z, scaled U and three sums of
+    squares (||Z - Z_prev||^2, ||W - Z||^2, ||W||^2)."""
+    v = w + u
+    z = tf.where(keep, v, tf.zeros_like(v))
+    u_new = v - z  # = U + W - Z
+    sums = tf.stack(
+        [
+            tf.reduce_sum(tf.square(tf.cast(z - z_old, tf.float32))),
+            tf.reduce_sum(tf.square(tf.cast(u_new - u, tf.float32))),
+            tf.reduce_sum(tf.square(tf.cast(w, tf.float32))),
+        ]
+    )
+    return z, u_new * tf.cast(scale, u_new.dtype), sums
+
+
 def update_admm(
     model,
     *,
@@ -120,19 +137,18 @@ def update_admm(
             continue
         rho = float(tf.convert_to_tensor(wrapper.rho))
         rho_next = min(rho * rho_growth, max(rho_max, rho))
-        scale = rho / rho_next if rescale_dual else 1.0
+        scale_t = tf.constant(rho / rho_next if rescale_dual else 1.0, tf.float32)
         for weight, z, u in zip(wrapper.constrained, wrapper.z_vars, wrapper.u_vars):
-            w_np = _np(weight)
-            u_old = _np(u)
-            v = w_np + u_old
-            keep = wrapper.constraint.mask(v)
-            z_new = np.where(keep, v, np.zeros((), v.dtype))
-            u_new = v - z_new  # = U + W - Z
-            dual_sq += rho * rho * float(np.sum(np.square(z_new - _np(z)), dtype=np.float64))
-            primal_sq += float(np.sum(np.square(u_new - u_old), dtype=np.float64))  # ||W - Z||^2
-            weight_sq += float(np.sum(np.square(w_np), dtype=np.float64))
+            w_t, u_t = tf.convert_to_tensor(weight), tf.convert_to_tensor(u)
+            v = np.asarray(w_t + u_t)
+            keep = tf.convert_to_tensor(wrapper.constraint.mask(v))
+            z_new, u_new, sums = _zu_step(w_t, u_t, tf.convert_to_tensor(z), keep, scale_t)
+            d_sq, p_sq, w_sq = (float(x) for x in np.asarray(sums))
+            dual_sq += rho * rho * d_sq
+            primal_sq += p_sq
+            weight_sq += w_sq
             z.assign(z_new)
-            u.assign(u_new * scale if scale != 1.0 else u_new)
+            u.assign(u_new)
         wrapper.rho.assign(rho_next)
         wrapper.num_updates.assign_add(1)
         rho_out = max(rho_out, rho_next)
