@@ -289,3 +289,24 @@ def test_mirrored_strategy_matches_single_device():
     for a, b in zip(_state(single), _state(dist)):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(single.predict(x, verbose=0), dist.predict(x, verbose=0), atol=1e-3)
+
+
+def test_mixed_precision_keeps_float32_master_weights():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = tf_admm.prune_low_magnitude(small_cnn(), 0.75)
+        compile_model(model, keras.optimizers.Adam(1e-2))
+        x, y = small_data()
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[tf_admm.UpdateADMM()])
+        tf_admm.hard_project(model)
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[tf_admm.UpdateADMM()])
+        for w in wrappers(model):
+            values = to_np(w.constrained[0])
+            assert values.dtype == np.float32 and to_np(w.z_vars[0]).dtype == np.float32
+            # the in-call mask write must not round the float32 weights through float16
+            assert not np.array_equal(values, values.astype(np.float16).astype(np.float32))
+            assert np.count_nonzero(values) == int(to_np(w.mask_vars[0]).sum())
+        stripped = tf_admm.strip_admm(model)
+        np.testing.assert_array_equal(stripped.predict(x, verbose=0), model.predict(x, verbose=0))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

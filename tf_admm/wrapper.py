@@ -105,6 +105,9 @@ class ADMMWrapper(keras.layers.Wrapper):
         if isinstance(penalty, dict):
             penalty = ADMMPenalty.from_config(penalty.get("config", penalty))
         kwargs.setdefault("name", f"admm_{layer.name}")
+        # The wrapper computes in the variables' dtype, so under mixed precision it reads and
+        # writes W in float32; the inner layer still autocasts to its own compute dtype.
+        kwargs.setdefault("dtype", layer.dtype)
         super().__init__(layer, **kwargs)
         self.constraint = constraint
         self.rho_init = float(rho)
@@ -197,7 +200,9 @@ class ADMMWrapper(keras.layers.Wrapper):
         # back unchanged. (A tf.cond around the assign breaks Keras 3's symbolic build under
         # MirroredStrategy.) After hard_project it keeps pruned weights exactly zero.
         for weight, mask in zip(self.constrained, self.mask_vars):
-            weight.assign(tf.convert_to_tensor(weight) * tf.convert_to_tensor(mask))
+            value = tf.convert_to_tensor(weight)
+            masked = value * tf.cast(tf.convert_to_tensor(mask), value.dtype)
+            weight.assign(tf.cast(masked, weight.dtype))
 
     def _penalty(self):
         rho = tf.convert_to_tensor(self.rho)

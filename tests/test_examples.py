@@ -1,0 +1,35 @@
+import os
+import sys
+
+import numpy as np
+
+import tf_admm
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+import common  # noqa: E402
+
+
+def test_lenet5_is_the_caffe_one_and_eccv18_targets_give_71x():
+    model = common.lenet5()
+    kernels = {n: model.get_layer(n).kernel.shape for n in common.ECCV18_TARGETS}
+    assert {n: tuple(s) for n, s in kernels.items()} == {
+        "conv1": (5, 5, 1, 20),
+        "conv2": (5, 5, 20, 50),
+        "fc1": (800, 500),
+        "fc2": (500, 10),
+    }
+    sizes = {n: int(np.prod(s)) for n, s in kernels.items()}
+    assert sum(sizes.values()) == 430_500
+    kept = sum(
+        tf_admm.projections.keep_count(sizes[n], s) for n, s in common.ECCV18_TARGETS.items()
+    )
+    assert kept == 6050 and round(430_500 / kept, 1) == 71.2
+
+
+def test_pruning_lenet5_reaches_the_targets_exactly():
+    wrapped = tf_admm.prune_low_magnitude(common.lenet5(), common.ECCV18_TARGETS)
+    reached = tf_admm.hard_project(wrapped)
+    plain = tf_admm.strip_admm(wrapped)
+    counts = common.weight_counts(plain, common.ECCV18_TARGETS)
+    assert sum(nz for _, nz in counts.values()) == 6050
+    assert reached["admm_fc1"] == 0.991
