@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numbers
 
-import numpy as np
 import tensorflow as tf
 
 from tf_admm import updates
@@ -87,18 +86,12 @@ class UpdateADMM(keras.callbacks.Callback):
         return [w for w in self._wrappers if not w.masked]
 
     def _current_residuals(self) -> dict[str, float]:
-        num = den = 0.0
-        rho = 0.0
-        for w in self._admm_wrappers():
-            for weight, z in zip(w.constrained, w.z_vars):
-                diff = tf.convert_to_tensor(weight) - tf.convert_to_tensor(z)
-                num += float(tf.reduce_sum(tf.square(tf.cast(diff, tf.float64))))
-                den += float(tf.reduce_sum(tf.square(tf.cast(weight, tf.float64))))
-            rho = max(rho, float(tf.convert_to_tensor(w.rho)))
         return {
-            "admm_primal_residual": float(np.sqrt(num / den)) if den else 0.0,
+            "admm_primal_residual": updates.primal_residual(self._admm_wrappers()),
             "admm_dual_residual": self._last.get("admm_dual_residual", 0.0),
-            "admm_rho": rho,
+            "admm_rho": max(
+                (float(tf.convert_to_tensor(w.rho)) for w in self._admm_wrappers()), default=0.0
+            ),
         }
 
     def _update(self) -> None:

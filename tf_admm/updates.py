@@ -83,6 +83,17 @@ def initialize_admm(model) -> None:
         wrapper.step.assign(0)
 
 
+def primal_residual(wrappers: list[ADMMWrapper]) -> float:
+    """||W - Z|| / ||W|| over the constrained weights of ``wrappers`` (Z as last updated)."""
+    num = den = 0.0
+    for wrapper in wrappers:
+        for weight, z in zip(wrapper.constrained, wrapper.z_vars):
+            w = tf.cast(tf.convert_to_tensor(weight), tf.float64)
+            num += float(tf.reduce_sum(tf.square(w - tf.cast(tf.convert_to_tensor(z), tf.float64))))
+            den += float(tf.reduce_sum(tf.square(w)))
+    return float(np.sqrt(num / den)) if den else 0.0
+
+
 def _check_schedule(rho_growth, rho_max) -> None:
     for name, value in (("rho_growth", rho_growth), ("rho_max", rho_max)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
