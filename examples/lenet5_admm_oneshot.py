@@ -5,7 +5,7 @@ model, ADMM-regularized training (Z/U updated every --update_every steps, rho x1
 from 1e-3), hard projection, masked retraining, strip, evaluate. Each phase uses Adam with a
 cosine-decayed learning rate.
 
-    python examples/lenet5_admm_oneshot.py            # full run, about 7-9 min on 2 CPU cores
+    python examples/lenet5_admm_oneshot.py            # full run, about 5-9 min on 2 CPU cores
     python examples/lenet5_admm_oneshot.py --quick    # about 1-2 min, lower accuracy
 """
 
@@ -29,11 +29,11 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("data", None, "Path to mnist.npz (Keras layout); default ../shared/data.")
 flags.DEFINE_integer("pretrain_epochs", 8, "Epochs of dense training.")
 flags.DEFINE_integer("admm_epochs", 10, "Epochs of ADMM-regularized training.")
-flags.DEFINE_integer("retrain_epochs", 12, "Epochs of masked retraining after hard projection.")
-flags.DEFINE_integer("update_every", 200, "Training steps between two ADMM Z/U updates.")
+flags.DEFINE_integer("retrain_epochs", 16, "Epochs of masked retraining after hard projection.")
+flags.DEFINE_integer("update_every", 300, "Training steps between two ADMM Z/U updates.")
 flags.DEFINE_float("rho", 1e-3, "Initial rho.")
 flags.DEFINE_float("rho_max", 1.0, "Cap on rho.")
-flags.DEFINE_float("retrain_lr", 2e-3, "Initial (cosine-decayed) learning rate of retraining.")
+flags.DEFINE_float("retrain_lr", 1e-3, "Initial (cosine-decayed) learning rate of retraining.")
 flags.DEFINE_integer("batch_size", 128, "Batch size.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_bool("quick", False, "A short run (2+2+2 epochs on 20k images) for a smoke test.")
