@@ -207,5 +207,4 @@ def apply_masks(model) -> None:
     """Write W * mask into the stored weights of every wrapper in masked mode."""
     for wrapper in find_wrappers(model):
         if wrapper.built and wrapper.masked:
-            for weight, mask in zip(wrapper.constrained, wrapper.mask_vars):
-                weight.assign(tf.convert_to_tensor(weight) * tf.convert_to_tensor(mask))
+            wrapper.apply_masks()

@@ -195,7 +195,8 @@ class ADMMWrapper(keras.layers.Wrapper):
         return self.built and int(tf.convert_to_tensor(self.mode)) == MODE_MASKED
 
     # -- forward -----------------------------------------------------------------------------
-    def _apply_masks(self):
+    def apply_masks(self) -> None:
+        """Write W * mask into the stored weights (a no-op while the masks are all ones)."""
         # Unconditional: masks are all ones until hard_project, so in ADMM mode this writes W
         # back unchanged. (A tf.cond around the assign breaks Keras 3's symbolic build under
         # MirroredStrategy.) After hard_project it keeps pruned weights exactly zero.
@@ -215,7 +216,7 @@ class ADMMWrapper(keras.layers.Wrapper):
 
     def call(self, inputs, training=None, **kwargs):
         mode = tf.convert_to_tensor(self.mode)
-        self._apply_masks()
+        self.apply_masks()
         if training is not None and training is not False:
             in_admm = tf.equal(mode, MODE_ADMM)
             tf.debugging.Assert(
