@@ -105,16 +105,15 @@ def _check_schedule(rho_growth, rho_max) -> None:
 
 
 @tf.function(jit_compile=True, reduce_retracing=True)
-def _zu_step(w, u, z_old, keep, scale):
-    """Elementwise part of a Z/U update, fused by XLA: returns Z, scaled U and three sums of
-    squares (||Z - Z_prev||^2, ||W - Z||^2, ||W||^2)."""
-    v = w + u
+def _zu_step(v, w, z_old, keep, scale):
+    """Elementwise part of a Z/U update from V = W + U, fused by XLA: returns Z, scaled U and
+    three sums of squares (||Z - Z_prev||^2, ||W - Z||^2, ||W||^2)."""
     z = tf.where(keep, v, tf.zeros_like(v))
     u_new = v - z  # = U + W - Z
     sums = tf.stack(
         [
             tf.reduce_sum(tf.square(tf.cast(z - z_old, tf.float32))),
-            tf.reduce_sum(tf.square(tf.cast(u_new - u, tf.float32))),
+            tf.reduce_sum(tf.square(tf.cast(w - z, tf.float32))),
             tf.reduce_sum(tf.square(tf.cast(w, tf.float32))),
         ]
     )
@@ -150,10 +149,10 @@ def update_admm(
         rho_next = min(rho * rho_growth, max(rho_max, rho))
         scale_t = tf.constant(rho / rho_next if rescale_dual else 1.0, tf.float32)
         for weight, z, u in zip(wrapper.constrained, wrapper.z_vars, wrapper.u_vars):
-            w_t, u_t = tf.convert_to_tensor(weight), tf.convert_to_tensor(u)
-            v = np.asarray(w_t + u_t)
-            keep = tf.convert_to_tensor(wrapper.constraint.mask(v))
-            z_new, u_new, sums = _zu_step(w_t, u_t, tf.convert_to_tensor(z), keep, scale_t)
+            w_t = tf.convert_to_tensor(weight)
+            v_t = w_t + tf.convert_to_tensor(u)
+            keep = tf.convert_to_tensor(wrapper.constraint.mask(np.asarray(v_t)))
+            z_new, u_new, sums = _zu_step(v_t, w_t, tf.convert_to_tensor(z), keep, scale_t)
             d_sq, p_sq, w_sq = (float(x) for x in np.asarray(sums))
             dual_sq += rho * rho * d_sq
             primal_sq += p_sq
