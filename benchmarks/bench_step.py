@@ -55,7 +55,7 @@ def step_time(model, ds, steps, epochs, callbacks, keras) -> float:
     return statistics.median(timer.times[1:]) / steps
 
 
-def synthetic(keras, steps):
+def synthetic():
     import numpy as np
     import tensorflow as tf
 
@@ -66,7 +66,7 @@ def synthetic(keras, steps):
 
 
 def run_pair(make_plain, make_wrapped, extra_callbacks, args, keras):
-    ds = synthetic(keras, args.steps)
+    ds = synthetic()
     plain_t, wrapped_t = [], []
     for _ in range(args.rounds):
         plain_t.append(step_time(make_plain(), ds, args.steps, args.epochs, [], keras))
