@@ -17,12 +17,12 @@ Set TF_USE_LEGACY_KERAS=1 before importing to work with tf_keras models instead 
 
 __version__ = "0.1.0"
 
-from tf_admm import constraints, projections, registry
+from tf_admm import constraints, projections, quantizers, registry
 from tf_admm._keras import keras
 from tf_admm.callbacks import UpdateADMM
-from tf_admm.constraints import BlockSparsity, FilterSparsity, NMSparsity, Sparsity
+from tf_admm.constraints import BlockSparsity, FilterSparsity, NMSparsity, Quantization, Sparsity
 from tf_admm.penalty import ADMMPenalty
-from tf_admm.prune import prune_low_magnitude, strip_admm
+from tf_admm.prune import compress, prune_low_magnitude, quantize, strip_admm
 from tf_admm.updates import find_wrappers, hard_project, initialize_admm, update_admm
 from tf_admm.wrapper import ADMMWrapper
 
@@ -32,9 +32,11 @@ __all__ = [
     "BlockSparsity",
     "FilterSparsity",
     "NMSparsity",
+    "Quantization",
     "Sparsity",
     "UpdateADMM",
     "__version__",
+    "compress",
     "constraints",
     "find_wrappers",
     "hard_project",
@@ -42,6 +44,8 @@ __all__ = [
     "keras",
     "prune_low_magnitude",
     "projections",
+    "quantize",
+    "quantizers",
     "registry",
     "strip_admm",
     "update_admm",

@@ -20,8 +20,17 @@ import numpy as np
 
 from tf_admm import projections
 from tf_admm._keras import register
+from tf_admm.quantizers import SCHEMES, Quantizer
 
-__all__ = ["BlockSparsity", "Constraint", "FilterSparsity", "NMSparsity", "Sparsity", "get"]
+__all__ = [
+    "BlockSparsity",
+    "Constraint",
+    "FilterSparsity",
+    "NMSparsity",
+    "Quantization",
+    "Sparsity",
+    "get",
+]
 
 
 def _check_sparsity(sparsity: Any) -> float:
@@ -36,7 +45,14 @@ def _check_sparsity(sparsity: Any) -> float:
 
 
 class Constraint:
-    """Base class: a set S with a Euclidean projection given by a keep-mask."""
+    """Base class: a set S with a Euclidean projection given by a keep-mask.
+
+    Sparsity constraints project by masking (``quantizer`` is None); :class:`Quantization` also
+    moves the kept values onto levels (``quantizer`` set, ``fit`` returns the scales).
+    """
+
+    quantizer: Quantizer | None = None
+    sparsity: float = 0.0
 
     def mask(self, values: np.ndarray) -> np.ndarray:
         """Boolean mask of the entries the projection of ``values`` keeps."""
@@ -166,7 +182,141 @@ class NMSparsity(Constraint):
         return {"n": self.n, "m": self.m}
 
 
-_CLASSES = {c.__name__: c for c in (Sparsity, BlockSparsity, FilterSparsity, NMSparsity)}
+def _as_sparsity(sparsity: Any) -> Constraint | None:
+    if sparsity is None or (
+        isinstance(sparsity, numbers.Real)
+        and not isinstance(sparsity, bool)
+        and float(sparsity) == 0.0
+    ):
+        return None
+    if isinstance(sparsity, Quantization):
+        raise ValueError("Quantization(sparsity=...) takes a sparsity, not another Quantization.")
+    if isinstance(sparsity, dict) and sparsity.get("class_name", "").endswith("Quantization"):
+        raise ValueError("Quantization(sparsity=...) takes a sparsity, not another Quantization.")
+    return get(sparsity)
+
+
+_BITS_ALIASES = {"binary": ("binary", 1), "ternary": ("uniform", 2)}
+
+
+@register(package="tf_admm")
+class Quantization(Constraint):
+    """Quantization onto ``alpha * levels`` (see :mod:`tf_admm.quantizers`), optionally pruned.
+
+    Args:
+        bits: 2..8 (``2`` is ternary), or ``"binary"`` / ``"ternary"``.
+        scheme: ``"uniform"`` (default), ``"power_of_two"``, or ``"binary"`` (set by
+            ``bits="binary"``).
+        per_channel: one scale per output channel (default) or one per tensor.
+        sparsity: None / 0 for quantization only; a float or a sparsity constraint to prune
+            first (top-k, or blocks, filters, n:m), the survivors taking nonzero levels.
+
+    The scale is fitted inside the projection; after :func:`tf_admm.hard_project` it is fixed,
+    and retraining keeps every weight on ``alpha * levels`` (straight-through estimator).
+
+    >>> import numpy as np
+    >>> c = Quantization(2, sparsity=0.5, per_channel=False)
+    >>> c.project(np.array([[0.9], [-0.1], [0.3], [-1.1]])).ravel().tolist()
+    [1.0, 0.0, 0.0, -1.0]
+    >>> Quantization("binary").quantizer
+    Quantizer(scheme='binary', bits=1)
+    """
+
+    def __init__(
+        self,
+        bits: int | str = 8,
+        *,
+        scheme: str = "uniform",
+        per_channel: bool = True,
+        sparsity: Any = None,
+    ):
+        if isinstance(bits, str):
+            if bits not in _BITS_ALIASES:
+                raise ValueError(
+                    f"bits must be an int in 2..8, 'binary' or 'ternary'. Received: bits={bits!r}"
+                )
+            alias_scheme, bits = _BITS_ALIASES[bits]
+            scheme = alias_scheme if scheme == "uniform" else scheme
+        elif isinstance(bits, bool) or not isinstance(bits, numbers.Integral):
+            raise ValueError(
+                f"bits must be an int in 2..8, 'binary' or 'ternary'. Received: bits={bits!r} "
+                f"of type {type(bits).__name__}"
+            )
+        if scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {SCHEMES}. Received: scheme={scheme!r}")
+        if scheme == "binary":
+            bits = 1
+        if not isinstance(per_channel, bool):
+            raise ValueError(f"per_channel must be True or False. Received: {per_channel!r}")
+        self.quantizer = Quantizer(scheme, int(bits))
+        self.per_channel = per_channel
+        self.prune = _as_sparsity(sparsity)
+
+    @property
+    def bits(self) -> int:
+        return self.quantizer.bits
+
+    @property
+    def scheme(self) -> str:
+        return self.quantizer.scheme
+
+    @property
+    def sparsity(self) -> float:  # type: ignore[override]
+        return self.prune.sparsity if self.prune is not None else 0.0
+
+    def mask(self, values: np.ndarray) -> np.ndarray:
+        """The support: the pruning mask, or all True without sparsity."""
+        values = np.asarray(values)
+        if self.prune is None:
+            return np.ones(values.shape, bool)
+        return self.prune.mask(values)
+
+    def scale_shape(self, shape: tuple[int, ...]) -> tuple[int]:
+        """Shape of the scale variable for a weight of ``shape`` (broadcasts on the last axis)."""
+        return (int(shape[-1]),) if self.per_channel and len(shape) >= 2 else (1,)
+
+    def fit(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Returns ``(scale, keep, projected)``: scale of :meth:`scale_shape`, the support and
+        Proj(values) in ``values``' shape and dtype."""
+        values = np.asarray(values)
+        keep = self.mask(values)
+        matrix = projections.weight_as_matrix(values)
+        keep_m = projections.weight_as_matrix(keep) if self.prune is not None else None
+        if not self.per_channel or values.ndim < 2:
+            matrix = matrix.reshape(1, -1)
+            keep_m = None if keep_m is None else keep_m.reshape(1, -1)
+        alpha, units = self.quantizer.fit(matrix, keep_m)
+        scale = alpha.astype(values.dtype)
+        units = units.astype(values.dtype)
+        if not self.per_channel or values.ndim < 2:
+            projected = (units * scale[:, None]).reshape(values.shape)
+        else:
+            projected = np.ascontiguousarray((units * scale[:, None]).T).reshape(values.shape)
+        return scale.reshape(self.scale_shape(values.shape)), keep, projected
+
+    def project(self, values: np.ndarray) -> np.ndarray:
+        return self.fit(values)[2]
+
+    def check_weight(self, shape: tuple[int, ...], name: str) -> None:
+        if self.prune is not None:
+            self.prune.check_weight(shape, name)
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "bits": self.bits,
+            "scheme": self.scheme,
+            "per_channel": self.per_channel,
+        }
+        config["sparsity"] = None if self.prune is None else serialize(self.prune)
+        return config
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, repr(self.get_config())))
+
+
+_CLASSES = {
+    c.__name__: c for c in (Sparsity, BlockSparsity, FilterSparsity, NMSparsity, Quantization)
+}
 
 
 def get(identifier: Any) -> Constraint | None:
@@ -185,7 +335,8 @@ def get(identifier: Any) -> Constraint | None:
         return Sparsity(identifier)
     raise ValueError(
         "A constraint must be a float sparsity in [0, 1), a tf_admm constraint "
-        "(Sparsity, BlockSparsity, FilterSparsity, NMSparsity), a config dict, or None. "
+        "(Sparsity, BlockSparsity, FilterSparsity, NMSparsity, Quantization), a config dict, "
+        "or None. "
         f"Received: {identifier!r} of type {type(identifier).__name__}"
     )
 

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_admm import constraints as constraints_lib
-from tf_admm import registry
+from tf_admm import quantizers, registry
 from tf_admm._keras import (
     is_functional,
     is_keras_object,
@@ -34,7 +34,7 @@ from tf_admm._keras import (
 )
 from tf_admm.wrapper import ADMMWrapper
 
-__all__ = ["prune_low_magnitude", "strip_admm"]
+__all__ = ["compress", "prune_low_magnitude", "quantize", "strip_admm"]
 
 SparsitySpec = Any  # float | Constraint | dict[str, float | Constraint | None] | Callable
 
@@ -63,41 +63,42 @@ def _check_model_kind(model, caller: str) -> None:
     )
 
 
-def _resolver(sparsity: SparsitySpec, layers: list) -> Callable:
-    """Turn the sparsity argument into layer -> Constraint | None, validating it fully."""
-    if isinstance(sparsity, dict):
+def _resolver(spec: Any, layers: list, arg: str = "sparsity", convert: Callable | None = None):
+    """Turn a per-layer argument (one value, a dict by layer name, or a callable) into
+    layer -> object | None, converting every value with ``convert`` and validating it fully."""
+    convert = convert or constraints_lib.get
+    if isinstance(spec, dict):
         by_name = {layer.name: layer for layer in layers}
-        unknown = sorted(set(sparsity) - set(by_name))
+        unknown = sorted(set(spec) - set(by_name))
         if unknown:
             compressible = sorted(n for n, l in by_name.items() if registry.is_compressible(l))
             raise ValueError(
-                f"sparsity names layers that do not exist: {unknown}. "
+                f"{arg} names layers that do not exist: {unknown}. "
                 f"Compressible layers of this model: {compressible}"
             )
         not_compressible = sorted(
-            n
-            for n in sparsity
-            if sparsity[n] is not None and not registry.is_compressible(by_name[n])
+            n for n in spec if spec[n] is not None and not registry.is_compressible(by_name[n])
         )
         if not_compressible:
-            raise ValueError(
-                f"sparsity names layers without compressible weights: {not_compressible}"
-            )
-        table = {name: constraints_lib.get(value) for name, value in sparsity.items()}
+            raise ValueError(f"{arg} names layers without compressible weights: {not_compressible}")
+        table = {}
+        for name, value in spec.items():
+            try:
+                table[name] = convert(value)
+            except ValueError as err:
+                raise ValueError(f"{arg}[{name!r}]: {err}") from None
         return lambda layer: table.get(layer.name)
-    if callable(sparsity) and not isinstance(sparsity, constraints_lib.Constraint):
+    if callable(spec) and not isinstance(spec, constraints_lib.Constraint):
         table = {}
         for layer in layers:
             if registry.is_compressible(layer):
                 try:
-                    table[id(layer)] = constraints_lib.get(sparsity(layer))
+                    table[id(layer)] = convert(spec(layer))
                 except ValueError as err:
-                    raise ValueError(
-                        f"sparsity({layer.name!r}) returned a bad value: {err}"
-                    ) from None
+                    raise ValueError(f"{arg}({layer.name!r}) returned a bad value: {err}") from None
         return lambda layer: table.get(id(layer))
-    constraint = constraints_lib.get(sparsity)
-    return lambda layer: constraint if registry.is_compressible(layer) else None
+    value = convert(spec)
+    return lambda layer: value if registry.is_compressible(layer) else None
 
 
 def _check_rho(rho: Any) -> float:
@@ -176,19 +177,147 @@ def prune_low_magnitude(
     'ADMMWrapper'
     """
     rho = _check_rho(rho)
+    return _wrap(to_prune, lambda layers: _resolver(sparsity, layers), rho, "prune_low_magnitude")
+
+
+BitsSpec = Any  # int | str | Quantization | dict[str, ...] | Callable
+
+
+def _bits_converter(scheme: str, per_channel: bool, sparsity: Any = None) -> Callable:
+    def convert(bits):
+        if bits is None:
+            return None
+        if isinstance(bits, constraints_lib.Quantization):
+            return bits
+        if isinstance(bits, dict) and "class_name" in bits:
+            return constraints_lib.get(bits)
+        return constraints_lib.Quantization(
+            bits, scheme=scheme, per_channel=per_channel, sparsity=sparsity
+        )
+
+    return convert
+
+
+def _check_quant_options(scheme: Any, per_channel: Any) -> None:
+    if scheme not in quantizers.SCHEMES:
+        raise ValueError(f"scheme must be one of {quantizers.SCHEMES}. Received: scheme={scheme!r}")
+    if not isinstance(per_channel, bool):
+        raise ValueError(f"per_channel must be True or False. Received: {per_channel!r}")
+
+
+def quantize(
+    to_quantize,
+    bits: BitsSpec,
+    *,
+    scheme: str = "uniform",
+    per_channel: bool = True,
+    rho: float = 1e-3,
+):
+    """Wrap compressible layers for ADMM quantization (same wrapper, callback and strip).
+
+    Args:
+        to_quantize: a layer, a list of layers, or a built Sequential or Functional model
+            (cloned; the original stays untouched).
+        bits: per compressible layer: an int 2..8, ``"ternary"``, ``"binary"`` or a
+            :class:`tf_admm.Quantization`; a dict layer name -> bits / None; or a callable
+            layer -> bits / None (mixed precision per layer).
+        scheme: ``"uniform"`` (levels ``alpha * {-(2^(b-1)-1), ..., 2^(b-1)-1}``) or
+            ``"power_of_two"``; ``bits="binary"`` implies binary.
+        per_channel: one scale per output channel (default) or per tensor.
+        rho: initial ADMM penalty weight.
+
+    After ADMM and :func:`tf_admm.hard_project`, retraining keeps the weights on the levels
+    (straight-through estimator); :func:`tf_admm.strip_admm` then returns them exactly.
+
+    >>> import tf_admm
+    >>> from tf_admm import keras
+    >>> base = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="fc")])
+    >>> q = tf_admm.quantize(base, "ternary")
+    >>> _ = tf_admm.hard_project(q)
+    >>> import numpy as np
+    >>> [len(np.unique(c)) <= 3 for c in tf_admm.strip_admm(q).layers[0].kernel.numpy().T]
+    [True, True, True, True]
+    """
+    rho = _check_rho(rho)
+    _check_quant_options(scheme, per_channel)
+    convert = _bits_converter(scheme, per_channel)
+    resolve = lambda layers: _resolver(bits, layers, "bits", convert)  # noqa: E731
+    return _wrap(to_quantize, resolve, rho, "quantize")
+
+
+def compress(
+    to_compress,
+    *,
+    sparsity: SparsitySpec = None,
+    bits: BitsSpec = None,
+    scheme: str = "uniform",
+    per_channel: bool = True,
+    rho: float = 1e-3,
+):
+    """Wrap layers for pruning and quantization at once: top-k first, survivors onto nonzero
+    levels. ``sparsity`` and ``bits`` take the forms of :func:`prune_low_magnitude` and
+    :func:`quantize` (one value, a dict by layer name, or a callable); a layer with only one of
+    them gets only that constraint.
+
+    >>> import tf_admm
+    >>> from tf_admm import keras
+    >>> base = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="fc")])
+    >>> m = tf_admm.compress(base, sparsity=0.75, bits=3)
+    >>> m.layers[0].constraint
+    Quantization(bits=3, scheme='uniform', per_channel=True, sparsity={'class_name': 'Sparsity', \
+'config': {'sparsity': 0.75}})
+    >>> tf_admm.hard_project(m)
+    {'admm_fc': 0.75}
+    """
+    rho = _check_rho(rho)
+    _check_quant_options(scheme, per_channel)
+    if sparsity is None and bits is None:
+        raise ValueError("compress needs sparsity=..., bits=... or both. Received neither.")
+
+    def resolve_both(layers):
+        by_sparsity = _resolver(sparsity, layers, "sparsity", _sparsity_only)
+        by_bits = _resolver(bits, layers, "bits", _bits_converter(scheme, per_channel))
+
+        def resolve(layer):
+            prune, quant = by_sparsity(layer), by_bits(layer)
+            if quant is None or prune is None:
+                return quant or prune
+            if quant.prune is not None:
+                raise ValueError(
+                    f"Layer {layer.name!r} gets a sparsity twice: from sparsity= and inside "
+                    f"its Quantization {quant!r}."
+                )
+            config = quant.get_config()
+            config["sparsity"] = prune
+            return constraints_lib.Quantization(**config)
+
+        return resolve
+
+    return _wrap(to_compress, resolve_both, rho, "compress")
+
+
+def _sparsity_only(value):
+    constraint = constraints_lib.get(value)
+    if isinstance(constraint, constraints_lib.Quantization):
+        raise ValueError(f"sparsity= takes sparsity constraints. Received: {constraint!r}")
+    return constraint
+
+
+def _wrap(to_prune, make_resolver: Callable, rho: float, caller: str):
+    """Shared body of the entry points: ``make_resolver(layers)`` gives layer -> constraint."""
     if isinstance(to_prune, (list, tuple)):
         for layer in to_prune:
             if not is_keras_object(layer) or is_model(layer):
                 raise ValueError(
-                    f"A list given to prune_low_magnitude must hold layers. Received: "
+                    f"A list given to {caller} must hold layers. Received: "
                     f"{layer!r} of type {type(layer).__name__}. {other_flavour_hint()}"
                 )
-        resolve = _resolver(sparsity, list(to_prune))
+        resolve = make_resolver(list(to_prune))
         plan = [_plan_layer(layer, resolve) for layer in to_prune]
         return [ADMMWrapper(l, c, rho=rho) if c is not None else l for l, c in plan]
     if not is_keras_object(to_prune):
         raise ValueError(
-            "prune_low_magnitude takes a Keras layer, a list of layers or a model. Received: "
+            f"{caller} takes a Keras layer, a list of layers or a model. Received: "
             f"{to_prune!r} of type {type(to_prune).__name__}. {other_flavour_hint()}"
         )
     if not is_model(to_prune):
@@ -199,13 +328,13 @@ def prune_low_magnitude(
                 f"Layer {to_prune.name!r} of type {type(to_prune).__name__} has no compressible "
                 "weights."
             )
-        layer, constraint = _plan_layer(to_prune, _resolver(sparsity, [to_prune]))
+        layer, constraint = _plan_layer(to_prune, make_resolver([to_prune]))
         if constraint is None:
-            raise ValueError(f"sparsity gives no target for layer {layer.name!r}.")
+            raise ValueError(f"{caller}: no target for layer {layer.name!r}.")
         return ADMMWrapper(layer, constraint, rho=rho)
 
     model = to_prune
-    _check_model_kind(model, "prune_low_magnitude")
+    _check_model_kind(model, caller)
     if not model.built or not getattr(model, "inputs", None):
         raise ValueError(
             f"Model {model.name!r} is not built. Build it first: give it a keras.Input, or call "
@@ -218,11 +347,12 @@ def prune_low_magnitude(
             f"Model {model.name!r} already has ADMM-wrapped layers: {wrapped_already}. "
             "Strip them first with tf_admm.strip_admm(model)."
         )
-    resolve = _resolver(sparsity, layers)
+    resolve = make_resolver(layers)
     targets = {id(l): c for l, c in (_plan_layer(l, resolve) for l in layers if not is_model(l))}
     if not any(c is not None for c in targets.values()):
         raise ValueError(
-            f"sparsity selects no compressible layer of model {model.name!r}; nothing to prune."
+            f"{caller}: the targets select no compressible layer of model {model.name!r}; "
+            "nothing to wrap."
         )
 
     def replace(layer):
@@ -274,13 +404,12 @@ def strip_admm(model):
             return _fresh_copy(layer), lambda new: new.set_weights(layer.get_weights())
 
         def copy(new, wrapper=layer):
-            masks = {id(w): m for w, m in zip(wrapper.constrained, wrapper.mask_vars)}
-            values = []
-            for var in wrapper.layer.weights:
-                value = np.asarray(tf.convert_to_tensor(var))
-                if wrapper.masked and id(var) in masks:
-                    value = value * np.asarray(tf.convert_to_tensor(masks[id(var)]))
-                values.append(value)
+            pairs = zip(wrapper.constrained, wrapper.compressed_weights())
+            compressed = {id(w): v for w, v in pairs}
+            values = [
+                compressed[id(var)] if id(var) in compressed else np.asarray(var)
+                for var in wrapper.layer.weights
+            ]
             new.set_weights(values)
 
         return _fresh_copy(layer.layer), copy

@@ -104,11 +104,7 @@ def _check_schedule(rho_growth, rho_max) -> None:
         raise ValueError(f"rho_max must be > 0. Received: rho_max={rho_max}")
 
 
-@tf.function(jit_compile=True, reduce_retracing=True)
-def _zu_step(v, w, z_old, keep, scale):
-    """Elementwise part of a Z/U update from V = W + U, fused by XLA: returns Z, scaled U and
-    three sums of squares (||Z - Z_prev||^2, ||W - Z||^2, ||W||^2)."""
-    z = tf.where(keep, v, tf.zeros_like(v))
+def _zu_rest(v, w, z_old, z, scale):
     u_new = v - z  # = U + W - Z
     sums = tf.stack(
         [
@@ -118,6 +114,19 @@ def _zu_step(v, w, z_old, keep, scale):
         ]
     )
     return z, u_new * tf.cast(scale, u_new.dtype), sums
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _zu_step(v, w, z_old, keep, scale):
+    """Elementwise part of a Z/U update from V = W + U, fused by XLA: returns Z, scaled U and
+    three sums of squares (||Z - Z_prev||^2, ||W - Z||^2, ||W||^2)."""
+    return _zu_rest(v, w, z_old, tf.where(keep, v, tf.zeros_like(v)), scale)
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _zu_step_projected(v, w, z_old, z, scale):
+    """:func:`_zu_step` for a Z already projected (quantization: Z is not V times a mask)."""
+    return _zu_rest(v, w, z_old, z, scale)
 
 
 def update_admm(
@@ -151,8 +160,13 @@ def update_admm(
         for weight, z, u in zip(wrapper.constrained, wrapper.z_vars, wrapper.u_vars):
             w_t = tf.convert_to_tensor(weight)
             v_t = w_t + tf.convert_to_tensor(u)
-            keep = tf.convert_to_tensor(wrapper.constraint.mask(np.asarray(v_t)))
-            z_new, u_new, sums = _zu_step(v_t, w_t, tf.convert_to_tensor(z), keep, scale_t)
+            z_old = tf.convert_to_tensor(z)
+            if wrapper.quantized:
+                z_t = tf.convert_to_tensor(wrapper.constraint.project(np.asarray(v_t)))
+                z_new, u_new, sums = _zu_step_projected(v_t, w_t, z_old, z_t, scale_t)
+            else:
+                keep = tf.convert_to_tensor(wrapper.constraint.mask(np.asarray(v_t)))
+                z_new, u_new, sums = _zu_step(v_t, w_t, z_old, keep, scale_t)
             d_sq, p_sq, w_sq = (float(x) for x in np.asarray(sums))
             dual_sq += rho * rho * d_sq
             primal_sq += p_sq
@@ -172,8 +186,11 @@ def update_admm(
 def hard_project(model) -> dict[str, float]:
     """Project W onto its constraint, fix the mask and switch every wrapper to masked retraining.
 
-    Afterwards the forward pass and the stored weights keep pruned entries exactly zero. Returns
-    the sparsity reached per wrapper (fraction of constrained weights that are zero).
+    Afterwards the forward pass and the stored weights keep pruned entries exactly zero; for a
+    :class:`tf_admm.Quantization` constraint the scale is fitted once and fixed, W is set to its
+    levels and the float remainder is kept in U as the latent weight of the straight-through
+    retraining. Returns the sparsity reached per wrapper (fraction of constrained weights that
+    are zero).
 
     >>> import tf_admm
     >>> from tf_admm import keras
@@ -186,15 +203,22 @@ def hard_project(model) -> dict[str, float]:
     result = {}
     for wrapper in wrappers:
         zeros = total = 0
-        for weight, mask, z in zip(wrapper.constrained, wrapper.mask_vars, wrapper.z_vars):
+        for i, (weight, mask, z) in enumerate(
+            zip(wrapper.constrained, wrapper.mask_vars, wrapper.z_vars)
+        ):
             w_np = _np(weight)
-            keep = wrapper.constraint.mask(w_np)
+            if wrapper.quantized:
+                scale, keep, projected = wrapper.constraint.fit(w_np)
+                wrapper.scale_vars[i].assign(scale)
+                wrapper.u_vars[i].assign((w_np - projected) * keep.astype(w_np.dtype))
+            else:
+                keep = wrapper.constraint.mask(w_np)
+                projected = np.where(keep, w_np, np.zeros((), w_np.dtype))
             mask.assign(keep.astype(w_np.dtype))
-            projected = np.where(keep, w_np, np.zeros((), w_np.dtype))
             weight.assign(projected)
             z.assign(projected)
-            zeros += int(keep.size - np.count_nonzero(keep))
-            total += keep.size
+            zeros += int(projected.size - np.count_nonzero(projected))
+            total += projected.size
         if not wrapper.initialized:
             wrapper.step.assign(0)
         wrapper.mode.assign(MODE_MASKED)

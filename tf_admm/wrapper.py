@@ -23,10 +23,11 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from tf_admm import constraints as constraints_lib
-from tf_admm import registry
+from tf_admm import quantizers, registry
 from tf_admm._keras import LEGACY, aggregation, keras, register
 from tf_admm.penalty import ADMMPenalty
 
@@ -51,7 +52,7 @@ class _Slots:
     (W by the inner layer, Z/U/mask by the wrapper through add_weight)."""
 
     def __init__(self):
-        self.constrained, self.z, self.u, self.mask = [], [], [], []
+        self.constrained, self.z, self.u, self.mask, self.scale = [], [], [], [], []
 
 
 @register(package="tf_admm")
@@ -145,6 +146,18 @@ class ADMMWrapper(keras.layers.Wrapper):
                         **_no_autocast(),
                     )
                 )
+            if self.constraint.quantizer is not None:
+                self._slots.scale.append(
+                    self.add_weight(
+                        name=f"scale_{i}",
+                        shape=self.constraint.scale_shape(tuple(weight.shape)),
+                        dtype=dtype.name,
+                        initializer="ones",
+                        trainable=False,
+                        aggregation=aggregation("only_first_replica"),
+                        **_no_autocast(),
+                    )
+                )
             self._slots.constrained.append(weight)
         scalar = {"shape": (), "trainable": False, "aggregation": aggregation("only_first_replica")}
         self.rho = self.add_weight(
@@ -185,6 +198,18 @@ class ADMMWrapper(keras.layers.Wrapper):
         return self._slots.mask
 
     @property
+    def scale_vars(self) -> list:
+        """The quantization scales (alpha, per channel or per tensor); empty when not quantizing.
+
+        Fitted by :func:`tf_admm.hard_project`, then fixed during retraining."""
+        return self._slots.scale
+
+    @property
+    def quantized(self) -> bool:
+        """True when the constraint quantizes (the weights go onto levels, not only zeros)."""
+        return self.constraint.quantizer is not None
+
+    @property
     def initialized(self) -> bool:
         """True once ADMM was initialized (Z = Proj(W), U = 0)."""
         return self.built and int(tf.convert_to_tensor(self.step)) >= 0
@@ -195,15 +220,47 @@ class ADMMWrapper(keras.layers.Wrapper):
         return self.built and int(tf.convert_to_tensor(self.mode)) == MODE_MASKED
 
     # -- forward -----------------------------------------------------------------------------
+    def _enforced(self, index: int, projected: tf.Tensor):
+        """(new W, new U) for constrained weight ``index``; ``projected`` is a bool scalar."""
+        weight, mask, u = self.constrained[index], self.mask_vars[index], self.u_vars[index]
+        value = tf.convert_to_tensor(weight)
+        m = tf.cast(tf.convert_to_tensor(mask), value.dtype)
+        if not self.quantized:
+            return value * m, None
+        # Straight-through estimator without touching the inner layer: the latent float weight
+        # is W + U. W holds its quantization Q(W + U) for the forward pass and U the rest, so
+        # the optimizer's step on W moves the latent weight and the next call re-quantizes it.
+        u_value = tf.convert_to_tensor(u)
+        latent = value + u_value
+        q = quantizers.quantize_tf(
+            self.constraint.quantizer,
+            latent,
+            tf.convert_to_tensor(self.scale_vars[index]),
+            m,
+            nonzero=self.constraint.prune is not None,
+        )
+        return tf.where(projected, q, value * m), tf.where(projected, (latent - q) * m, u_value)
+
     def apply_masks(self) -> None:
-        """Write W * mask into the stored weights (a no-op while the masks are all ones)."""
-        # Unconditional: masks are all ones until hard_project, so in ADMM mode this writes W
-        # back unchanged. (A tf.cond around the assign breaks Keras 3's symbolic build under
-        # MirroredStrategy.) After hard_project it keeps pruned weights exactly zero.
-        for weight, mask in zip(self.constrained, self.mask_vars):
-            value = tf.convert_to_tensor(weight)
-            masked = value * tf.cast(tf.convert_to_tensor(mask), value.dtype)
-            weight.assign(tf.cast(masked, weight.dtype))
+        """Enforce the constraint on the stored weights: W * mask, and in masked mode for a
+        quantizing constraint W = Q(W + U) (levels with the fixed scale), U = the remainder.
+
+        A no-op in ADMM mode (masks all ones) unless an earlier stage left a mask in force.
+        """
+        # Unconditional: in ADMM mode this writes W (and U) back unchanged. (A tf.cond around
+        # the assign breaks Keras 3's symbolic build under MirroredStrategy.)
+        projected = tf.equal(tf.convert_to_tensor(self.mode), MODE_MASKED)
+        for i, weight in enumerate(self.constrained):
+            new_w, new_u = self._enforced(i, projected)
+            weight.assign(tf.cast(new_w, weight.dtype))
+            if new_u is not None:
+                self.u_vars[i].assign(new_u)
+
+    def compressed_weights(self) -> list[np.ndarray]:
+        """The constrained weights as :func:`tf_admm.strip_admm` exports them (NumPy), without
+        changing any variable: masked and on the levels in masked mode, W as it is before."""
+        projected = tf.constant(self.masked)
+        return [np.asarray(self._enforced(i, projected)[0]) for i in range(len(self.constrained))]
 
     def _penalty(self):
         rho = tf.convert_to_tensor(self.rho)
