@@ -17,10 +17,11 @@ Set TF_USE_LEGACY_KERAS=1 before importing to work with tf_keras models instead 
 
 __version__ = "0.1.0"
 
-from tf_admm import constraints, projections, quantizers, registry
+from tf_admm import constraints, export, projections, quantizers, registry, tflite_file
 from tf_admm._keras import keras
 from tf_admm.callbacks import UpdateADMM
 from tf_admm.constraints import BlockSparsity, FilterSparsity, NMSparsity, Quantization, Sparsity
+from tf_admm.export import check_tflite, export_tflite, size_report
 from tf_admm.penalty import ADMMPenalty
 from tf_admm.prune import compress, prune_low_magnitude, quantize, strip_admm
 from tf_admm.updates import find_wrappers, hard_project, initialize_admm, update_admm
@@ -37,7 +38,10 @@ __all__ = [
     "UpdateADMM",
     "__version__",
     "compress",
+    "check_tflite",
     "constraints",
+    "export",
+    "export_tflite",
     "find_wrappers",
     "hard_project",
     "initialize_admm",
@@ -47,6 +51,8 @@ __all__ = [
     "quantize",
     "quantizers",
     "registry",
+    "size_report",
     "strip_admm",
+    "tflite_file",
     "update_admm",
 ]

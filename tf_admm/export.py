@@ -1,0 +1,590 @@
+"""Export compressed models to TFLite/LiteRT, check them in the interpreter, account their size.
+
+:func:`export_tflite` strips the ADMM wrappers, converts (float, int8 weights or full int8,
+optionally with sparse tensors), then makes the int8 weights of ADMM-quantized layers exact: the
+converter picks its own scale ``max|w| / 127`` per channel, on which a k-bit grid
+``alpha * {-(2^(k-1)-1), ..., 2^(k-1)-1}`` does not fall, so every int8 weight tensor whose Keras
+weight lies on a grid gets that grid's scale and integers instead (and, in full-int8 files, its
+bias the matching scale). Dequantized, the file's weights then equal the Keras weights.
+
+>>> import os, tempfile, numpy as np, tf_admm
+>>> from tf_admm import keras
+>>> base = keras.Sequential([keras.Input((32,)), keras.layers.Dense(48, name="fc")])
+>>> q = tf_admm.quantize(base, 3)
+>>> _ = tf_admm.hard_project(q)
+>>> path = os.path.join(tempfile.mkdtemp(), "fc.tflite")
+>>> result = tf_admm.export_tflite(q, path, quantization="int8_weights")
+>>> [(t.layer, t.dtype, t.exact) for t in result.tensors]
+[('fc', 'int8', True)]
+>>> tf_admm.check_tflite(q, path, np.ones((4, 32), "float32"))["top1_agreement"]
+1.0
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import math
+import os
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from tf_admm import registry
+from tf_admm._keras import is_keras_object, is_model, other_flavour_hint
+from tf_admm.prune import strip_admm
+from tf_admm.tflite_file import ConstTensor, TFLiteFile
+from tf_admm.updates import find_wrappers
+
+__all__ = [
+    "QUANTIZATION_MODES",
+    "ExportResult",
+    "LayerSize",
+    "TensorMatch",
+    "check_tflite",
+    "export_tflite",
+    "int8_grid",
+    "size_report",
+    "zipped_size",
+]
+
+QUANTIZATION_MODES = (None, "int8_weights", "int8")
+_REPRESENTATIVE_SAMPLES = 200
+
+
+# -- grids -----------------------------------------------------------------------------------
+def int8_grid(values: np.ndarray, rtol: float = 1e-6) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per output channel (last axis), the largest scale s with values = s * q, q int in
+    [-127, 127]; returns ``(scales [channels], q)`` or None if a channel has no such grid.
+
+    >>> s, q = int8_grid(np.array([[0.3, -0.1], [0.0, 0.2], [0.6, 0.1]], "float32"))
+    >>> s.round(6).tolist(), q.T.tolist()
+    ([0.3, 0.1], [[1, 0, 2], [-1, 2, 1]])
+    """
+    values = np.asarray(values, np.float64)
+    matrix = values.reshape(-1, values.shape[-1]) if values.ndim >= 1 else values.reshape(1, 1)
+    scales = np.ones(matrix.shape[1])
+    ints = np.zeros(matrix.shape, np.int64)
+    for c in range(matrix.shape[1]):
+        column = matrix[:, c]
+        mags = np.abs(column[column != 0])
+        if mags.size == 0:
+            continue
+        smallest = mags.min()
+        tolerance = rtol * mags.max()
+        for j in range(1, 128):
+            scale = smallest / j
+            q = np.round(column / scale)
+            if np.abs(q).max() > 127:
+                return None
+            if np.abs(q * scale - column).max() <= tolerance:
+                scales[c], ints[:, c] = scale, q
+                break
+        else:
+            return None
+    return scales, ints.reshape(values.shape)
+
+
+def _value_bits(values: np.ndarray) -> int:
+    """Bits per value: log2 of the most distinct values in a channel when on a grid, else 32."""
+    if int8_grid(values) is None:
+        return 32
+    matrix = values.reshape(-1, values.shape[-1])
+    distinct = max(len(np.unique(matrix[:, c])) for c in range(matrix.shape[1]))
+    return max(1, math.ceil(math.log2(max(distinct, 2))))
+
+
+def _log2_binomial(n: int, k: int) -> float:
+    return (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)) / math.log(2)
+
+
+def zipped_size(content: bytes) -> int:
+    """Bytes of ``content`` in a zip archive with deflate (what TFMOT's tutorials quote)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("model.tflite", content)
+    return len(out.getvalue())
+
+
+# -- reports ---------------------------------------------------------------------------------
+@dataclass
+class TensorMatch:
+    """One Keras weight found in the file: how it is stored and whether it is exact."""
+
+    layer: str
+    weight: str
+    tensor: str
+    dtype: str  # "int8", "float32", ...
+    sparse: bool
+    nbytes: int
+    exact: bool  # dequantized file values equal the Keras weight (relative error <= 1e-6)
+    max_rel_error: float
+    patched: bool  # scales and integers replaced by the weight's own grid
+
+
+@dataclass
+class LayerSize:
+    """Size accounting of one compressible layer (all its constrained weights together)."""
+
+    layer: str
+    weights: int
+    nonzeros: int
+    bits: int
+    file_bytes: int | None  # bytes of the matched tensors in the file (values + sparse indices)
+    zipped_bytes: int | None
+    lower_bound_bytes: float  # min(n * bits, nnz * bits + log2 C(n, nnz)) / 8, plus scales
+
+    @property
+    def compression(self) -> float:
+        """Dense float32 bytes / lower bound."""
+        return 4 * self.weights / self.lower_bound_bytes if self.lower_bound_bytes else math.inf
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_tflite` wrote: the file, its sizes, and per-weight exactness."""
+
+    path: str
+    quantization: str | None
+    sparse: bool
+    bytes: int
+    zipped_bytes: int
+    tensors: list[TensorMatch] = field(default_factory=list)
+    layers: list[LayerSize] = field(default_factory=list)
+    other_parameters: int = 0  # biases and other weights not in ``layers``
+
+    @property
+    def lower_bound_bytes(self) -> float:
+        return sum(l.lower_bound_bytes for l in self.layers) + 4 * self.other_parameters
+
+    @property
+    def exact(self) -> bool:
+        """Every matched int8 tensor of an on-grid weight is exact."""
+        return all(t.exact for t in self.tensors)
+
+    def table(self) -> str:
+        """A per-layer text table with totals."""
+        head = (
+            f"{'layer':<16}{'weights':>9}{'nonzero':>9}{'bits':>5}{'file B':>9}"
+            f"{'zipped B':>10}{'bound B':>10}"
+        )
+        rows = [head, "-" * len(head)]
+        for l in self.layers:
+            rows.append(
+                f"{l.layer:<16}{l.weights:>9}{l.nonzeros:>9}{l.bits:>5}"
+                f"{l.file_bytes if l.file_bytes is not None else '-':>9}"
+                f"{l.zipped_bytes if l.zipped_bytes is not None else '-':>10}"
+                f"{l.lower_bound_bytes:>10.0f}"
+            )
+        rows.append("-" * len(head))
+        rows.append(
+            f"{'file':<16}{'':>9}{'':>9}{'':>5}{self.bytes:>9}{self.zipped_bytes:>10}"
+            f"{self.lower_bound_bytes:>10.0f}"
+        )
+        return "\n".join(rows)
+
+
+# -- argument checks -------------------------------------------------------------------------
+def _check_model(model, caller: str) -> None:
+    if not is_keras_object(model) or not is_model(model):
+        raise ValueError(
+            f"{caller} takes a Keras model. Received: {model!r} of type "
+            f"{type(model).__name__}. {other_flavour_hint()}"
+        )
+    if not model.built or not getattr(model, "inputs", None):
+        raise ValueError(f"{caller}: model {model.name!r} is not built; give it a keras.Input.")
+
+
+def _input_shapes(model) -> list[tuple]:
+    return [tuple(t.shape) for t in model.inputs]
+
+
+def _check_array(data, model, name: str) -> np.ndarray:
+    shapes = _input_shapes(model)
+    if len(shapes) != 1:
+        raise ValueError(
+            f"{name} as an array needs a single-input model; {model.name!r} has {len(shapes)} "
+            "inputs. Pass a callable yielding lists of input batches instead."
+        )
+    array = np.asarray(data)
+    expected = shapes[0][1:]
+    ok = array.ndim == len(expected) + 1 and all(
+        e is None or e == a for e, a in zip(expected, array.shape[1:])
+    )
+    if not ok or array.shape[0] == 0:
+        raise ValueError(
+            f"{name} must be a batch of model inputs of shape (n, {', '.join(map(str, expected))})"
+            f". Received: shape {array.shape}"
+        )
+    if not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"{name} must be numeric. Received: dtype {array.dtype}")
+    return array.astype(np.float32)
+
+
+def _representative(data, model) -> Callable:
+    if callable(data):
+        return data
+    if isinstance(data, tf.data.Dataset):
+        return lambda: ([tf.cast(x, tf.float32)] for x in data.unbatch().batch(1).take(500))
+    array = _check_array(data, model, "representative_data")
+    take = array[:_REPRESENTATIVE_SAMPLES]
+    return lambda: ([take[i : i + 1]] for i in range(len(take)))
+
+
+def _check_export_args(model, path, quantization, sparse, representative_data, overwrite) -> str:
+    _check_model(model, "export_tflite")
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"path must be a str or os.PathLike. Received: {path!r}")
+    path = os.fspath(path)
+    if quantization not in QUANTIZATION_MODES:
+        raise ValueError(
+            f"quantization must be one of {QUANTIZATION_MODES}. Received: quantization="
+            f"{quantization!r}"
+        )
+    for name, flag in (("sparse", sparse), ("overwrite", overwrite)):
+        if not isinstance(flag, bool):
+            raise ValueError(f"{name} must be True or False. Received: {name}={flag!r}")
+    if quantization == "int8" and representative_data is None:
+        raise ValueError(
+            'quantization="int8" (full integer) needs representative_data: a batch of inputs '
+            "(e.g. 100-500 training samples) to calibrate the activation ranges."
+        )
+    if quantization != "int8" and representative_data is not None:
+        raise ValueError(
+            'representative_data is only used with quantization="int8". Received it with '
+            f"quantization={quantization!r}."
+        )
+    if representative_data is not None and not (
+        callable(representative_data) or isinstance(representative_data, tf.data.Dataset)
+    ):
+        _check_array(representative_data, model, "representative_data")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ValueError(f"The directory of path does not exist. Received: path={path!r}")
+    if os.path.isdir(path):
+        raise ValueError(f"path is a directory; give a file name. Received: path={path!r}")
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path!r} exists; pass overwrite=True to replace it.")
+    return path
+
+
+# -- conversion ------------------------------------------------------------------------------
+def _convert(model, quantization, sparse, representative) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    optimizations = []
+    if quantization is not None:
+        optimizations.append(tf.lite.Optimize.DEFAULT)
+    if sparse:
+        optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+    converter.optimizations = optimizations
+    if quantization == "int8":
+        converter.representative_dataset = representative
+    with contextlib.redirect_stdout(io.StringIO()):  # Keras 3 prints the saved artifact
+        return converter.convert()
+
+
+def _keras_weights(model) -> list[tuple[str, str, np.ndarray]]:
+    """(layer, weight name, values) of every compressible weight, nested models included."""
+    out = []
+    for layer in _walk(model):
+        if registry.is_compressible(layer):
+            for weight in registry.compressible_weights(layer):
+                name = getattr(weight, "path", None) or weight.name
+                out.append((layer.name, name, np.asarray(weight)))
+    return out
+
+
+def _walk(model):
+    for layer in model.layers:
+        if is_model(layer):
+            yield from _walk(layer)
+        else:
+            yield layer
+
+
+def _arrangements(values: np.ndarray, shape: tuple[int, ...]):
+    """``values`` laid out as the converter may have (axis order, then reshape to ``shape``):
+    Dense [in, out] -> [out, in]; Conv2D [h, w, in, out] -> [out, h, w, in]; depthwise
+    [h, w, in, m] -> [1, h, w, in * m]."""
+    if values.size != int(np.prod(shape)):
+        return
+    orders = itertools.permutations(range(values.ndim)) if values.ndim <= 5 else [None]
+    for perm in orders:
+        yield np.transpose(values, perm).reshape(shape)
+
+
+def _dequantized(const: ConstTensor) -> np.ndarray:
+    dense = const.dense().astype(np.float64)
+    if const.scales is None or const.dtype not in (np.int8,):
+        return dense
+    shape = [1] * len(const.shape)
+    if const.scales.size > 1:
+        shape[const.quantized_dimension] = const.scales.size
+    return dense * const.scales.astype(np.float64).reshape(shape)
+
+
+def _match(const: ConstTensor, candidates, used: set):
+    """The Keras weight this file tensor stores, laid out as in the file; None if none fits."""
+    stored = _dequantized(const)
+    step = float(np.abs(const.scales).max()) if const.dtype is np.int8 else 0.0
+    for key, (_, _, values) in enumerate(candidates):
+        if key in used:
+            continue
+        tolerance = 0.51 * step + 1e-6 * max(float(np.abs(values).max()), 1e-30)
+        for arranged in _arrangements(values, const.shape):
+            if np.abs(arranged - stored).max() <= tolerance:
+                return key, arranged
+    return None
+
+
+def _patch(file: TFLiteFile, const: ConstTensor, arranged: np.ndarray) -> bool:
+    """Give an int8 tensor the grid of its Keras weight (if it has one); True when patched.
+
+    ``arranged`` is the Keras weight in the file's layout. The grid is fitted per quantized
+    channel of the file (a depthwise file channel is part of one Keras channel)."""
+    if const.scales is None:
+        return False
+    qdim = const.quantized_dimension
+    if const.scales.size > 1:
+        grid = int8_grid(np.moveaxis(arranged, qdim, -1))
+        if grid is None:
+            return False
+        new_scales, ints = grid[0], np.moveaxis(grid[1], -1, qdim)
+    else:
+        grid = int8_grid(arranged.reshape(-1, 1))
+        if grid is None:
+            return False
+        new_scales, ints = grid[0], grid[1].reshape(const.shape)
+    if new_scales.size != const.scales.size:
+        return False
+    const.write(ints)
+    const.scales[...] = new_scales.astype(np.float32)
+    for copy in file.densified(const.index):
+        copy_scales, _ = file.scales(copy)
+        if copy_scales is not None and copy_scales.size == new_scales.size:
+            copy_scales[...] = new_scales.astype(np.float32)
+    _patch_biases(file, const, const.scales.astype(np.float64))
+    return True
+
+
+def _patch_biases(file: TFLiteFile, const: ConstTensor, new_w: np.ndarray) -> None:
+    """Full-int8 ops hold int32 biases with scale input_scale * weight_scale: rescale them."""
+    for operator, slot in file.readers(const.index):
+        if slot != 1:
+            continue
+        inputs = file.operators[operator][1]
+        if len(inputs) < 3 or inputs[2] < 0 or inputs[2] not in file.constants:
+            continue
+        bias = file.constants[inputs[2]]
+        if bias.dtype is not np.int32 or bias.scales is None:
+            continue
+        input_scales, _ = file.scales(inputs[0])
+        if input_scales is None:
+            continue
+        real = bias.dense().astype(np.float64) * bias.scales.astype(np.float64)
+        new_scale = float(input_scales[0]) * np.broadcast_to(new_w, bias.scales.shape)
+        bias.write(np.round(real / new_scale).clip(-(2**31), 2**31 - 1).astype(np.int64))
+        bias.scales[...] = new_scale.astype(np.float32)
+
+
+def _layer_sizes(model, matches: dict[str, list[ConstTensor]]) -> tuple[list[LayerSize], int]:
+    layers, compressible_params = [], 0
+    for layer in _walk(model):
+        if not registry.is_compressible(layer):
+            continue
+        weights = [np.asarray(w) for w in registry.compressible_weights(layer)]
+        n = sum(w.size for w in weights)
+        compressible_params += n
+        nnz = sum(int(np.count_nonzero(w)) for w in weights)
+        bits = max(_value_bits(w) for w in weights)
+        bound = 0.0
+        for w in weights:
+            size, kept = w.size, int(np.count_nonzero(w))
+            wbits = _value_bits(w)
+            bound_bits = min(size * wbits, kept * wbits + _log2_binomial(size, kept))
+            if wbits < 32:
+                bound_bits += 32 * w.shape[-1]  # one float32 scale per channel
+            bound += bound_bits / 8
+        stored = matches.get(layer.name)
+        file_bytes = sum(c.nbytes for c in stored) if stored else None
+        zipped = None
+        if stored:
+            raw = b"".join(c.data.tobytes() for c in stored)
+            zipped = zipped_size(raw) - zipped_size(b"")
+        layers.append(LayerSize(layer.name, n, nnz, bits, file_bytes, zipped, bound))
+    total = sum(int(np.prod(w.shape)) for w in model.weights)
+    return layers, total - compressible_params
+
+
+def _analyse(
+    file: TFLiteFile, plain, patch: bool
+) -> tuple[list[TensorMatch], dict[str, list[ConstTensor]]]:
+    candidates = _keras_weights(plain)
+    used: set[int] = set()
+    found, by_layer = [], {}
+    for const in file.constants.values():
+        if const.dtype not in (np.int8, np.float32, np.float16) or len(const.shape) < 2:
+            continue
+        hit = _match(const, candidates, used)
+        if hit is None:
+            continue
+        key, arranged = hit
+        used.add(key)
+        layer, name, _ = candidates[key]
+        patched = patch and const.dtype is np.int8 and _patch(file, const, arranged)
+        stored = _dequantized(const)
+        scale = max(float(np.abs(arranged).max()), 1e-30)
+        error = float(np.abs(stored - arranged.astype(np.float64)).max()) / scale
+        found.append(
+            TensorMatch(
+                layer=layer,
+                weight=name,
+                tensor=const.name,
+                dtype=np.dtype(const.dtype).name,
+                sparse=const.sparse,
+                nbytes=const.nbytes,
+                exact=error <= 1e-6,
+                max_rel_error=error,
+                patched=bool(patched),
+            )
+        )
+        by_layer.setdefault(layer, []).append(const)
+    return found, by_layer
+
+
+def export_tflite(
+    model,
+    path: str | os.PathLike,
+    *,
+    quantization: str | None = None,
+    sparse: bool = False,
+    representative_data: Any = None,
+    overwrite: bool = False,
+) -> ExportResult:
+    """Convert a (wrapped or stripped) Keras model to a ``.tflite`` file.
+
+    Args:
+        model: a Keras 3 or tf_keras model; ADMM wrappers are stripped first (the model itself
+            is not changed).
+        path: the file to write.
+        quantization: None (float32), ``"int8_weights"`` (dynamic range: int8 weights, float
+            activations) or ``"int8"`` (full integer, needs ``representative_data``). Weights
+            on an ADMM grid are stored with the grid's own scale, so they are exact.
+        sparse: store sparse tensors (``Optimize.EXPERIMENTAL_SPARSITY``); pays off from about
+            70% sparsity.
+        representative_data: for ``"int8"``: an array of inputs (first 200 used), a
+            ``tf.data.Dataset`` of inputs, or a callable yielding lists of input batches.
+        overwrite: replace an existing file.
+
+    Returns:
+        :class:`ExportResult` with sizes (raw, zipped, lower bound per layer) and, for every
+        Keras weight found in the file, whether its stored values are exact.
+
+    Raises:
+        ValueError / FileExistsError: on bad arguments, before converting.
+    """
+    path = _check_export_args(model, path, quantization, sparse, representative_data, overwrite)
+    representative = _representative(representative_data, model) if quantization == "int8" else None
+    plain = strip_admm(model) if find_wrappers(model) else model
+    file = TFLiteFile(_convert(plain, quantization, sparse, representative))
+    tensors, by_layer = _analyse(file, plain, patch=quantization is not None)
+    content = file.tobytes()
+    with open(path, "wb" if overwrite else "xb") as handle:
+        handle.write(content)
+    layers, others = _layer_sizes(plain, by_layer)
+    return ExportResult(
+        path=path,
+        quantization=quantization,
+        sparse=sparse,
+        bytes=len(content),
+        zipped_bytes=zipped_size(content),
+        tensors=tensors,
+        layers=layers,
+        other_parameters=others,
+    )
+
+
+def size_report(model, path: str | os.PathLike | None = None) -> ExportResult:
+    """Size accounting without converting: per-layer lower bounds, and file sizes when ``path``
+    names an existing ``.tflite`` file of this model."""
+    _check_model(model, "size_report")
+    plain = strip_admm(model) if find_wrappers(model) else model
+    tensors, by_layer, size, zipped = [], {}, 0, 0
+    if path is not None:
+        with open(path, "rb") as handle:
+            content = handle.read()
+        tensors, by_layer = _analyse(TFLiteFile(content), plain, patch=False)
+        size, zipped = len(content), zipped_size(content)
+    layers, others = _layer_sizes(plain, by_layer)
+    return ExportResult(
+        path=os.fspath(path) if path is not None else "",
+        quantization=None,
+        sparse=False,
+        bytes=size,
+        zipped_bytes=zipped,
+        tensors=tensors,
+        layers=layers,
+        other_parameters=others,
+    )
+
+
+# -- parity ----------------------------------------------------------------------------------
+def _interpreter(path: str, content: bytes):
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    except ImportError as err:  # pragma: no cover
+        raise ImportError("check_tflite needs ai-edge-litert: pip install ai-edge-litert") from err
+    file = TFLiteFile(content)
+    kwargs = {}
+    if file.has_sparse_tensors():
+        # int8 + sparse files fail under the default XNNPACK delegate: use the builtin kernels.
+        kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    return Interpreter(model_path=path, **kwargs)
+
+
+def check_tflite(model, path: str | os.PathLike, x: Any, *, batch_size: int = 256) -> dict:
+    """Run ``path`` in the LiteRT interpreter on ``x`` and compare with the Keras ``model``.
+
+    Returns ``max_abs_diff`` (over all outputs), ``top1_agreement`` (fraction of samples whose
+    argmax over the last axis agrees) and ``samples``. Files with sparse tensors run on the
+    builtin kernels, without the XNNPACK delegate.
+
+    >>> import numpy as np, os, tempfile, tf_admm
+    >>> from tf_admm import keras
+    >>> m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    >>> path = tf_admm.export_tflite(m, os.path.join(tempfile.mkdtemp(), "m.tflite")).path
+    >>> tf_admm.check_tflite(m, path, np.ones((5, 3), "float32"))["max_abs_diff"] < 1e-5
+    True
+    """
+    _check_model(model, "check_tflite")
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+        raise ValueError(f"path must name an existing .tflite file. Received: path={path!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1. Received: batch_size={batch_size!r}")
+    x = _check_array(x, model, "x")
+    path = os.fspath(path)
+    with open(path, "rb") as handle:
+        interpreter = _interpreter(path, handle.read())
+    expected = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    input_detail = interpreter.get_input_details()[0]
+    outputs = []
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size]
+        interpreter.resize_tensor_input(input_detail["index"], list(batch.shape))
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(input_detail["index"], batch.astype(input_detail["dtype"]))
+        interpreter.invoke()
+        output_detail = interpreter.get_output_details()[0]
+        outputs.append(interpreter.get_tensor(output_detail["index"]).astype(np.float32))
+    got = np.concatenate(outputs).reshape(expected.shape)
+    agree = float(np.mean(np.argmax(got, axis=-1) == np.argmax(expected, axis=-1)))
+    return {
+        "max_abs_diff": float(np.abs(got - expected).max()),
+        "top1_agreement": agree,
+        "samples": int(len(x)),
+    }
