@@ -91,9 +91,12 @@ def test_without_the_grid_scale_the_converter_is_not_exact(quantized_3bit, tmp_p
 def test_litert_parity_float_and_int8(quantized_3bit, tmp_path):
     model, x = quantized_3bit
     float_path = tf_admm.export_tflite(model, str(tmp_path / "f.tflite")).path
-    report = tf_admm.check_tflite(model, float_path, x)
+    y = np.argmax(model.predict(x, verbose=0), axis=-1)
+    y[::2] = (y[::2] + 1) % 3  # every other label wrong: accuracy exactly 0.5
+    report = tf_admm.check_tflite(model, float_path, x, y)
     assert report["max_abs_diff"] <= 1e-5 and report["top1_agreement"] == 1.0
     assert report["samples"] == len(x)
+    assert report["keras_accuracy"] == report["tflite_accuracy"] == 0.5
     logits = model.predict(x, verbose=0)
     spread = float(logits.max() - logits.min())
     for mode, data in (("int8_weights", None), ("int8", x)):

@@ -48,6 +48,7 @@ __all__ = [
     "TensorMatch",
     "check_tflite",
     "export_tflite",
+    "format_bits",
     "int8_grid",
     "size_report",
     "zipped_size",
@@ -392,7 +393,22 @@ def _patch_biases(file: TFLiteFile, const: ConstTensor, new_w: np.ndarray) -> No
         bias.scales[...] = new_scale.astype(np.float32)
 
 
-def _layer_sizes(model, matches: dict[str, list[ConstTensor]]) -> tuple[list[LayerSize], int]:
+def format_bits(model) -> dict[str, int]:
+    """Bits per value of the wrapped layers whose weights are on their levels (after
+    :func:`tf_admm.hard_project`), by inner layer name."""
+    return {
+        w.layer.name: w.constraint.bits
+        for w in find_wrappers(model)
+        if w.built and w.quantized and w.masked
+    }
+
+
+def _layer_sizes(
+    model, matches: dict[str, list[ConstTensor]], bits_by_layer: dict[str, int] | None = None
+) -> tuple[list[LayerSize], int]:
+    """Per-layer accounting; ``bits_by_layer`` gives the format's bits where known (a wrapper's
+    constraint) instead of the bits the values need."""
+    bits_by_layer = bits_by_layer or {}
     layers, compressible_params = [], 0
     for layer in _walk(model):
         if not registry.is_compressible(layer):
@@ -401,11 +417,12 @@ def _layer_sizes(model, matches: dict[str, list[ConstTensor]]) -> tuple[list[Lay
         n = sum(w.size for w in weights)
         compressible_params += n
         nnz = sum(int(np.count_nonzero(w)) for w in weights)
-        bits = max(_value_bits(w) for w in weights)
+        known = bits_by_layer.get(layer.name)
+        bits = known or max(_value_bits(w) for w in weights)
         bound = 0.0
         for w in weights:
             size, kept = w.size, int(np.count_nonzero(w))
-            wbits = _value_bits(w)
+            wbits = known or _value_bits(w)
             bound_bits = min(size * wbits, kept * wbits + _log2_binomial(size, kept))
             if wbits < 32:
                 bound_bits += 32 * w.shape[-1]  # one float32 scale per channel
@@ -496,7 +513,7 @@ def export_tflite(
     content = file.tobytes()
     with open(path, "wb" if overwrite else "xb") as handle:
         handle.write(content)
-    layers, others = _layer_sizes(plain, by_layer)
+    layers, others = _layer_sizes(plain, by_layer, format_bits(model))
     return ExportResult(
         path=path,
         quantization=quantization,
@@ -520,7 +537,7 @@ def size_report(model, path: str | os.PathLike | None = None) -> ExportResult:
             content = handle.read()
         tensors, by_layer = _analyse(TFLiteFile(content), plain, patch=False)
         size, zipped = len(content), zipped_size(content)
-    layers, others = _layer_sizes(plain, by_layer)
+    layers, others = _layer_sizes(plain, by_layer, format_bits(model))
     return ExportResult(
         path=os.fspath(path) if path is not None else "",
         quantization=None,
@@ -547,12 +564,15 @@ def _interpreter(path: str, content: bytes):
     return Interpreter(model_path=path, **kwargs)
 
 
-def check_tflite(model, path: str | os.PathLike, x: Any, *, batch_size: int = 256) -> dict:
+def check_tflite(
+    model, path: str | os.PathLike, x: Any, y: Any = None, *, batch_size: int = 256
+) -> dict:
     """Run ``path`` in the LiteRT interpreter on ``x`` and compare with the Keras ``model``.
 
     Returns ``max_abs_diff`` (over all outputs), ``top1_agreement`` (fraction of samples whose
-    argmax over the last axis agrees) and ``samples``. Files with sparse tensors run on the
-    builtin kernels, without the XNNPACK delegate.
+    argmax over the last axis agrees) and ``samples``; with integer labels ``y`` also
+    ``keras_accuracy`` and ``tflite_accuracy``. Files with sparse tensors run on the builtin
+    kernels, without the XNNPACK delegate.
 
     >>> import numpy as np, os, tempfile, tf_admm
     >>> from tf_admm import keras
@@ -567,6 +587,13 @@ def check_tflite(model, path: str | os.PathLike, x: Any, *, batch_size: int = 25
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1. Received: batch_size={batch_size!r}")
     x = _check_array(x, model, "x")
+    if y is not None:
+        y = np.asarray(y).reshape(-1)
+        if len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(
+                f"y must hold one integer label per sample of x ({len(x)}). Received: shape "
+                f"{y.shape}, dtype {y.dtype}"
+            )
     path = os.fspath(path)
     with open(path, "rb") as handle:
         interpreter = _interpreter(path, handle.read())
@@ -583,8 +610,12 @@ def check_tflite(model, path: str | os.PathLike, x: Any, *, batch_size: int = 25
         outputs.append(interpreter.get_tensor(output_detail["index"]).astype(np.float32))
     got = np.concatenate(outputs).reshape(expected.shape)
     agree = float(np.mean(np.argmax(got, axis=-1) == np.argmax(expected, axis=-1)))
-    return {
+    report = {
         "max_abs_diff": float(np.abs(got - expected).max()),
         "top1_agreement": agree,
         "samples": int(len(x)),
     }
+    if y is not None:
+        report["keras_accuracy"] = float(np.mean(np.argmax(expected, axis=-1) == y))
+        report["tflite_accuracy"] = float(np.mean(np.argmax(got, axis=-1) == y))
+    return report

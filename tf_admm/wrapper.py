@@ -11,6 +11,12 @@ In ADMM mode the wrapper adds ``rho/2 * ||W - Z + U||^2`` to the training loss t
 weight; the mask is all ones until :func:`tf_admm.hard_project`, after which pruned weights are
 exactly zero whatever the optimizer did.
 
+For a :class:`tf_admm.Quantization` constraint the wrapper also holds one scale variable per
+weight (per output channel or per tensor). After :func:`tf_admm.hard_project` it retrains with a
+straight-through estimator that needs no change to the inner layer: the latent float weight is
+``W + U``; each forward pass writes its quantization ``Q(W + U)`` into W and the remainder into
+U, so the optimizer's step on W moves the latent weight and W is always on the levels.
+
 >>> import numpy as np, tf_admm
 >>> from tf_admm import keras
 >>> layer = tf_admm.ADMMWrapper(keras.layers.Dense(4), tf_admm.Sparsity(0.5))
