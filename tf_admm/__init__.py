@@ -1,29 +1,49 @@
-"""tf_admm: ADMM weight pruning for Keras 3 and tf_keras.
+"""tf_admm: ADMM weight pruning and quantization for Keras 3 and tf_keras.
 
 After "Progressive DNN Compression: A Key to Achieve Ultra-High Weight Pruning and Quantization
 Rates using ADMM" (Ye et al., arXiv:1903.09769).
 
 Typical use::
 
-    pruned = tf_admm.prune_low_magnitude(model, sparsity=0.9)
-    pruned.compile(...)
-    pruned.fit(x, y, epochs=8, callbacks=[tf_admm.UpdateADMM()])   # ADMM
-    tf_admm.hard_project(pruned)                                  # exact sparsity
-    pruned.fit(x, y, epochs=4, callbacks=[tf_admm.UpdateADMM()])   # masked retraining
-    plain = tf_admm.strip_admm(pruned)
+    small = tf_admm.compress(model, sparsity=0.9, bits=3)      # or prune_low_magnitude, quantize
+    small.compile(...)
+    small.fit(x, y, epochs=8, callbacks=[tf_admm.UpdateADMM()])  # ADMM
+    tf_admm.hard_project(small)                                  # exact sparsity and levels
+    small.fit(x, y, epochs=4, callbacks=[tf_admm.UpdateADMM()])  # retrain on the constraint
+    plain = tf_admm.strip_admm(small)
+    tf_admm.export_tflite(plain, "model.tflite", quantization="int8_weights", sparse=True)
 
 Set TF_USE_LEGACY_KERAS=1 before importing to work with tf_keras models instead of Keras 3.
 """
 
 __version__ = "0.1.0"
 
-from tf_admm import constraints, export, projections, quantizers, registry, tflite_file
+from tf_admm import (
+    allocation,
+    constraints,
+    export,
+    progressive,
+    projections,
+    quantizers,
+    registry,
+    report,
+    tflite_file,
+)
 from tf_admm._keras import keras
+from tf_admm.allocation import allocate_sparsity, allocation_table
 from tf_admm.callbacks import UpdateADMM
 from tf_admm.constraints import BlockSparsity, FilterSparsity, NMSparsity, Quantization, Sparsity
 from tf_admm.export import check_tflite, export_tflite, size_report
 from tf_admm.penalty import ADMMPenalty
+from tf_admm.progressive import (
+    ProgressiveCompressor,
+    Stage,
+    geometric_stages,
+    stages_from_json,
+    stages_to_json,
+)
 from tf_admm.prune import compress, prune_low_magnitude, quantize, strip_admm
+from tf_admm.report import summary
 from tf_admm.updates import find_wrappers, hard_project, initialize_admm, update_admm
 from tf_admm.wrapper import ADMMWrapper
 
@@ -33,26 +53,37 @@ __all__ = [
     "BlockSparsity",
     "FilterSparsity",
     "NMSparsity",
+    "ProgressiveCompressor",
     "Quantization",
     "Sparsity",
+    "Stage",
     "UpdateADMM",
     "__version__",
-    "compress",
+    "allocate_sparsity",
+    "allocation",
+    "allocation_table",
     "check_tflite",
+    "compress",
     "constraints",
     "export",
     "export_tflite",
     "find_wrappers",
+    "geometric_stages",
     "hard_project",
     "initialize_admm",
     "keras",
+    "progressive",
     "prune_low_magnitude",
     "projections",
     "quantize",
     "quantizers",
     "registry",
+    "report",
     "size_report",
+    "stages_from_json",
+    "stages_to_json",
     "strip_admm",
+    "summary",
     "tflite_file",
     "update_admm",
 ]

@@ -1,0 +1,213 @@
+"""The progressive driver: plans, seeding, the accuracy guard, resume, allocation, summary."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from conftest import compile_model, small_cnn, small_data
+
+import tf_admm
+from tf_admm import keras
+
+
+def _dense(epochs=30):
+    x, y = small_data(96)
+    model = small_cnn()
+    compile_model(model, keras.optimizers.Adam(1e-2))
+    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+    return model, x, y
+
+
+def _compressor(model, x, y, stages, **kwargs):
+    kwargs.setdefault("verbose", 0)
+    return tf_admm.ProgressiveCompressor(
+        model,
+        stages,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        train_data=(x, y),
+        validation_data=(x, y),
+        batch_size=32,
+        **kwargs,
+    )
+
+
+def _zeros(model, name):
+    return np.asarray(model.get_layer(name).get_weights()[0]) == 0
+
+
+def test_plan_round_trip_through_json_file(tmp_path):
+    stages = [
+        tf_admm.Stage("inner", bits={"hidden": "binary"}, admm_epochs=3, unit="step"),
+        tf_admm.Stage("all", sparsity={"hidden": 0.9, "conv": None}, bits=2, rho=1e-4),
+    ]
+    path = str(tmp_path / "plan.json")
+    text = tf_admm.stages_to_json(stages, path)
+    assert json.loads(text)[0]["bits"] == {"hidden": "binary"}
+    assert tf_admm.stages_from_json(path) == stages
+    assert tf_admm.stages_from_json(text) == stages
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(), "sparsity=..., bits=... or both"),
+        (dict(sparsity=1.0), r"sparsity must be in \[0, 1\)"),
+        (dict(bits=9), "2 <= bits <= 8"),
+        (dict(sparsity=0.5, admm_epochs=-1), "admm_epochs must be an int >= 0"),
+        (dict(sparsity=0.5, unit="batch"), "unit must be one of"),
+        (dict(sparsity=0.5, rho_growth=0.5), "rho_growth must be >= 1"),
+        (dict(sparsity=0.5, schedule="linear"), "schedule must be one of"),
+        (dict(sparsity=0.5, optimizer="nope"), "nope"),
+    ],
+)
+def test_stage_argument_checks(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tf_admm.Stage("s", **kwargs)
+
+
+def test_geometric_stages_end_on_the_target():
+    stages = tf_admm.geometric_stages({"a": 0.99, "b": 0.5}, 3, admm_epochs=1)
+    assert [round(s.sparsity["a"], 4) for s in stages] == [0.7846, 0.9536, 0.99]
+    assert stages[-1].sparsity["b"] == pytest.approx(0.5)
+    assert all(s.admm_epochs == 1 for s in stages)
+
+
+def test_stages_are_seeded_and_keep_earlier_zeros(tmp_path):
+    model, x, y = _dense()
+    before = [w.copy() for w in model.get_weights()]
+    stages = [
+        tf_admm.Stage("half", sparsity={"hidden": 0.5}, admm_epochs=2, retrain_epochs=1),
+        tf_admm.Stage(
+            "more", sparsity={"hidden": 0.8, "conv": 0.5}, bits=3, admm_epochs=2, retrain_epochs=1
+        ),
+    ]
+    run = _compressor(model, x, y, stages, tolerance=1.0, directory=str(tmp_path))
+    final = run.run()
+    first = keras.models.load_model(str(tmp_path / "stage_01" / "model.keras"))
+    assert _zeros(first, "hidden").mean() == 0.5
+    zeros1, zeros2 = _zeros(first, "hidden"), _zeros(final, "hidden")
+    assert zeros2[zeros1].all()  # pruned in stage 1 -> still zero in stage 2
+    assert zeros2.mean() == int(0.8 * zeros2.size) / zeros2.size
+    for name in ("conv", "hidden", "logits"):  # bits=3 everywhere: at most 7 values per channel
+        kernel = final.get_layer(name).get_weights()[0]
+        assert max(len(np.unique(kernel[..., c])) for c in range(kernel.shape[-1])) <= 7
+    assert [r["passed"] for r in run.reports] == [True, True]
+    assert run.reports[1]["layers"]["hidden"] == pytest.approx(0.8, abs=1e-3)
+    assert run.reports[1]["bits"] == {"conv": 3, "hidden": 3, "logits": 3}
+    for a, b in zip(before, model.get_weights()):  # the user's model is untouched
+        np.testing.assert_array_equal(a, b)
+    for name in ("state.json", "dense.keras", "stage_02/report.json", "stage_02/model.keras"):
+        assert os.path.exists(tmp_path / name), name
+    report = json.loads((tmp_path / "stage_02" / "report.json").read_text())
+    assert len(report["history"]["admm"]["admm_primal_residual"]) == 2
+    assert os.listdir(tmp_path / "tensorboard")
+    assert os.path.exists(tmp_path / "figures" / "accuracy_vs_compression.png")
+
+
+def test_guard_keeps_the_last_good_model_and_retries_smaller():
+    model, x, y = _dense()
+    stages = [
+        tf_admm.Stage("ok", sparsity={"hidden": 0.3}, admm_epochs=0, retrain_epochs=2),
+        tf_admm.Stage("too far", sparsity=0.98, admm_epochs=0, retrain_epochs=0),
+    ]
+    run = _compressor(model, x, y, stages, tolerance=0.0, retries=1)
+    final = run.run()
+    names = [r["name"] for r in run.reports]
+    assert names[:3] == ["ok", "too far", "too far (smaller)"]
+    assert run.reports[0]["passed"] and not run.reports[1]["passed"]
+    # the result is the last stage that passed
+    last_good = [r for r in run.reports if r["passed"]][-1]
+    assert tf_admm.report.layer_sparsity(final)["hidden"] == pytest.approx(
+        last_good["layers"]["hidden"], abs=1e-6
+    )
+    smaller = run.reports[2]["config"]["sparsity"]
+    assert 0.3 < smaller["hidden"] < 0.98 and 0 < smaller["conv"] < 0.98
+
+
+class _Kill(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.calls += 1
+        if self.calls == 4:  # stage 1: 2 + 1 epochs; dies after stage 2's first ADMM epoch
+            raise RuntimeError("killed")
+
+
+class _CountFits(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.fits = 0
+
+    def on_train_begin(self, logs=None):
+        self.fits += 1
+
+
+def test_a_killed_run_resumes_without_redoing_finished_stages(tmp_path):
+    model, x, y = _dense()
+    stages = [
+        tf_admm.Stage("one", sparsity={"hidden": 0.5}, admm_epochs=2, retrain_epochs=1),
+        tf_admm.Stage("two", sparsity={"hidden": 0.75}, admm_epochs=2, retrain_epochs=1),
+    ]
+    with pytest.raises(RuntimeError, match="killed"):
+        _compressor(
+            model, x, y, stages, directory=str(tmp_path), tolerance=1.0, callbacks=[_Kill()]
+        ).run()
+    stage1 = (tmp_path / "stage_01" / "model.keras").read_bytes()
+    assert json.loads((tmp_path / "state.json").read_text())["done"] == 1
+    counter = _CountFits()
+    run = _compressor(
+        model, x, y, stages, directory=str(tmp_path), tolerance=1.0, callbacks=[counter]
+    )
+    final = run.run()
+    assert counter.fits == 2  # stage 2's ADMM (resumed) and retraining only
+    assert (tmp_path / "stage_01" / "model.keras").read_bytes() == stage1
+    assert [r["name"] for r in run.reports] == ["one", "two"]
+    assert _zeros(final, "hidden").mean() == 0.75
+    with pytest.raises(ValueError, match="another plan"):
+        _compressor(model, x, y, stages[:1], directory=str(tmp_path)).run()
+
+
+def test_allocation_meets_the_global_target_with_floors():
+    model, _, _ = _dense(epochs=1)
+    targets = tf_admm.allocate_sparsity(model, rate=10, min_density=0.05, min_keep=4)
+    sizes = {"conv": 36, "hidden": 2304, "logits": 48}
+    kept = {n: sizes[n] - int(np.floor(sizes[n] * s + 1e-9)) for n, s in targets.items()}
+    assert sum(kept.values()) == round(sum(sizes.values()) / 10)
+    assert all(kept[n] >= max(np.ceil(0.05 * sizes[n]), 4) for n in sizes)
+    floored = tf_admm.allocate_sparsity(model, rate=10, min_density=0.09, min_keep=4)
+    assert 2304 - int(np.floor(2304 * floored["hidden"] + 1e-9)) >= np.ceil(0.09 * 2304)
+    pruned = tf_admm.prune_low_magnitude(model, targets)
+    tf_admm.hard_project(pruned)
+    total = tf_admm.summary(pruned, print_fn=None)["total"]
+    assert total["nonzeros"] == sum(kept.values())
+    assert "total" in tf_admm.allocation_table(model, targets)
+    with pytest.raises(ValueError, match="floors keep"):
+        tf_admm.allocate_sparsity(model, rate=1000, min_density=0.5)
+    with pytest.raises(ValueError, match="rate must be"):
+        tf_admm.allocate_sparsity(model, rate=0.5)
+
+
+def test_summary_numbers_equal_counted_weights():
+    model, x, y = _dense(epochs=1)
+    wrapped = tf_admm.compress(model, sparsity={"hidden": 0.9}, bits={"hidden": 4, "conv": 2})
+    tf_admm.hard_project(wrapped)
+    lines = []
+    table = tf_admm.summary(wrapped, print_fn=lines.append)
+    stripped = tf_admm.strip_admm(wrapped)
+    for row in table["layers"]:
+        kernel = stripped.get_layer(row["layer"]).get_weights()[0]
+        assert row["weights"] == kernel.size
+        assert row["nonzeros"] == np.count_nonzero(kernel)
+    bits = {r["layer"]: r["bits"] for r in table["layers"]}
+    assert bits == {"conv": 2, "hidden": 4, "logits": 32}
+    assert table["total"]["nonzeros"] == sum(
+        np.count_nonzero(stripped.get_layer(n).get_weights()[0]) for n in bits
+    )
+    assert (
+        tf_admm.summary(stripped, print_fn=None)["total"]["nonzeros"] == table["total"]["nonzeros"]
+    )
+    assert any(line.startswith("total") for line in lines)
+    assert tf_admm.summary(model, print_fn=None)["total"]["pruning_rate"] == 1.0
