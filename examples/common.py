@@ -58,6 +58,19 @@ def lenet5() -> keras.Model:
     return keras.Model(inputs, outputs, name="lenet5")
 
 
+def lenet300() -> keras.Model:
+    """LeNet-300-100: dense 300 (ReLU), dense 100 (ReLU), dense 10 on flattened 28x28 images.
+
+    266,200 weights plus 410 biases; outputs logits.
+    """
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Flatten(name="flatten")(inputs)
+    x = keras.layers.Dense(300, activation="relu", name="fc1")(x)
+    x = keras.layers.Dense(100, activation="relu", name="fc2")(x)
+    outputs = keras.layers.Dense(10, name="fc3")(x)
+    return keras.Model(inputs, outputs, name="lenet300")
+
+
 def compile_for_mnist(model: keras.Model, learning_rate: float, decay_steps: int = 0) -> None:
     """Adam with cosine decay to zero over ``decay_steps`` (constant rate when 0)."""
     rate = learning_rate

@@ -12,9 +12,10 @@ under its floor gets exactly its floor and the global threshold is recomputed fo
 >>> from tf_admm import keras
 >>> m = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, name="a"),
 ...                       keras.layers.Dense(4, name="b")])
->>> targets = tf_admm.allocate_sparsity(m, rate=10, min_density=0.2)
->>> sorted(targets), targets["b"] <= 0.8
-(['a', 'b'], True)
+>>> targets = tf_admm.allocate_sparsity(m, rate=10, min_density=0.05, min_keep=16)
+>>> sizes = {"a": 64 * 32, "b": 32 * 4}
+>>> sum(n - int(n * targets[k] + 1e-9) for k, n in sizes.items())  # (2048 + 128) / 10
+218
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ def _magnitudes(layer) -> np.ndarray:
     )
 
 
+def _lamp(mags: np.ndarray) -> np.ndarray:
+    """LAMP scores (Lee et al., ICLR 2021) of a layer's magnitudes, in descending order:
+    w_u^2 / sum of w_v^2 over the weights v at least as large. Scale-free across layers."""
+    squares = np.sort(mags.astype(np.float64) ** 2)  # ascending
+    tails = np.cumsum(squares[::-1])[::-1]  # sum of squares from u upwards
+    return (squares / np.maximum(tails, 1e-300))[::-1]
+
+
 def allocate_sparsity(
     model,
     rate: float,
@@ -51,6 +60,7 @@ def allocate_sparsity(
     min_density: float = 0.02,
     min_keep: int = 16,
     layers: list[str] | None = None,
+    score: str = "lamp",
 ) -> dict[str, float]:
     """Per-layer sparsities whose kept weights total ``weights / rate`` (global magnitude
     ranking with per-layer floors).
@@ -61,6 +71,8 @@ def allocate_sparsity(
         min_density: each layer keeps at least this fraction of its weights...
         min_keep: ...and at least this many (or all, when smaller).
         layers: names of the layers to prune (default: every compressible layer).
+        score: ``"lamp"`` (default: magnitudes normalized per layer, so layers of different
+            scale compete fairly) or ``"magnitude"`` (raw |w| across layers).
 
     Returns:
         layer name -> sparsity, for :func:`tf_admm.prune_low_magnitude` or a
@@ -90,7 +102,11 @@ def allocate_sparsity(
         found = {name: found[name] for name in layers}
     if not found:
         raise ValueError(f"Model {model.name!r} has no built compressible layer.")
+    if score not in ("lamp", "magnitude"):
+        raise ValueError(f"score must be 'lamp' or 'magnitude'. Received: score={score!r}")
     mags = {name: np.sort(_magnitudes(layer))[::-1] for name, layer in found.items()}
+    if score == "lamp":
+        mags = {name: _lamp(m) for name, m in mags.items()}
     sizes = {name: m.size for name, m in mags.items()}
     total = sum(sizes.values())
     budget = int(round(total / float(rate)))
