@@ -211,3 +211,20 @@ def test_summary_numbers_equal_counted_weights():
     )
     assert any(line.startswith("total") for line in lines)
     assert tf_admm.summary(model, print_fn=None)["total"]["pruning_rate"] == 1.0
+
+
+def test_binarize_inner_layers_first_then_all():
+    model, x, y = _dense(epochs=5)
+    stages = [
+        tf_admm.Stage("inner", bits={"hidden": "binary"}, admm_epochs=1, retrain_epochs=1),
+        tf_admm.Stage("all", bits="binary", admm_epochs=1, retrain_epochs=1),
+    ]
+    run = _compressor(model, x, y, stages, tolerance=1.0)
+    final = run.run()
+    assert run.reports[0]["bits"] == {"hidden": 1}
+    assert run.reports[1]["bits"] == {"conv": 1, "hidden": 1, "logits": 1}
+    for name in ("conv", "hidden", "logits"):
+        kernel = final.get_layer(name).get_weights()[0]
+        for c in range(kernel.shape[-1]):
+            values = np.unique(kernel[..., c])
+            assert len(values) == 2 and values[0] == -values[1]
