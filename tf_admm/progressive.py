@@ -589,7 +589,10 @@ class ProgressiveCompressor:
 
     def _banner(self, index: int, total: int, stage: Stage) -> str:
         parts = []
-        if stage.sparsity is not None:
+        if isinstance(stage.sparsity, dict):
+            shown = {n: round(v, 4) if v is not None else None for n, v in stage.sparsity.items()}
+            parts.append(f"sparsity {shown}")
+        elif stage.sparsity is not None:
             parts.append(f"sparsity {stage.sparsity}")
         if stage.bits is not None:
             parts.append(f"bits {stage.bits}")
