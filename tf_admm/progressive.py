@@ -297,6 +297,19 @@ class ProgressiveCompressor:
 
     Attributes after :meth:`run`: ``model`` (the last good, stripped), ``reports`` (one dict
     per stage tried), ``dense_metric``.
+
+    >>> import numpy as np, tf_admm
+    >>> from tf_admm import keras
+    >>> x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
+    >>> y = (x[:, 0] > 0).astype("int64")
+    >>> dense = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, name="fc")])
+    >>> run = tf_admm.ProgressiveCompressor(
+    ...     dense, [tf_admm.Stage(sparsity=0.5, admm_epochs=1, retrain_epochs=1)],
+    ...     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    ...     train_data=(x, y), validation_data=(x, y), tolerance=1.0, verbose=0)
+    >>> small = run.run()
+    >>> float((small.get_layer("fc").get_weights()[0] == 0).mean())
+    0.5
     """
 
     def __init__(
