@@ -105,14 +105,16 @@ def test_stages_are_seeded_and_keep_earlier_zeros(tmp_path):
     assert os.path.exists(tmp_path / "figures" / "accuracy_vs_compression.png")
 
 
-def test_guard_keeps_the_last_good_model_and_retries_smaller():
+def test_guard_keeps_the_last_good_model_and_retries_smaller(capsys):
     model, x, y = _dense()
+    capsys.readouterr()
     stages = [
         tf_admm.Stage("ok", sparsity={"hidden": 0.3}, admm_epochs=0, retrain_epochs=2),
         tf_admm.Stage("too far", sparsity=0.98, admm_epochs=0, retrain_epochs=0),
     ]
     run = _compressor(model, x, y, stages, tolerance=0.0, retries=1)
     final = run.run()
+    assert capsys.readouterr().out == ""  # verbose=0 is silent
     names = [r["name"] for r in run.reports]
     assert names[:3] == ["ok", "too far", "too far (smaller)"]
     assert run.reports[0]["passed"] and not run.reports[1]["passed"]
