@@ -33,3 +33,9 @@ def test_pruning_lenet5_reaches_the_targets_exactly():
     counts = common.weight_counts(plain, common.ECCV18_TARGETS)
     assert sum(nz for _, nz in counts.values()) == 6050
     assert reached["admm_fc1"] == 0.991
+
+
+def test_lenet300_100_has_266200_weights():
+    model = common.lenet300()
+    sizes = [int(np.prod(model.get_layer(n).kernel.shape)) for n in ("fc1", "fc2", "fc3")]
+    assert sizes == [784 * 300, 300 * 100, 100 * 10] and sum(sizes) == 266_200
