@@ -39,3 +39,27 @@ def test_lenet300_100_has_266200_weights():
     model = common.lenet300()
     sizes = [int(np.prod(model.get_layer(n).kernel.shape)) for n in ("fc1", "fc2", "fc3")]
     assert sizes == [784 * 300, 300 * 100, 100 * 10] and sum(sizes) == 266_200
+
+
+def test_final_stage_benchmark_steps_evenly_in_log_rate_to_the_targets():
+    import argparse
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "bench_final_stage.py")
+    spec = importlib.util.spec_from_file_location("bench_final_stage", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = argparse.Namespace(
+        steps=2,
+        admm_epochs=1,
+        retrain_epochs=2,
+        update_every=300,
+        rho=1e-3,
+        rho_growth=1.3,
+        learning_rate=1e-3,
+        optimizer="adam",
+    )
+    stages = bench.stages_from({"fc": 0.9}, {"fc": 0.999}, args)
+    densities = [1 - s.sparsity["fc"] for s in stages]
+    np.testing.assert_allclose(densities, [0.01, 0.001], rtol=1e-9)  # 0.1 -> 0.01 -> 0.001
+    assert [s.retrain_epochs for s in stages] == [2, 2]
