@@ -230,3 +230,30 @@ def test_binarize_inner_layers_first_then_all():
         for c in range(kernel.shape[-1]):
             values = np.unique(kernel[..., c])
             assert len(values) == 2 and values[0] == -values[1]
+
+
+def test_guard_retries_a_failed_quantization_step_with_more_bits():
+    model, x, y = _dense()
+    stages = [tf_admm.Stage("binary", bits="binary", admm_epochs=0, retrain_epochs=0)]
+    run = _compressor(model, x, y, stages, tolerance=0.0, retries=1)
+    run.run()
+    names = [r["name"] for r in run.reports]
+    assert names[:2] == ["binary", "binary (more bits)"]
+    assert not run.reports[0]["passed"]
+    retry = run.reports[1]["config"]
+    assert retry["bits"] == 5 and retry["scheme"] == "uniform"
+    assert set(run.reports[1]["bits"].values()) == {5}
+
+
+def test_more_bits_halves_the_way_to_8_and_checks_its_argument():
+    assert [tf_admm.progressive.more_bits(b) for b in ("binary", "ternary", 2, 3, 6, 7, 8)] == [
+        5,
+        5,
+        5,
+        6,
+        7,
+        8,
+        None,
+    ]
+    with pytest.raises(ValueError, match="bits must be 1..8"):
+        tf_admm.progressive.more_bits(9)

@@ -46,6 +46,7 @@ __all__ = [
     "ProgressiveCompressor",
     "Stage",
     "geometric_stages",
+    "more_bits",
     "stages_from_json",
     "stages_to_json",
 ]
@@ -255,6 +256,19 @@ def geometric_stages(targets: dict[str, float], steps: int, **stage_kwargs) -> l
     return stages
 
 
+def more_bits(bits: Any) -> int | None:
+    """The accuracy guard's retry for a failed quantization step: halfway from ``bits`` to 8,
+    rounded up (``"binary"`` counts as 1 bit, ``"ternary"`` as 2); None at 8 bits.
+
+    >>> [more_bits(b) for b in ("binary", "ternary", 3, 4, 7, 8)]
+    [5, 5, 6, 6, 8, None]
+    """
+    b = {"binary": 1, "ternary": 2}.get(bits, bits)
+    if isinstance(b, bool) or not isinstance(b, numbers.Integral) or not 1 <= b <= 8:
+        raise ValueError(f"bits must be 1..8, 'binary' or 'ternary'. Received: {bits!r}")
+    return None if b >= 8 else -(-(int(b) + 8) // 2)
+
+
 def _as_dataset(data, batch_size: int, shuffle: bool):
     if isinstance(data, tf.data.Dataset):
         return data
@@ -287,8 +301,10 @@ class ProgressiveCompressor:
         metric: the validation metric the guard compares (higher is better).
         tolerance: a stage passes when its metric >= dense metric - tolerance (0.001 = 0.1
             point of accuracy).
-        retries: how many times a failing stage may be preceded by a smaller step (halfway in
-            log-rate between the last good sparsities and the failed ones) before the run stops.
+        retries: how many times a failing stage may be preceded by a smaller step before the
+            run stops: halfway in log-rate between the last good sparsities and the failed ones,
+            or, when the sparsity cannot shrink (a quantization step), the same step with more
+            bits (halfway to 8, see :func:`more_bits`).
         directory: where checkpoints, reports, TensorBoard logs and figures go (None: nothing
             is written and nothing can resume).
         batch_size: for array data.
@@ -615,24 +631,43 @@ class ProgressiveCompressor:
         )
 
     def _smaller(self, plan, index: int, current) -> Stage | None:
+        """The retry inserted before a failed stage: sparsities halfway in log-rate between the
+        current model and the stage's targets; when sparsity cannot shrink (none, or already
+        reached), the same stage with more bits (:func:`more_bits`). None when neither helps."""
         stage = plan[index]
-        if stage.sparsity is None:
-            return None
-        have = layer_sparsity(current)
         config = stage.get_config()
-        targets = {}
-        changed = False
-        for name, zeros in have.items():
-            target = stage.layer_sparsity(name)
-            if target is None:
-                continue
-            middle = 1.0 - math.sqrt((1.0 - zeros) * (1.0 - target))
-            changed |= middle < target - 1e-6
-            targets[name] = middle
-        if not changed:
+        if stage.sparsity is not None:
+            have = layer_sparsity(current)
+            targets = {}
+            changed = False
+            for name, zeros in have.items():
+                target = stage.layer_sparsity(name)
+                if target is None:
+                    continue
+                middle = 1.0 - math.sqrt((1.0 - zeros) * (1.0 - target))
+                changed |= middle < target - 1e-6
+                targets[name] = middle
+            if changed:
+                config["sparsity"] = targets
+                config["name"] = f"{stage.label(index)} (smaller)"
+                return Stage.from_config(config)
+        if stage.bits is None:
             return None
-        config["sparsity"] = targets
-        config["name"] = f"{stage.label(index)} (smaller)"
+        binary = stage.scheme == "binary"  # every layer of the stage is binary (1 bit)
+        if isinstance(stage.bits, dict):
+            bits = {
+                n: None if b is None else more_bits(1 if binary else b) or b
+                for n, b in stage.bits.items()
+            }
+            if bits == stage.bits:
+                return None
+        else:
+            bits = more_bits(1 if binary else stage.bits)
+            if bits is None:
+                return None
+        config["bits"] = bits
+        config["scheme"] = "uniform" if binary else stage.scheme
+        config["name"] = f"{stage.label(index)} (more bits)"
         return Stage.from_config(config)
 
     def _figures(self) -> None:
