@@ -36,27 +36,19 @@ TARGETS_246X = {"conv1": 0.518, "conv2": 0.97984, "fc1": 0.998595, "fc2": 0.9114
 
 def stages_from(start: dict[str, float], targets: dict[str, float], args) -> list:
     """``args.steps`` stages from the ``start`` sparsities to ``targets``, even in log-rate."""
-    stages = []
-    for k in range(1, args.steps + 1):
-        sparsity = {
-            n: 1 - (1 - start[n]) * ((1 - t) / (1 - start[n])) ** (k / args.steps)
-            for n, t in targets.items()
-        }
-        stages.append(
-            tf_admm.Stage(
-                f"step {k}/{args.steps}",
-                sparsity=sparsity,
-                admm_epochs=args.admm_epochs,
-                retrain_epochs=args.retrain_epochs,
-                update_every=args.update_every,
-                unit="step",
-                rho=args.rho,
-                rho_growth=args.rho_growth,
-                learning_rate=args.learning_rate,
-                optimizer=args.optimizer,
-            )
-        )
-    return stages
+    return tf_admm.geometric_stages(
+        targets,
+        args.steps,
+        start=start,
+        admm_epochs=args.admm_epochs,
+        retrain_epochs=args.retrain_epochs,
+        update_every=args.update_every,
+        unit="step",
+        rho=args.rho,
+        rho_growth=args.rho_growth,
+        learning_rate=args.learning_rate,
+        optimizer=args.optimizer,
+    )
 
 
 def main() -> None:

@@ -239,17 +239,32 @@ def stages_from_json(text_or_path: str | os.PathLike) -> list[Stage]:
     return [Stage.from_config(c) for c in configs]
 
 
-def geometric_stages(targets: dict[str, float], steps: int, **stage_kwargs) -> list[Stage]:
+def geometric_stages(
+    targets: dict[str, float],
+    steps: int,
+    *,
+    start: dict[str, float] | None = None,
+    **stage_kwargs,
+) -> list[Stage]:
     """Split final per-layer sparsities into ``steps`` stages whose kept fraction (density)
     shrinks geometrically, i.e. evenly in log-rate: the paper's progression.
 
+    ``start`` gives the sparsities the stages begin from (default: dense, 0 for every layer),
+    e.g. ``tf_admm.report.layer_sparsity(checkpoint)`` to continue from a pruned model.
+
     >>> [round(s.sparsity["fc"], 3) for s in geometric_stages({"fc": 0.99}, 2)]
     [0.9, 0.99]
+    >>> [round(s.sparsity["fc"], 3) for s in geometric_stages({"fc": 0.999}, 2, start={"fc": 0.9})]
+    [0.99, 0.999]
     """
     steps = _check_int("steps", steps, 1)
+    start = start or {}  # layers of start without a target are ignored
     stages = []
     for k in range(1, steps + 1):
-        sparsity = {n: 1.0 - (1.0 - s) ** (k / steps) for n, s in targets.items()}
+        sparsity = {}
+        for n, s in targets.items():
+            kept = 1.0 - start.get(n, 0.0)  # density: kept * ((1 - s) / kept) ** (k / steps)
+            sparsity[n] = 1.0 - kept ** (1 - k / steps) * (1.0 - s) ** (k / steps)
         kwargs = dict(stage_kwargs)
         kwargs.setdefault("name", f"step {k}/{steps}")
         stages.append(Stage(kwargs.pop("name"), sparsity=sparsity, **kwargs))
