@@ -257,3 +257,15 @@ def test_more_bits_halves_the_way_to_8_and_checks_its_argument():
     ]
     with pytest.raises(ValueError, match="bits must be 1..8"):
         tf_admm.progressive.more_bits(9)
+
+
+def test_repeated_bit_retries_move_halfway_from_the_last_good_bits():
+    model, x, y = _dense()
+    stages = [tf_admm.Stage("binary", bits="binary", admm_epochs=0, retrain_epochs=1)]
+    run = _compressor(model, x, y, stages, tolerance=0.0, retries=4)
+    run.run()
+    retries = [r for r in run.reports if r["name"] == "binary (more bits)"]
+    # float -> 5 passes, binary fails again -> halfway from 5 is 3, then from 3 it is 2;
+    # no retry repeats an earlier one
+    assert [r["config"]["bits"] for r in retries] == [5, 3, 2]
+    assert all(not r["passed"] for r in run.reports if r["name"] == "binary")

@@ -271,17 +271,29 @@ def geometric_stages(
     return stages
 
 
-def more_bits(bits: Any) -> int | None:
-    """The accuracy guard's retry for a failed quantization step: halfway from ``bits`` to 8,
-    rounded up (``"binary"`` counts as 1 bit, ``"ternary"`` as 2); None at 8 bits.
-
-    >>> [more_bits(b) for b in ("binary", "ternary", 3, 4, 7, 8)]
-    [5, 5, 6, 6, 8, None]
-    """
+def _bit_count(bits: Any) -> int:
     b = {"binary": 1, "ternary": 2}.get(bits, bits)
     if isinstance(b, bool) or not isinstance(b, numbers.Integral) or not 1 <= b <= 8:
         raise ValueError(f"bits must be 1..8, 'binary' or 'ternary'. Received: {bits!r}")
-    return None if b >= 8 else -(-(int(b) + 8) // 2)
+    return int(b)
+
+
+def more_bits(bits: Any, current: Any = None) -> int | None:
+    """The accuracy guard's retry for a failed quantization step: halfway, rounded up, from
+    ``bits`` to the ``current`` bits of the last good model (None: not quantized, counted as
+    8). ``"binary"`` counts as 1 bit, ``"ternary"`` as 2. None when no step lies between.
+
+    >>> [more_bits(b) for b in ("binary", "ternary", 3, 4, 7, 8)]
+    [5, 5, 6, 6, 8, None]
+    >>> [more_bits("binary", current=c) for c in (5, 3, 2)]
+    [3, 2, None]
+    """
+    b = _bit_count(bits)
+    c = 8 if current is None else _bit_count(current)
+    middle = -(-(b + c) // 2)
+    if middle <= b or (current is not None and middle >= c):
+        return None
+    return middle
 
 
 def _as_dataset(data, batch_size: int, shuffle: bool):
@@ -319,7 +331,7 @@ class ProgressiveCompressor:
         retries: how many times a failing stage may be preceded by a smaller step before the
             run stops: halfway in log-rate between the last good sparsities and the failed ones,
             or, when the sparsity cannot shrink (a quantization step), the same step with more
-            bits (halfway to 8, see :func:`more_bits`).
+            bits (halfway to the last good model's bits, see :func:`more_bits`).
         directory: where checkpoints, reports, TensorBoard logs and figures go (None: nothing
             is written and nothing can resume).
         batch_size: for array data.
@@ -668,18 +680,24 @@ class ProgressiveCompressor:
                 return Stage.from_config(config)
         if stage.bits is None:
             return None
+        # halfway from the failed bits to those of the last good model, layer by layer
+        good = next((r for r in reversed(self.reports) if r["passed"]), {"bits": {}})["bits"]
         binary = stage.scheme == "binary"  # every layer of the stage is binary (1 bit)
-        if isinstance(stage.bits, dict):
-            bits = {
-                n: None if b is None else more_bits(1 if binary else b) or b
-                for n, b in stage.bits.items()
-            }
-            if bits == stage.bits:
-                return None
-        else:
-            bits = more_bits(1 if binary else stage.bits)
-            if bits is None:
-                return None
+        names = stage.bits if isinstance(stage.bits, dict) else layer_sparsity(current)
+        bits, grew = {}, False
+        for name in names:
+            target = stage.layer_bits(name)
+            if target is None:  # a layer the stage does not quantize
+                bits[name] = None
+                continue
+            failed = "binary" if binary else target
+            more = more_bits(failed, good.get(name))
+            grew |= more is not None
+            bits[name] = more or failed
+        if not grew:
+            return None
+        if not isinstance(stage.bits, dict) and len(set(bits.values())) == 1:
+            bits = bits.popitem()[1]  # the same for every layer: keep the stage's form
         config["bits"] = bits
         config["scheme"] = "uniform" if binary else stage.scheme
         config["name"] = f"{stage.label(index)} (more bits)"
