@@ -31,11 +31,7 @@ __all__ = ["allocate_sparsity", "allocation_table"]
 
 
 def _layers(model):
-    for layer in model.layers:
-        if is_model(layer):
-            yield from _layers(layer)
-        elif registry.is_compressible(layer) and layer.built:
-            yield layer
+    return [layer for layer in registry.compressible_layers(model) if layer.built]
 
 
 def _magnitudes(layer) -> np.ndarray:

@@ -296,20 +296,11 @@ def _convert(model, quantization, sparse, representative) -> bytes:
 def _keras_weights(model) -> list[tuple[str, str, np.ndarray]]:
     """(layer, weight name, values) of every compressible weight, nested models included."""
     out = []
-    for layer in _walk(model):
-        if registry.is_compressible(layer):
-            for weight in registry.compressible_weights(layer):
-                name = getattr(weight, "path", None) or weight.name
-                out.append((layer.name, name, np.asarray(weight)))
+    for layer in registry.compressible_layers(model):
+        for weight in registry.compressible_weights(layer):
+            name = getattr(weight, "path", None) or weight.name
+            out.append((layer.name, name, np.asarray(weight)))
     return out
-
-
-def _walk(model):
-    for layer in model.layers:
-        if is_model(layer):
-            yield from _walk(layer)
-        else:
-            yield layer
 
 
 def _arrangements(values: np.ndarray, shape: tuple[int, ...]):
@@ -414,9 +405,7 @@ def _layer_sizes(
     constraint) instead of the bits the values need."""
     bits_by_layer = bits_by_layer or {}
     layers, compressible_params = [], 0
-    for layer in _walk(model):
-        if not registry.is_compressible(layer):
-            continue
+    for layer in registry.compressible_layers(model):
         weights = [np.asarray(w) for w in registry.compressible_weights(layer)]
         n = sum(w.size for w in weights)
         compressible_params += n

@@ -383,7 +383,7 @@ class ProgressiveCompressor:
         stages = [s if isinstance(s, Stage) else Stage.from_config(s) for s in stages]
         if not stages:
             raise ValueError("stages is empty; give at least one Stage.")
-        names = {l.name for l in _all_layers(model) if registry.is_compressible(l)}
+        names = {l.name for l in registry.compressible_layers(model)}
         for stage in stages:
             for spec, arg in ((stage.sparsity, "sparsity"), (stage.bits, "bits")):
                 if isinstance(spec, dict):
@@ -759,13 +759,6 @@ class ProgressiveCompressor:
 def _read_json(path: str) -> Any:
     with open(path) as handle:
         return json.load(handle)
-
-
-def _all_layers(model) -> list:
-    out = []
-    for layer in model.layers:
-        out.extend(_all_layers(layer) if is_model(layer) else [layer])
-    return out
 
 
 def _clone(model):

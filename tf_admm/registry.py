@@ -15,9 +15,9 @@ False
 
 from __future__ import annotations
 
-from tf_admm._keras import keras
+from tf_admm._keras import is_model, keras
 
-__all__ = ["compressible_weights", "is_compressible"]
+__all__ = ["compressible_layers", "compressible_weights", "is_compressible"]
 
 _L = keras.layers
 
@@ -51,6 +51,25 @@ def _builtin_attrs(layer) -> tuple[str, ...] | None:
         if isinstance(layer, cls):
             return attrs
     return None
+
+
+def compressible_layers(model) -> list:
+    """The compressible layers of a model in order, those of nested models included.
+
+    >>> import tf_admm
+    >>> from tf_admm import keras
+    >>> inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="a")])
+    >>> outer = keras.Sequential([inner, keras.layers.ReLU(), keras.layers.Dense(2, name="b")])
+    >>> [l.name for l in tf_admm.registry.compressible_layers(outer)]
+    ['a', 'b']
+    """
+    found = []
+    for layer in model.layers:
+        if is_model(layer):
+            found.extend(compressible_layers(layer))
+        elif is_compressible(layer):
+            found.append(layer)
+    return found
 
 
 def is_compressible(layer) -> bool:
