@@ -35,10 +35,20 @@ def load_mnist(path: str | None = None):
     return (prep(x_train), y_train.astype("int64")), (prep(x_test), y_test.astype("int64"))
 
 
-def dataset(x, y, batch_size: int, shuffle: bool, seed: int = 0) -> tf.data.Dataset:
+def dataset(x, y, batch_size: int, shuffle: bool, seed: int = 0, shift: int = 0) -> tf.data.Dataset:
+    """Batches of (x, y); ``shift`` > 0 moves each image by up to that many pixels in each
+    direction (zero padding, then a random 28x28 crop), anew every epoch."""
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    if shift:
+        size = x.shape[1:]
+
+        def move(image, label):
+            padded = tf.pad(image, [[shift, shift], [shift, shift], [0, 0]])
+            return tf.image.random_crop(padded, size, seed=seed), label
+
+        ds = ds.map(move, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 

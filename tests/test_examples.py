@@ -63,3 +63,19 @@ def test_final_stage_benchmark_steps_evenly_in_log_rate_to_the_targets():
     densities = [1 - s.sparsity["fc"] for s in stages]
     np.testing.assert_allclose(densities, [0.01, 0.001], rtol=1e-9)  # 0.1 -> 0.01 -> 0.001
     assert [s.retrain_epochs for s in stages] == [2, 2]
+
+
+def test_shift_augmentation_moves_each_image_by_at_most_the_shift_and_keeps_labels():
+    x = np.zeros((64, 28, 28, 1), "float32")
+    x[:, 14, 14, 0] = 1.0  # one bright pixel in the middle of every image
+    y = np.arange(64, dtype="int64")
+    plain = next(iter(common.dataset(x, y, 64, shuffle=False)))
+    moved_x, moved_y = next(iter(common.dataset(x, y, 64, shuffle=False, shift=2)))
+    np.testing.assert_array_equal(plain[0].numpy(), x)  # shift=0: untouched
+    np.testing.assert_array_equal(moved_y.numpy(), y)
+    images = moved_x.numpy().reshape(64, -1)
+    assert np.all(images.sum(axis=1) == 1.0)  # the pixel stays inside the 28x28 frame
+    positions = [np.unravel_index(np.argmax(v), (28, 28)) for v in images]
+    offsets = np.array(positions) - 14
+    assert np.abs(offsets).max() == 2  # 64 images: some reach the full shift ...
+    assert len({tuple(o) for o in offsets}) > 5  # ... and the shifts differ between images
