@@ -78,7 +78,7 @@ def main() -> None:
     keras.utils.set_random_seed(args.seed)
     targets = json.loads(args.targets) if args.targets else TARGETS_246X
     (x, y), (x_test, y_test) = common.load_mnist(args.data)
-    x_val, y_val, x, y = x[55000:], y[55000:], x[:55000], y[:55000]
+    (x, y), (x_val, y_val) = common.hold_out(x, y)
     start = keras.models.load_model(args.start, compile=False)
     current = tf_admm.report.layer_sparsity(start)
     unknown = sorted(set(targets) - set(current))

@@ -35,6 +35,12 @@ def load_mnist(path: str | None = None):
     return (prep(x_train), y_train.astype("int64")), (prep(x_test), y_test.astype("int64"))
 
 
+def hold_out(x, y, n: int = 5000):
+    """``(x, y)`` without its last ``n`` examples, and those ``n``: the validation split of the
+    examples and benchmarks (55,000 + 5,000 of the MNIST training images)."""
+    return (x[:-n], y[:-n]), (x[-n:], y[-n:])
+
+
 def dataset(x, y, batch_size: int, shuffle: bool, seed: int = 0, shift: int = 0) -> tf.data.Dataset:
     """Batches of (x, y); ``shift`` > 0 moves each image by up to that many pixels in each
     direction (zero padding, then a random 28x28 crop), anew every epoch."""

@@ -63,8 +63,7 @@ flags.DEFINE_string("weights", None, "Internal: dense weights (npz) for the TFMO
 
 def _data():
     (x_train, y_train), (x_test, y_test) = common.load_mnist(FLAGS.data)
-    x_val, y_val = x_train[55000:], y_train[55000:]
-    x_train, y_train = x_train[:55000], y_train[:55000]
+    (x_train, y_train), (x_val, y_val) = common.hold_out(x_train, y_train)
     if FLAGS.quick:
         x_train, y_train = x_train[:10000], y_train[:10000]
     return (x_train, y_train), (x_val, y_val), (x_test, y_test)

@@ -683,7 +683,11 @@ class ProgressiveCompressor:
         # halfway from the failed bits to those of the last good model, layer by layer
         good = next((r for r in reversed(self.reports) if r["passed"]), {"bits": {}})["bits"]
         binary = stage.scheme == "binary"  # every layer of the stage is binary (1 bit)
-        names = stage.bits if isinstance(stage.bits, dict) else layer_sparsity(current)
+        names = (
+            stage.bits
+            if isinstance(stage.bits, dict)
+            else [layer.name for layer in registry.compressible_layers(current)]
+        )
         bits, grew = {}, False
         for name in names:
             target = stage.layer_bits(name)
