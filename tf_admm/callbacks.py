@@ -61,7 +61,7 @@ class UpdateADMM(keras.callbacks.Callback):
             raise ValueError(f"update_every must be an int >= 1. Received: {update_every!r}")
         if unit not in _UNITS:
             raise ValueError(f"unit must be one of {_UNITS}. Received: unit={unit!r}")
-        updates._check_schedule(rho_growth, rho_max)
+        updates.check_schedule(rho_growth, rho_max)
         self.update_every = int(update_every)
         self.unit = unit
         self.schedule = {
@@ -72,15 +72,25 @@ class UpdateADMM(keras.callbacks.Callback):
         self._wrappers: list = []
         self._last: dict[str, float] = {}
         self._pending_steps = 0  # steps not yet added to the wrappers' step variables
-        self._step = 0  # mirror of the step variable plus the pending steps
+        self._step: int | None = None  # the step variable plus the pending steps
 
     def on_train_begin(self, logs=None):
-        self._wrappers = updates._built_wrappers(self.model, "UpdateADMM")
+        self._wrappers = updates.built_wrappers(self.model, "UpdateADMM")
         updates.initialize_admm(self.model)
         self._pending_steps = 0
-        active = self._admm_wrappers()
-        self._step = int(tf.convert_to_tensor(active[0].step)) if active else 0
-        self._last = self._current_residuals()
+        self._step = None  # read at the first epoch, after every callback's on_train_begin
+
+    def _sync(self) -> None:
+        """Read the step counter and residuals once per fit, at the first epoch or batch: not in
+        on_train_begin, since a BackupAndRestore placed after this callback restores the step
+        counter (and Z, U, rho) in its own on_train_begin."""
+        if self._step is None:
+            active = self._admm_wrappers()
+            self._step = int(tf.convert_to_tensor(active[0].step)) if active else 0
+            self._last = self._current_residuals()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._sync()
 
     def _admm_wrappers(self) -> list:
         return [w for w in self._wrappers if not w.masked]
@@ -110,6 +120,7 @@ class UpdateADMM(keras.callbacks.Callback):
         active = self._admm_wrappers()
         if not active:
             return
+        self._sync()
         self._pending_steps += 1
         self._step += 1
         if self.unit == "step":
@@ -120,6 +131,7 @@ class UpdateADMM(keras.callbacks.Callback):
                 logs.update(self._last)
 
     def on_epoch_end(self, epoch, logs=None):
+        self._sync()
         active = self._admm_wrappers()
         self._flush_steps(active)
         for w in active:

@@ -21,6 +21,7 @@ import numpy as np
 from tf_admm import projections
 from tf_admm._keras import register
 from tf_admm.quantizers import SCHEMES, Quantizer
+from tf_admm.validation import check_sparsity
 
 __all__ = [
     "BlockSparsity",
@@ -31,17 +32,6 @@ __all__ = [
     "Sparsity",
     "get",
 ]
-
-
-def _check_sparsity(sparsity: Any) -> float:
-    if isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real):
-        raise ValueError(
-            f"sparsity must be a float in [0, 1). Received: sparsity={sparsity!r} "
-            f"of type {type(sparsity).__name__}"
-        )
-    if not 0.0 <= float(sparsity) < 1.0:
-        raise ValueError(f"sparsity must be in [0, 1). Received: sparsity={sparsity!r}")
-    return float(sparsity)
 
 
 class Constraint:
@@ -94,7 +84,7 @@ class Sparsity(Constraint):
     """
 
     def __init__(self, sparsity: float):
-        self.sparsity = _check_sparsity(sparsity)
+        self.sparsity = check_sparsity(sparsity)
 
     def mask(self, values: np.ndarray) -> np.ndarray:
         values = np.asarray(values)
@@ -114,7 +104,7 @@ class BlockSparsity(Constraint):
     """
 
     def __init__(self, sparsity: float, block_shape: tuple[int, int] = (1, 4)):
-        self.sparsity = _check_sparsity(sparsity)
+        self.sparsity = check_sparsity(sparsity)
         shape = tuple(int(b) for b in block_shape)
         if len(shape) != 2 or min(shape) < 1:
             raise ValueError(
@@ -140,7 +130,7 @@ class FilterSparsity(Constraint):
     """
 
     def __init__(self, sparsity: float):
-        self.sparsity = _check_sparsity(sparsity)
+        self.sparsity = check_sparsity(sparsity)
 
     def mask(self, values: np.ndarray) -> np.ndarray:
         return projections.filter_mask(values, self.sparsity)

@@ -48,7 +48,7 @@ def find_wrappers(model) -> list[ADMMWrapper]:
     return found
 
 
-def _built_wrappers(model, caller: str) -> list[ADMMWrapper]:
+def built_wrappers(model, caller: str) -> list[ADMMWrapper]:
     wrappers = find_wrappers(model)
     if not wrappers:
         raise ValueError(
@@ -73,7 +73,7 @@ def initialize_admm(model) -> None:
 
     Safe to call again: an initialized (or resumed) model keeps its state.
     """
-    for wrapper in _built_wrappers(model, "initialize_admm"):
+    for wrapper in built_wrappers(model, "initialize_admm"):
         if wrapper.initialized:
             continue
         for weight, z, u in zip(wrapper.constrained, wrapper.z_vars, wrapper.u_vars):
@@ -94,7 +94,7 @@ def primal_residual(wrappers: list[ADMMWrapper]) -> float:
     return float(np.sqrt(num / den)) if den else 0.0
 
 
-def _check_schedule(rho_growth, rho_max) -> None:
+def check_schedule(rho_growth, rho_max) -> None:
     for name, value in (("rho_growth", rho_growth), ("rho_max", rho_max)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ValueError(f"{name} must be a number. Received: {name}={value!r}")
@@ -146,8 +146,8 @@ def update_admm(
     Returns ``admm_primal_residual`` = ||W - Z|| / ||W||, ``admm_dual_residual`` =
     ||rho (Z - Z_prev)|| over all wrapped weights, and ``admm_rho`` (largest rho after growth).
     """
-    _check_schedule(rho_growth, rho_max)
-    wrappers = _built_wrappers(model, "update_admm")
+    check_schedule(rho_growth, rho_max)
+    wrappers = built_wrappers(model, "update_admm")
     initialize_admm(model)
     primal_sq = weight_sq = dual_sq = 0.0
     rho_out = 0.0
@@ -199,7 +199,7 @@ def hard_project(model) -> dict[str, float]:
     >>> tf_admm.hard_project(m)
     {'admm_fc': 0.75}
     """
-    wrappers = _built_wrappers(model, "hard_project")
+    wrappers = built_wrappers(model, "hard_project")
     result = {}
     for wrapper in wrappers:
         zeros = total = 0

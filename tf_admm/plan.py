@@ -1,0 +1,263 @@
+"""The plan of a progressive run: :class:`Stage` (one step's targets and training settings),
+JSON round trips, the geometric spacing of the paper, and the bit steps of the accuracy guard.
+
+Pure configuration: nothing here trains or touches files other than the JSON it is given.
+
+>>> import tf_admm
+>>> stages = [tf_admm.Stage("half", sparsity=0.5, admm_epochs=2, retrain_epochs=1),
+...           tf_admm.Stage("final", sparsity={"fc1": 0.9}, bits=3)]
+>>> tf_admm.stages_from_json(tf_admm.stages_to_json(stages)) == stages
+True
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import os
+from typing import Any
+
+from tf_admm import constraints as constraints_lib
+from tf_admm._keras import keras
+from tf_admm.quantizers import SCHEMES
+from tf_admm.validation import check_int, check_positive, check_sparsity
+
+__all__ = [
+    "Stage",
+    "geometric_stages",
+    "more_bits",
+    "stages_from_json",
+    "stages_to_json",
+]
+
+_UNITS = ("epoch", "step")
+_SCHEDULES = ("cosine", "constant")
+
+
+def _check_sparsity_spec(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        out = {}
+        for name, s in value.items():
+            if not isinstance(name, str):
+                raise ValueError(f"sparsity keys must be layer names. Received: {name!r}")
+            out[name] = None if s is None else check_sparsity(s)
+        return out
+    return check_sparsity(value)
+
+
+def _check_bits_spec(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        for name, b in value.items():
+            if not isinstance(name, str):
+                raise ValueError(f"bits keys must be layer names. Received: {name!r}")
+            if b is not None:
+                constraints_lib.Quantization(b)
+        return dict(value)
+    constraints_lib.Quantization(value)
+    return value
+
+
+class Stage:
+    """One progressive step: targets, ADMM and retraining settings (JSON-serializable).
+
+    Args:
+        name: a label for banners and reports.
+        sparsity: None, a float for every compressible layer, or a dict layer name -> float.
+        bits: None, 2..8 / ``"ternary"`` / ``"binary"`` for every compressible layer, or a dict
+            layer name -> bits (e.g. binarize all but the first and last layers, then those).
+        scheme, per_channel: as in :func:`tf_admm.quantize`.
+        admm_epochs: epochs of ADMM training (0: hard projection right away).
+        retrain_epochs: epochs of retraining on the constraint after the hard projection.
+        update_every, unit: Z/U update interval (see :class:`tf_admm.UpdateADMM`).
+        rho, rho_growth, rho_max: the rho schedule.
+        optimizer: a Keras optimizer name (``"adam"``, ``"sgd"``, ...).
+        learning_rate: for the ADMM phase; ``retrain_learning_rate`` for retraining (default
+            the same).
+        schedule: ``"cosine"`` decay over each phase, or ``"constant"``.
+
+    >>> Stage("s1", sparsity=0.9, admm_epochs=2).get_config()["sparsity"]
+    0.9
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        sparsity: Any = None,
+        bits: Any = None,
+        scheme: str = "uniform",
+        per_channel: bool = True,
+        admm_epochs: int = 4,
+        retrain_epochs: int = 4,
+        update_every: int = 1,
+        unit: str = "epoch",
+        rho: float = 1e-3,
+        rho_growth: float = 1.3,
+        rho_max: float = 1.0,
+        optimizer: str = "adam",
+        learning_rate: float = 1e-3,
+        retrain_learning_rate: float | None = None,
+        schedule: str = "cosine",
+    ):
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"name must be a str or None. Received: name={name!r}")
+        self.name = name
+        self.sparsity = _check_sparsity_spec(sparsity)
+        self.bits = _check_bits_spec(bits)
+        if self.sparsity is None and self.bits is None:
+            raise ValueError("A Stage needs sparsity=..., bits=... or both. Received neither.")
+        if scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {SCHEMES}. Received: scheme={scheme!r}")
+        if not isinstance(per_channel, bool):
+            raise ValueError(f"per_channel must be True or False. Received: {per_channel!r}")
+        self.scheme, self.per_channel = scheme, per_channel
+        self.admm_epochs = check_int("admm_epochs", admm_epochs, 0)
+        self.retrain_epochs = check_int("retrain_epochs", retrain_epochs, 0)
+        self.update_every = check_int("update_every", update_every, 1)
+        if unit not in _UNITS:
+            raise ValueError(f"unit must be one of {_UNITS}. Received: unit={unit!r}")
+        self.unit = unit
+        self.rho = check_positive("rho", rho)
+        self.rho_growth = check_positive("rho_growth", rho_growth)
+        if self.rho_growth < 1:
+            raise ValueError(f"rho_growth must be >= 1. Received: rho_growth={rho_growth!r}")
+        self.rho_max = check_positive("rho_max", rho_max)
+        if not isinstance(optimizer, str):
+            raise ValueError(f"optimizer must be a Keras optimizer name. Received: {optimizer!r}")
+        keras.optimizers.get(optimizer)  # raises on unknown names
+        self.optimizer = optimizer
+        self.learning_rate = check_positive("learning_rate", learning_rate)
+        self.retrain_learning_rate = (
+            None
+            if retrain_learning_rate is None
+            else check_positive("retrain_learning_rate", retrain_learning_rate)
+        )
+        if schedule not in _SCHEDULES:
+            raise ValueError(f"schedule must be one of {_SCHEDULES}. Received: {schedule!r}")
+        self.schedule = schedule
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "sparsity": self.sparsity,
+            "bits": self.bits,
+            "scheme": self.scheme,
+            "per_channel": self.per_channel,
+            "admm_epochs": self.admm_epochs,
+            "retrain_epochs": self.retrain_epochs,
+            "update_every": self.update_every,
+            "unit": self.unit,
+            "rho": self.rho,
+            "rho_growth": self.rho_growth,
+            "rho_max": self.rho_max,
+            "optimizer": self.optimizer,
+            "learning_rate": self.learning_rate,
+            "retrain_learning_rate": self.retrain_learning_rate,
+            "schedule": self.schedule,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Stage:
+        config = dict(config)
+        return cls(config.pop("name", None), **config)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Stage) and self.get_config() == other.get_config()
+
+    def __repr__(self) -> str:
+        return f"Stage({self.name!r}, sparsity={self.sparsity!r}, bits={self.bits!r})"
+
+    def label(self, index: int) -> str:
+        return self.name or f"stage {index + 1}"
+
+    def layer_sparsity(self, name: str) -> float | None:
+        if isinstance(self.sparsity, dict):
+            return self.sparsity.get(name)
+        return self.sparsity
+
+    def layer_bits(self, name: str) -> Any:
+        if isinstance(self.bits, dict):
+            return self.bits.get(name)
+        return self.bits
+
+
+def stages_to_json(stages: list[Stage], path: str | os.PathLike | None = None) -> str:
+    """The plan as JSON text (and written to ``path`` when given)."""
+    text = json.dumps([s.get_config() for s in stages], indent=1)
+    if path is not None:
+        with open(path, "w") as handle:
+            handle.write(text)
+    return text
+
+
+def stages_from_json(text_or_path: str | os.PathLike) -> list[Stage]:
+    """Stages from JSON text or from a file holding it."""
+    text = os.fspath(text_or_path)
+    if not text.lstrip().startswith("[") and os.path.isfile(text):
+        with open(text) as handle:
+            text = handle.read()
+    configs = json.loads(text)
+    if not isinstance(configs, list):
+        raise ValueError("A plan is a JSON list of stage configs.")
+    return [Stage.from_config(c) for c in configs]
+
+
+def geometric_stages(
+    targets: dict[str, float],
+    steps: int,
+    *,
+    start: dict[str, float] | None = None,
+    **stage_kwargs,
+) -> list[Stage]:
+    """Split final per-layer sparsities into ``steps`` stages whose kept fraction (density)
+    shrinks geometrically, i.e. evenly in log-rate: the paper's progression.
+
+    ``start`` gives the sparsities the stages begin from (default: dense, 0 for every layer),
+    e.g. ``tf_admm.report.layer_sparsity(checkpoint)`` to continue from a pruned model.
+
+    >>> [round(s.sparsity["fc"], 3) for s in geometric_stages({"fc": 0.99}, 2)]
+    [0.9, 0.99]
+    >>> [round(s.sparsity["fc"], 3) for s in geometric_stages({"fc": 0.999}, 2, start={"fc": 0.9})]
+    [0.99, 0.999]
+    """
+    steps = check_int("steps", steps, 1)
+    start = start or {}  # layers of start without a target are ignored
+    stages = []
+    for k in range(1, steps + 1):
+        sparsity = {}
+        for n, s in targets.items():
+            kept = 1.0 - start.get(n, 0.0)  # density: kept * ((1 - s) / kept) ** (k / steps)
+            sparsity[n] = 1.0 - kept ** (1 - k / steps) * (1.0 - s) ** (k / steps)
+        kwargs = dict(stage_kwargs)
+        kwargs.setdefault("name", f"step {k}/{steps}")
+        stages.append(Stage(kwargs.pop("name"), sparsity=sparsity, **kwargs))
+    return stages
+
+
+def _bit_count(bits: Any) -> int:
+    b = {"binary": 1, "ternary": 2}.get(bits, bits)
+    if isinstance(b, bool) or not isinstance(b, numbers.Integral) or not 1 <= b <= 8:
+        raise ValueError(f"bits must be 1..8, 'binary' or 'ternary'. Received: {bits!r}")
+    return int(b)
+
+
+def more_bits(bits: Any, current: Any = None) -> int | None:
+    """The accuracy guard's retry for a failed quantization step: halfway, rounded up, from
+    ``bits`` to the ``current`` bits of the last good model (None: not quantized, counted as
+    8). ``"binary"`` counts as 1 bit, ``"ternary"`` as 2. None when no step lies between.
+
+    >>> [more_bits(b) for b in ("binary", "ternary", 3, 4, 7, 8)]
+    [5, 5, 6, 6, 8, None]
+    >>> [more_bits("binary", current=c) for c in (5, 3, 2)]
+    [3, 2, None]
+    """
+    b = _bit_count(bits)
+    c = 8 if current is None else _bit_count(current)
+    middle = -(-(b + c) // 2)
+    if middle <= b or (current is not None and middle >= c):
+        return None
+    return middle

@@ -1,0 +1,43 @@
+"""Argument checks shared by the modules: each raises ValueError naming what it received.
+
+>>> from tf_admm import validation
+>>> validation.check_int("epochs", 3, 0)
+3
+>>> validation.check_sparsity(1.5)
+Traceback (most recent call last):
+...
+ValueError: sparsity must be in [0, 1). Received: sparsity=1.5
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+__all__ = ["check_int", "check_positive", "check_sparsity"]
+
+
+def check_int(name: str, value: Any, low: int) -> int:
+    """``value`` as an int >= ``low`` (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}. Received: {name}={value!r}")
+    return int(value)
+
+
+def check_positive(name: str, value: Any, low: float = 0.0) -> float:
+    """``value`` as a float > ``low`` (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > low:
+        raise ValueError(f"{name} must be a number > {low}. Received: {name}={value!r}")
+    return float(value)
+
+
+def check_sparsity(sparsity: Any) -> float:
+    """``sparsity`` as a float in [0, 1)."""
+    if isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real):
+        raise ValueError(
+            f"sparsity must be a float in [0, 1). Received: sparsity={sparsity!r} "
+            f"of type {type(sparsity).__name__}"
+        )
+    if not 0.0 <= float(sparsity) < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1). Received: sparsity={sparsity!r}")
+    return float(sparsity)
