@@ -4,8 +4,8 @@ One uninterrupted run of a 3-stage ``tf_admm.ProgressiveCompressor`` (LeNet-300-
 subset of MNIST, or on synthetic images with ``--synthetic``) gives the reference weights and
 its duration. Then the same run is started in a fresh directory and killed with SIGKILL after a
 random time (uniform between 0 and its start-up time plus 1/kills of its training time, so
-that the kills land all over the first half of the run or more), ``--kills`` times, each restart resuming
-from what the previous one left; after the last kill it runs to the end. Reported:
+that the kills land all over the first half of the run or more), ``--kills`` times, each
+restart resuming from what the previous one left; after the last kill it runs to the end. Reported:
 
 - resumed: restarts that found the directory usable (ran on until killed again or finished;
   ``attempts`` says which of them reported resuming after finished stages);
@@ -145,8 +145,13 @@ def measure(kills: int, seed: int, args) -> dict:
         resumed += attempt > 0 and not failed
         dead += failed
         attempts.append(
-            {"attempt": attempt, "killed_after_s": None if not killed else round(delay, 2),
-             "exit": code, "resumed": "resuming" in text, "failed": failed}
+            {
+                "attempt": attempt,
+                "killed_after_s": None if not killed else round(delay, 2),
+                "exit": code,
+                "resumed": "resuming" in text,
+                "failed": failed,
+            }
         )
         if failed:
             print(text[-3000:], file=sys.stderr)
