@@ -2,10 +2,11 @@
 
 One uninterrupted run of a 3-stage ``tf_admm.ProgressiveCompressor`` (LeNet-300-100 on a
 subset of MNIST, or on synthetic images with ``--synthetic``) gives the reference weights and
-its duration. Then the same run is started in a fresh directory and killed with SIGKILL after a
-random time (uniform between 0 and its start-up time plus 1/kills of its training time, so
-that the kills land all over the first half of the run or more), ``--kills`` times, each
-restart resuming from what the previous one left; after the last kill it runs to the end. Reported:
+its duration. Then the same run is started in a fresh directory and killed with SIGKILL at a
+random time after its start-up (imports, data; uniform between 0 and 1.5/kills of the
+uninterrupted run's time in ``run()``, so that the kills land all over the run), ``--kills``
+times, each restart resuming from what the previous one left; after the last kill it runs to
+the end. Reported:
 
 - resumed: restarts that found the directory usable (ran on until killed again or finished;
   ``attempts`` says which of them reported resuming after finished stages);
@@ -104,6 +105,16 @@ def _read(log: str) -> str:
         return handle.read()
 
 
+def _started(process: subprocess.Popen, log: str) -> bool:
+    """Wait until the child has imported TensorFlow and built its data (it prints STARTED right
+    before ``run()``); False if it exited first."""
+    while process.poll() is None:
+        if "STARTED" in _read(log):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def _weights(directory: str) -> list[np.ndarray]:
     with np.load(os.path.join(directory, "final.npz")) as data:
         return [data[f"w{i}"] for i in range(len(data.files))]
@@ -122,7 +133,7 @@ def measure(kills: int, seed: int, args) -> dict:
     text = _read(log)
     reference_epochs = text.count(EPOCH_MARK)
     startup = float(text.split("STARTED ")[1].split()[0]) - start  # imports, data, dense model
-    window = (duration - startup) / max(kills, 1)  # attempts make ~1/(2 kills) of the run each
+    window = 1.5 * (duration - startup) / max(kills, 1)  # ~3/4 of the run over all kills
 
     rng = random.Random(seed)
     directory = os.path.join(work, "killed")
@@ -130,9 +141,9 @@ def measure(kills: int, seed: int, args) -> dict:
     for attempt in range(kills + 1):
         log = os.path.join(work, f"attempt_{attempt:02d}.log")
         process = _start(directory, args, log)
-        delay = rng.uniform(0, startup + window) if attempt < kills else None
+        delay = rng.uniform(0, window) if attempt < kills else None
         killed = False
-        if delay is not None:
+        if delay is not None and _started(process, log):
             try:
                 process.wait(timeout=delay)
             except subprocess.TimeoutExpired:

@@ -310,3 +310,19 @@ def test_mixed_precision_keeps_float32_master_weights():
         np.testing.assert_array_equal(stripped.predict(x, verbose=0), model.predict(x, verbose=0))
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize(
+    "cls", [tf.distribute.experimental.ParameterServerStrategy, tf.distribute.TPUStrategy]
+)
+def test_untested_strategies_get_a_clear_error(monkeypatch, cls):
+    model = _wrapped(0.5)
+    before = [np.copy(v) for v in _state(model)]
+    fake = object.__new__(cls)  # no cluster needed: only its type is looked at
+    monkeypatch.setattr(tf.distribute, "get_strategy", lambda: fake)
+    with pytest.raises(ValueError, match=f"does not support {cls.__name__}"):
+        tf_admm.initialize_admm(model)
+    with pytest.raises(ValueError, match="MultiWorkerMirroredStrategy only"):
+        tf_admm.update_admm(model)
+    for a, b in zip(before, _state(model)):  # nothing was touched
+        np.testing.assert_array_equal(a, b)

@@ -48,7 +48,21 @@ def find_wrappers(model) -> list[ADMMWrapper]:
     return found
 
 
+def _check_strategy(caller: str) -> None:
+    """Refuse the strategies tf_admm is not tested under, before any work is done."""
+    strategy = tf.distribute.get_strategy()
+    unsupported = (tf.distribute.TPUStrategy, tf.distribute.experimental.ParameterServerStrategy)
+    if isinstance(strategy, unsupported):
+        raise ValueError(
+            f"{caller} does not support {type(strategy).__name__}: the Z/U updates run eagerly "
+            "between steps and are tested with the default strategy, MirroredStrategy and "
+            "MultiWorkerMirroredStrategy only. Received: "
+            f"strategy={type(strategy).__name__}"
+        )
+
+
 def built_wrappers(model, caller: str) -> list[ADMMWrapper]:
+    _check_strategy(caller)
     wrappers = find_wrappers(model)
     if not wrappers:
         raise ValueError(
