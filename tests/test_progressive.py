@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import compile_model, small_cnn, small_data
 
 import tf_admm
@@ -57,6 +58,7 @@ def test_plan_round_trip_through_json_file(tmp_path):
         (dict(sparsity=0.5, admm_epochs=-1), "admm_epochs must be an int >= 0"),
         (dict(sparsity=0.5, unit="batch"), "unit must be one of"),
         (dict(sparsity=0.5, rho_growth=0.5), "rho_growth must be >= 1"),
+        (dict(sparsity=0.5, ramp=1.5), r"ramp must be a fraction in \[0, 1\]"),
         (dict(sparsity=0.5, schedule="linear"), "schedule must be one of"),
         (dict(sparsity=0.5, optimizer="nope"), "nope"),
     ],
@@ -269,3 +271,34 @@ def test_repeated_bit_retries_move_halfway_from_the_last_good_bits():
     # no retry repeats an earlier one
     assert [r["config"]["bits"] for r in retries] == [5, 3, 2]
     assert all(not r["passed"] for r in run.reports if r["name"] == "binary")
+
+
+def test_a_ramped_stage_reaches_its_targets_exactly():
+    model, x, y = _dense(epochs=5)
+    stage = tf_admm.Stage(
+        sparsity={"hidden": 0.9},
+        admm_epochs=2,
+        retrain_epochs=1,
+        update_every=1,
+        unit="step",
+        ramp=1.0,
+    )
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    data = tf_admm.stage_runner.TrainData((x, y), batch_size=32)
+    result, history, _ = tf_admm.stage_runner.run_stage(
+        model, stage, loss=loss, train=data, verbose=0
+    )
+    assert _zeros(result, "hidden").sum() == int(2304 * 0.9)
+    # after the first epoch Z is still on the way (half the ramp): W is nearer to it than to
+    # the final targets that a stage without the ramp projects onto
+    config = dict(stage.get_config(), ramp=0.0)
+    _, plain, _ = tf_admm.stage_runner.run_stage(
+        model, tf_admm.Stage.from_config(config), loss=loss, train=data, verbose=0
+    )
+    first = history["admm"]["admm_primal_residual"][0]
+    assert first < plain["admm"]["admm_primal_residual"][0] - 0.1  # 0.72 against 0.95
+    unknown = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: True).batch(32)
+    with pytest.raises(ValueError, match="cardinality is unknown"):
+        tf_admm.stage_runner.run_stage(
+            model, stage, loss=loss, train=tf_admm.stage_runner.TrainData(unknown), verbose=0
+        )

@@ -326,3 +326,81 @@ def test_untested_strategies_get_a_clear_error(monkeypatch, cls):
         tf_admm.update_admm(model)
     for a, b in zip(before, _state(model)):  # nothing was touched
         np.testing.assert_array_equal(a, b)
+
+
+class _ZeroFractions(keras.callbacks.Callback):
+    """Z's zero fraction of the first wrapper after every batch (place after UpdateADMM)."""
+
+    def __init__(self):
+        super().__init__()
+        self.zeros = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        z = to_np(wrappers(self.model)[0].z_vars[0])
+        self.zeros.append(int(z.size - np.count_nonzero(z)))
+
+
+def test_ramp_projects_z_onto_the_cubic_schedule_then_the_target():
+    x, y = small_data(64)
+    model = _wrapped({"hidden": 0.9})
+    record = _ZeroFractions()
+    admm = tf_admm.UpdateADMM(update_every=2, unit="step", ramp_steps=8)
+    model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0, callbacks=[admm, record])
+    size = 2304  # hidden: 144 x 16
+    expected = []
+    for t in range(1, 13):
+        last = t - t % 2  # Z was last updated at this step (0: the initialization)
+        s = 0.9 * (1 - (1 - min(last / 8, 1.0)) ** 3)
+        expected.append(int(np.floor(size * s + 1e-9)))
+    assert record.zeros == expected
+    assert expected[0] == 0 and expected[-1] == int(size * 0.9)
+    tf_admm.hard_project(model)
+    assert (to_np(wrappers(model)[0].constrained[0]) == 0).sum() == int(size * 0.9)
+
+
+def test_ramp_starts_from_the_zeros_already_masked():
+    model = _wrapped({"hidden": 0.9})
+    w = wrappers(model)[0]
+    kernel = to_np(w.constrained[0])
+    half = (np.arange(kernel.size) % 2).reshape(kernel.shape).astype("float32")
+    w.mask_vars[0].assign(half)  # an earlier stage left 50% zeros
+    w.constrained[0].assign(kernel * half)
+    tf_admm.initialize_admm(model, ramp_steps=10)
+    assert tf_admm.updates.ramped_constraint(w, 10) == tf_admm.Sparsity(0.5)
+    w.step.assign(5)
+    assert tf_admm.updates.ramped_constraint(w, 10).sparsity == pytest.approx(
+        0.9 + (0.5 - 0.9) * 0.5**3
+    )
+    w.step.assign(10)
+    assert tf_admm.updates.ramped_constraint(w, 10) == tf_admm.Sparsity(0.9)
+    with pytest.raises(ValueError, match="ramp_steps must be an int >= 0"):
+        tf_admm.UpdateADMM(ramp_steps=-1)
+
+
+def test_ramp_equals_the_benchmark_prototype():
+    # benchmarks/compare_methods.py measured the ramp with a callback of its own that swaps the
+    # wrappers' constraints; the library option must compute the same weights, bit for bit
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    import compare_methods
+
+    x, y = small_data(64)
+    targets = {"hidden": 0.9, "conv": 0.5}
+    results = []
+    for use_library in (False, True):
+        keras.utils.set_random_seed(0)
+        model = _wrapped(targets)
+        if use_library:
+            callback = tf_admm.UpdateADMM(2, unit="step", rho_growth=1.5, ramp_steps=8)
+        else:
+            callback = compare_methods.GradualADMM.make(keras, tf_admm, targets, 8, 2, 1.5)
+        model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0, callbacks=[callback])
+        tf_admm.hard_project(model)
+        state = [to_np(v) for v in model.trainable_weights]
+        for w in wrappers(model):  # the prototype counts no steps or epochs: not compared
+            state += [to_np(v) for v in (*w.z_vars, *w.u_vars, *w.mask_vars, w.rho, w.num_updates)]
+        results.append(state)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)

@@ -42,6 +42,10 @@ class UpdateADMM(keras.callbacks.Callback):
         rho_growth: rho is multiplied by this at every update (>= 1); the authors use 1.3.
         rho_max: cap on rho.
         rescale_dual: rescale U when rho grows (see :func:`tf_admm.update_admm`).
+        ramp_steps: 0 (default) projects Z onto the target from the start. N > 0 ramps the
+            sparsity Z is projected onto from the layer's current zeros to the target over the
+            first N training steps, on gradual magnitude pruning's cubic schedule
+            (:func:`tf_admm.updates.ramped_constraint`); counted in steps whatever ``unit``.
     """
 
     def __init__(
@@ -51,6 +55,7 @@ class UpdateADMM(keras.callbacks.Callback):
         rho_growth: float = 1.3,
         rho_max: float = 1.0,
         rescale_dual: bool = True,
+        ramp_steps: int = 0,
     ):
         super().__init__()
         if (
@@ -68,6 +73,7 @@ class UpdateADMM(keras.callbacks.Callback):
             "rho_growth": float(rho_growth),
             "rho_max": float(rho_max),
             "rescale_dual": bool(rescale_dual),
+            "ramp_steps": updates.check_ramp(ramp_steps),
         }
         self._wrappers: list = []
         self._last: dict[str, float] = {}
@@ -76,7 +82,7 @@ class UpdateADMM(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._wrappers = updates.built_wrappers(self.model, "UpdateADMM")
-        updates.initialize_admm(self.model)
+        updates.initialize_admm(self.model, ramp_steps=self.schedule["ramp_steps"])
         self._pending_steps = 0
         self._step = None  # read at the first epoch, after every callback's on_train_begin
 

@@ -56,6 +56,21 @@ class Constraint:
     def check_weight(self, shape: tuple[int, ...], name: str) -> None:
         """Raise ValueError if this constraint cannot apply to a weight of ``shape``."""
 
+    def at_sparsity(self, sparsity: float) -> Constraint:
+        """The same kind of set at another sparsity (the gradual ramp of
+        :class:`tf_admm.UpdateADMM`); constraints without a free sparsity (n:m, quantization)
+        return themselves.
+
+        >>> BlockSparsity(0.9, (1, 4)).at_sparsity(0.5)
+        BlockSparsity(sparsity=0.5, block_shape=[1, 4])
+        >>> NMSparsity(2, 4).at_sparsity(0.1)
+        NMSparsity(n=2, m=4)
+        """
+        config = self.get_config()
+        if "sparsity" not in config or self.quantizer is not None:
+            return self
+        return type(self).from_config({**config, "sparsity": check_sparsity(sparsity)})
+
     def get_config(self) -> dict[str, Any]:
         raise NotImplementedError
 

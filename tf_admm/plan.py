@@ -73,6 +73,9 @@ class Stage:
         admm_epochs: epochs of ADMM training (0: hard projection right away).
         retrain_epochs: epochs of retraining on the constraint after the hard projection.
         update_every, unit: Z/U update interval (see :class:`tf_admm.UpdateADMM`).
+        ramp: 0 projects Z onto the stage's targets from the first step; a fraction in (0, 1]
+            ramps the sparsity Z is projected onto from the seed's zeros to the targets over
+            that share of the ADMM phase's steps (``UpdateADMM(ramp_steps=...)``).
         rho, rho_growth, rho_max: the rho schedule.
         optimizer: a Keras optimizer name (``"adam"``, ``"sgd"``, ...).
         learning_rate: for the ADMM phase; ``retrain_learning_rate`` for retraining (default
@@ -95,6 +98,7 @@ class Stage:
         retrain_epochs: int = 4,
         update_every: int = 1,
         unit: str = "epoch",
+        ramp: float = 0.0,
         rho: float = 1e-3,
         rho_growth: float = 1.3,
         rho_max: float = 1.0,
@@ -121,6 +125,9 @@ class Stage:
         if unit not in _UNITS:
             raise ValueError(f"unit must be one of {_UNITS}. Received: unit={unit!r}")
         self.unit = unit
+        if isinstance(ramp, bool) or not isinstance(ramp, numbers.Real) or not 0 <= ramp <= 1:
+            raise ValueError(f"ramp must be a fraction in [0, 1]. Received: ramp={ramp!r}")
+        self.ramp = float(ramp)
         self.rho = check_positive("rho", rho)
         self.rho_growth = check_positive("rho_growth", rho_growth)
         if self.rho_growth < 1:
@@ -151,6 +158,7 @@ class Stage:
             "retrain_epochs": self.retrain_epochs,
             "update_every": self.update_every,
             "unit": self.unit,
+            "ramp": self.ramp,
             "rho": self.rho,
             "rho_growth": self.rho_growth,
             "rho_max": self.rho_max,

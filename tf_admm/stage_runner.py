@@ -241,6 +241,18 @@ def fit_phase(
     return history
 
 
+def _ramp_steps(stage: Stage, train: TrainData) -> int:
+    if not stage.ramp:
+        return 0
+    if not train.steps:
+        raise ValueError(
+            f"Stage {stage.name!r} has ramp={stage.ramp}, which needs the number of steps per "
+            "epoch; the training dataset's cardinality is unknown. Give (x, y) arrays or a "
+            "dataset of known length, or ramp=0."
+        )
+    return max(1, int(stage.ramp * stage.admm_epochs * train.steps))
+
+
 def run_stage(
     seed,
     stage: Stage,
@@ -275,6 +287,7 @@ def run_stage(
             unit=stage.unit,
             rho_growth=stage.rho_growth,
             rho_max=stage.rho_max,
+            ramp_steps=_ramp_steps(stage, train),
         )
         histories["admm"] = fit_phase(
             wrapped,

@@ -23,7 +23,7 @@ import tensorflow as tf
 from tf_admm._keras import is_model
 from tf_admm.wrapper import MODE_ADMM, MODE_MASKED, ADMMWrapper
 
-__all__ = ["find_wrappers", "hard_project", "initialize_admm", "update_admm"]
+__all__ = ["find_wrappers", "hard_project", "initialize_admm", "ramped_constraint", "update_admm"]
 
 
 def find_wrappers(model) -> list[ADMMWrapper]:
@@ -82,16 +82,52 @@ def _np(variable) -> np.ndarray:
     return np.asarray(tf.convert_to_tensor(variable))
 
 
-def initialize_admm(model) -> None:
+def ramped_constraint(wrapper: ADMMWrapper, ramp_steps: int):
+    """The constraint Z is projected onto at the wrapper's current step under a gradual ramp.
+
+    Over the first ``ramp_steps`` steps the sparsity rises on the cubic schedule of gradual
+    magnitude pruning (Zhu and Gupta 2017): ``s(t) = s_f + (s_0 - s_f) * (1 - t / ramp_steps)
+    ** 3``, from ``s_0``, the zeros already masked (an earlier stage's), to the target ``s_f``;
+    then it stays at ``s_f``. Without a ramp (0), or for constraints without a free sparsity
+    (n:m, quantization), the wrapper's constraint itself.
+    """
+    constraint = wrapper.constraint
+    if not ramp_steps:
+        return constraint
+    step = max(int(tf.convert_to_tensor(wrapper.step)), 0)
+    if step >= ramp_steps:
+        return constraint
+    masks = [_np(m) for m in wrapper.mask_vars]
+    start = 1.0 - sum(float(m.sum()) for m in masks) / sum(m.size for m in masks)
+    final = constraint.sparsity
+    if final <= start:
+        return constraint
+    now = final + (start - final) * (1.0 - step / ramp_steps) ** 3
+    return constraint.at_sparsity(now)
+
+
+def check_ramp(ramp_steps) -> int:
+    if isinstance(ramp_steps, bool) or not isinstance(ramp_steps, numbers.Integral):
+        raise ValueError(f"ramp_steps must be an int >= 0. Received: ramp_steps={ramp_steps!r}")
+    if ramp_steps < 0:
+        raise ValueError(f"ramp_steps must be an int >= 0. Received: ramp_steps={ramp_steps!r}")
+    return int(ramp_steps)
+
+
+def initialize_admm(model, *, ramp_steps: int = 0) -> None:
     """Z = Proj(W), U = 0, step = 0 for every wrapper not yet initialized; others untouched.
 
-    Safe to call again: an initialized (or resumed) model keeps its state.
+    With ``ramp_steps`` (see :func:`ramped_constraint`), Z starts at the sparsity the wrapper
+    already has instead of at the target. Safe to call again: an initialized (or resumed) model
+    keeps its state.
     """
+    ramp_steps = check_ramp(ramp_steps)
     for wrapper in built_wrappers(model, "initialize_admm"):
         if wrapper.initialized:
             continue
+        constraint = ramped_constraint(wrapper, ramp_steps)  # at step 0
         for weight, z, u in zip(wrapper.constrained, wrapper.z_vars, wrapper.u_vars):
-            z.assign(wrapper.constraint.project(_np(weight)))
+            z.assign(constraint.project(_np(weight)))
             u.assign(tf.zeros_like(tf.convert_to_tensor(u)))
         wrapper.rho.assign(wrapper.rho_init)
         wrapper.step.assign(0)
@@ -149,10 +185,14 @@ def update_admm(
     rho_growth: float = 1.3,
     rho_max: float = 1.0,
     rescale_dual: bool = True,
+    ramp_steps: int = 0,
 ) -> dict[str, float]:
     """One ADMM Z/U update of every wrapper in ADMM mode; returns the residuals.
 
     Z <- Proj(W + U); U <- U + W - Z; then rho <- min(rho * rho_growth, rho_max). With
+    ``ramp_steps``, Proj is onto the sparsity of the gradual ramp at the wrapper's step
+    (:func:`ramped_constraint`): ADMM's pull towards a mask that grows like gradual magnitude
+    pruning's, instead of towards the final mask from the first step. With
     ``rescale_dual`` (default), U is multiplied by rho_old / rho_new when rho grows, which keeps
     the unscaled dual rho * U unchanged (Boyd et al. 2011, sec. 3.4.1); ``False`` reproduces the
     authors' code, which does not rescale. Wrappers not yet initialized are initialized first.
@@ -161,8 +201,9 @@ def update_admm(
     ||rho (Z - Z_prev)|| over all wrapped weights, and ``admm_rho`` (largest rho after growth).
     """
     check_schedule(rho_growth, rho_max)
+    ramp_steps = check_ramp(ramp_steps)
     wrappers = built_wrappers(model, "update_admm")
-    initialize_admm(model)
+    initialize_admm(model, ramp_steps=ramp_steps)
     primal_sq = weight_sq = dual_sq = 0.0
     rho_out = 0.0
     for wrapper in wrappers:
@@ -170,16 +211,17 @@ def update_admm(
             continue
         rho = float(tf.convert_to_tensor(wrapper.rho))
         rho_next = min(rho * rho_growth, max(rho_max, rho))
+        constraint = ramped_constraint(wrapper, ramp_steps)
         scale_t = tf.constant(rho / rho_next if rescale_dual else 1.0, tf.float32)
         for weight, z, u in zip(wrapper.constrained, wrapper.z_vars, wrapper.u_vars):
             w_t = tf.convert_to_tensor(weight)
             v_t = w_t + tf.convert_to_tensor(u)
             z_old = tf.convert_to_tensor(z)
             if wrapper.quantized:
-                z_t = tf.convert_to_tensor(wrapper.constraint.project(np.asarray(v_t)))
+                z_t = tf.convert_to_tensor(constraint.project(np.asarray(v_t)))
                 z_new, u_new, sums = _zu_step_projected(v_t, w_t, z_old, z_t, scale_t)
             else:
-                keep = tf.convert_to_tensor(wrapper.constraint.mask(np.asarray(v_t)))
+                keep = tf.convert_to_tensor(constraint.mask(np.asarray(v_t)))
                 z_new, u_new, sums = _zu_step(v_t, w_t, z_old, keep, scale_t)
             d_sq, p_sq, w_sq = (float(x) for x in np.asarray(sums))
             dual_sq += rho * rho * d_sq
