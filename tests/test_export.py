@@ -218,3 +218,51 @@ def test_export_refuses_to_overwrite_unless_asked(tmp_path):
         tf_admm.export_tflite("model", tmp_path / "x.tflite")
     with pytest.raises(ValueError, match="existing .tflite file"):
         tf_admm.check_tflite(small_cnn(), tmp_path / "none.tflite", np.zeros((1, 8, 8, 1)))
+
+
+def test_export_before_hard_project_raises_unless_allowed(tmp_path):
+    model = tf_admm.prune_low_magnitude(small_cnn(), {"hidden": 0.9})
+    path = tmp_path / "m.tflite"
+    before = [np.copy(w) for w in model.get_weights()]
+    with pytest.raises(ValueError, match=r"still in their ADMM phase.*hard_project"):
+        tf_admm.export_tflite(model, path)
+    assert not path.exists()
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.warns(UserWarning, match="still in their ADMM phase"):
+        tf_admm.export_tflite(model, path, allow_dense=True)
+    with pytest.warns(UserWarning, match="hard_project"):
+        tf_admm.strip_admm(model)
+    with pytest.raises(ValueError, match="allow_dense must be True or False"):
+        tf_admm.export_tflite(model, tmp_path / "n.tflite", allow_dense="yes")
+
+
+def test_export_to_an_unwritable_directory_fails_before_converting(tmp_path, monkeypatch):
+    import tf_admm.export as export
+
+    monkeypatch.setattr(export.os, "access", lambda path, mode: False)
+    converted = []
+    monkeypatch.setattr(export, "_convert", lambda *a: converted.append(1))
+    with pytest.raises(ValueError, match="not writable"):
+        tf_admm.export_tflite(small_cnn(), tmp_path / "m.tflite")
+    assert not converted
+
+
+def test_check_tflite_refuses_other_files(tmp_path):
+    model = small_cnn()
+    x, _ = small_data(8)
+    not_tflite = tmp_path / "notes.tflite"
+    not_tflite.write_bytes(b"hello, this is not a flatbuffer")
+    with pytest.raises(ValueError, match="not a .tflite flatbuffer"):
+        tf_admm.check_tflite(model, not_tflite, x)
+    other = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3)])
+    path = tf_admm.export_tflite(other, tmp_path / "other.tflite").path
+    with pytest.raises(ValueError, match=r"not a file of this model: its input is \(n, 5\)"):
+        tf_admm.check_tflite(model, path, x)
+
+
+def test_argument_errors_name_what_was_received():
+    with pytest.raises(ValueError, match=r"block_shape must be two positive ints.*Received: .*4"):
+        tf_admm.BlockSparsity(0.5, 4)
+    with pytest.raises(ValueError, match="Received: sparsity=None"):
+        tf_admm.prune_low_magnitude(small_cnn(), None)

@@ -120,6 +120,13 @@ class BlockSparsity(Constraint):
 
     def __init__(self, sparsity: float, block_shape: tuple[int, int] = (1, 4)):
         self.sparsity = check_sparsity(sparsity)
+        if not isinstance(block_shape, (tuple, list)) or not all(
+            isinstance(b, numbers.Integral) and not isinstance(b, bool) for b in block_shape
+        ):
+            raise ValueError(
+                "block_shape must be two positive ints (outputs, inputs), e.g. (1, 4). "
+                f"Received: block_shape={block_shape!r}"
+            )
         shape = tuple(int(b) for b in block_shape)
         if len(shape) != 2 or min(shape) < 1:
             raise ValueError(

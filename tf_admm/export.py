@@ -275,7 +275,23 @@ def _check_export_args(model, path, quantization, sparse, representative_data, o
         raise ValueError(f"path is a directory; give a file name. Received: path={path!r}")
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path!r} exists; pass overwrite=True to replace it.")
+    if not os.access(directory, os.W_OK):
+        raise ValueError(f"The directory of path is not writable. Received: path={path!r}")
     return path
+
+
+def _check_projected(model, allow_dense: bool, caller: str) -> None:
+    """Refuse a model still in its ADMM phase: its weights are not on the constraint yet."""
+    if not isinstance(allow_dense, bool):
+        raise ValueError(f"allow_dense must be True or False. Received: {allow_dense!r}")
+    pending = [w.name for w in find_wrappers(model) if w.built and not w.masked]
+    if pending and not allow_dense:
+        raise ValueError(
+            f"{caller}: wrappers {pending} are still in their ADMM phase, so their weights are "
+            "dense (the constraint is enforced by tf_admm.hard_project). Call "
+            "tf_admm.hard_project(model) (and retrain) first, or pass allow_dense=True to "
+            "export the weights as they are."
+        )
 
 
 # -- conversion ------------------------------------------------------------------------------
@@ -475,6 +491,7 @@ def export_tflite(
     sparse: bool = False,
     representative_data: Any = None,
     overwrite: bool = False,
+    allow_dense: bool = False,
 ) -> ExportResult:
     """Convert a (wrapped or stripped) Keras model to a ``.tflite`` file.
 
@@ -490,6 +507,8 @@ def export_tflite(
         representative_data: for ``"int8"``: an array of inputs (first 200 used), a
             ``tf.data.Dataset`` of inputs, or a callable yielding lists of input batches.
         overwrite: replace an existing file.
+        allow_dense: export wrappers still in their ADMM phase (before
+            :func:`tf_admm.hard_project`) with their dense weights instead of raising.
 
     Returns:
         :class:`ExportResult` with sizes (raw, zipped, lower bound per layer) and, for every
@@ -499,6 +518,7 @@ def export_tflite(
         ValueError / FileExistsError: on bad arguments, before converting.
     """
     path = _check_export_args(model, path, quantization, sparse, representative_data, overwrite)
+    _check_projected(model, allow_dense, "export_tflite")
     representative = _representative(representative_data, model) if quantization == "int8" else None
     plain = strip_admm(model) if find_wrappers(model) else model
     file = TFLiteFile(_convert(plain, quantization, sparse, representative))
@@ -596,9 +616,28 @@ def check_tflite(
             )
     path = os.fspath(path)
     with open(path, "rb") as handle:
-        interpreter = _interpreter(path, handle.read())
-    expected = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+        content = handle.read()
+    if content[4:8] != b"TFL3":
+        raise ValueError(
+            f"path is not a .tflite flatbuffer (no TFL3 identifier). Received: path={path!r}, "
+            f"starting with {content[:8]!r}"
+        )
+    interpreter = _interpreter(path, content)
     input_detail = interpreter.get_input_details()[0]
+    file_shape = tuple(int(d) for d in input_detail["shape"][1:])
+    model_shape = _input_shapes(model)[0][1:]
+    if (
+        len(interpreter.get_input_details()) != len(model.inputs)
+        or any(m is not None and m != f for m, f in zip(model_shape, file_shape))
+        or len(file_shape) != len(model_shape)
+    ):
+        raise ValueError(
+            f"{path!r} is not a file of this model: its input is (n, "
+            f"{', '.join(map(str, file_shape))}), the model's (n, "
+            f"{', '.join(map(str, model_shape))}); {len(interpreter.get_input_details())} "
+            f"against {len(model.inputs)} inputs."
+        )
+    expected = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
     outputs = []
     for start in range(0, len(x), batch_size):
         batch = x[start : start + batch_size]

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,7 @@ from tf_admm._keras import (
     keras,
     other_flavour_hint,
 )
+from tf_admm.updates import find_wrappers
 from tf_admm.wrapper import ADMMWrapper
 
 __all__ = ["compress", "prune_low_magnitude", "quantize", "strip_admm"]
@@ -177,6 +179,11 @@ def prune_low_magnitude(
     'ADMMWrapper'
     """
     rho = _check_rho(rho)
+    if sparsity is None:
+        raise ValueError(
+            "prune_low_magnitude needs a target. Received: sparsity=None; allowed: a float in "
+            "[0, 1), a constraint, a dict layer name -> either, or a callable."
+        )
     return _wrap(to_prune, lambda layers: _resolver(sparsity, layers), rho, "prune_low_magnitude")
 
 
@@ -398,6 +405,13 @@ def strip_admm(model):
             f"{model!r} of type {type(model).__name__}. {other_flavour_hint()}"
         )
     _check_model_kind(model, "strip_admm")
+    pending = [w.name for w in find_wrappers(model) if w.built and not w.masked]
+    if pending:
+        warnings.warn(
+            f"strip_admm: wrappers {pending} are still in their ADMM phase; their weights are "
+            "exported dense. Call tf_admm.hard_project(model) first for the compressed model.",
+            stacklevel=2,
+        )
 
     def replace(layer):
         if not isinstance(layer, ADMMWrapper):
