@@ -152,11 +152,19 @@ def _compress(model, stages, val, directory, name, guard=True):
     return run.run(), run
 
 
+def update_interval() -> int:
+    """--update_every; with --quick at most a quarter of an epoch (10,000 images, 157 steps),
+    so that the short ADMM phases make real Z/U updates (300 steps would make none)."""
+    if FLAGS.quick:
+        return max(1, min(FLAGS.update_every, -(-10000 // FLAGS.batch_size) // 4))
+    return FLAGS.update_every
+
+
 def _stage_kwargs(e):
     return dict(
         admm_epochs=e["admm"],
         retrain_epochs=e["retrain"],
-        update_every=FLAGS.update_every,
+        update_every=update_interval(),
         unit="step",
     )
 
@@ -282,7 +290,7 @@ def main(_):
                 bits=FLAGS.bits,
                 admm_epochs=max(1, e["admm"] // 2),
                 retrain_epochs=e["retrain"],
-                update_every=FLAGS.update_every,
+                update_every=update_interval(),
                 unit="step",
             )
         ]

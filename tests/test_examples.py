@@ -79,3 +79,21 @@ def test_shift_augmentation_moves_each_image_by_at_most_the_shift_and_keeps_labe
     offsets = np.array(positions) - 14
     assert np.abs(offsets).max() == 2  # 64 images: some reach the full shift ...
     assert len({tuple(o) for o in offsets}) > 5  # ... and the shifts differ between images
+
+
+def test_quick_lenet5_mnist_makes_real_zu_updates():
+    # --quick trains 157 steps per epoch: Z/U every 300 steps would never update
+    import lenet5_mnist
+
+    lenet5_mnist.FLAGS(["lenet5_mnist", "--quick"])
+    try:
+        every = lenet5_mnist.update_interval()
+        assert every == 157 // 4 and 157 // every >= 4
+        assert lenet5_mnist.FLAGS.update_every == 300
+    finally:
+        lenet5_mnist.FLAGS.unparse_flags()
+    lenet5_mnist.FLAGS(["lenet5_mnist"])
+    try:
+        assert lenet5_mnist.update_interval() == 300
+    finally:
+        lenet5_mnist.FLAGS.unparse_flags()
