@@ -197,3 +197,19 @@ def test_strip_rejects_non_models():
 def test_nm_constraint_checked_before_wrapping():
     with pytest.raises(ValueError, match="multiple of 4"):
         tf_admm.prune_low_magnitude(small_cnn(), {"logits": 0.5, "conv": tf_admm.NMSparsity(2, 4)})
+
+
+def test_layers_left_dense_are_named_in_one_warning():
+    inputs = keras.Input((6, 4))
+    x = keras.layers.LSTM(8, return_sequences=True, name="lstm")(inputs)
+    x = keras.layers.MultiHeadAttention(2, 4, name="attention")(x, x)
+    x = keras.layers.LayerNormalization(name="norm")(x)  # vectors only: not named
+    outputs = keras.layers.Dense(3, name="head")(keras.layers.Flatten()(x))
+    model = keras.Model(inputs, outputs)
+    with pytest.warns(UserWarning) as record:
+        wrapped = tf_admm.prune_low_magnitude(model, 0.5)
+    texts = [str(w.message) for w in record if "stay dense" in str(w.message)]
+    assert len(texts) == 1
+    assert "lstm (LSTM)" in texts[0] and "attention (MultiHeadAttention)" in texts[0]
+    assert "norm" not in texts[0] and "head" not in texts[0]
+    assert [w.layer.name for w in tf_admm.find_wrappers(wrapped)] == ["head"]

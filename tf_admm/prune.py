@@ -361,6 +361,7 @@ def _wrap(to_prune, make_resolver: Callable, rho: float, caller: str):
             f"{caller}: the targets select no compressible layer of model {model.name!r}; "
             "nothing to wrap."
         )
+    _warn_dense_layers(layers, caller)
 
     def replace(layer):
         constraint = targets.get(id(layer))
@@ -370,6 +371,24 @@ def _wrap(to_prune, make_resolver: Callable, rho: float, caller: str):
         return wrapper, lambda new: new.layer.set_weights(layer.get_weights())
 
     return _rebuild(model, replace)
+
+
+def _warn_dense_layers(layers: list, caller: str) -> None:
+    """One warning naming the layers with matrix weights that no constraint reaches (LSTM,
+    GRU, MultiHeadAttention, EinsumDense, ...): they stay dense whatever the target says."""
+    dense = [
+        f"{l.name} ({type(l).__name__})"
+        for l in layers
+        if not is_model(l)
+        and not registry.is_compressible(l)
+        and any(len(w.shape) >= 2 for w in l.weights)
+    ]
+    if dense:
+        warnings.warn(
+            f"{caller}: these layers have weight matrices that tf_admm does not compress; they "
+            f"stay dense: {', '.join(dense)}. Give them get_prunable_weights() to include them.",
+            stacklevel=3,
+        )
 
 
 def _plan_layer(layer, resolve):
