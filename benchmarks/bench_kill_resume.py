@@ -3,10 +3,11 @@
 One uninterrupted run of a 3-stage ``tf_admm.ProgressiveCompressor`` (LeNet-300-100 on a
 subset of MNIST, or on synthetic images with ``--synthetic``) gives the reference weights and
 its duration. Then the same run is started in a fresh directory and killed with SIGKILL at a
-random time after its start-up (imports, data; uniform between 0 and 1.5/kills of the
-uninterrupted run's time in ``run()``, so that the kills land all over the run), ``--kills``
-times, each restart resuming from what the previous one left; after the last kill it runs to
-the end. Reported:
+random moment after its start-up (imports, data): after 0 or 1 more finished epochs (odds
+60:40), uniform over the next 1.2 epochs of the uninterrupted run, so that the kills land in
+training steps, epoch-end backups, hard projections and stage ends all over the run;
+``--kills`` times, each restart resuming from what the previous one left; after the last kill
+it runs to the end. Reported:
 
 - resumed: restarts that found the directory usable (ran on until killed again or finished;
   ``attempts`` says which of them reported resuming after finished stages);
@@ -105,13 +106,13 @@ def _read(log: str) -> str:
         return handle.read()
 
 
-def _started(process: subprocess.Popen, log: str) -> bool:
-    """Wait until the child has imported TensorFlow and built its data (it prints STARTED right
-    before ``run()``); False if it exited first."""
+def _reached(process: subprocess.Popen, log: str, marker: str, count: int) -> bool:
+    """Wait until ``marker`` appears ``count`` times in the child's log; False if it exited
+    first."""
     while process.poll() is None:
-        if "STARTED" in _read(log):
+        if _read(log).count(marker) >= count:
             return True
-        time.sleep(0.05)
+        time.sleep(0.02)
     return False
 
 
@@ -133,7 +134,7 @@ def measure(kills: int, seed: int, args) -> dict:
     text = _read(log)
     reference_epochs = text.count(EPOCH_MARK)
     startup = float(text.split("STARTED ")[1].split()[0]) - start  # imports, data, dense model
-    window = 1.5 * (duration - startup) / max(kills, 1)  # ~3/4 of the run over all kills
+    epoch_time = (duration - startup) / max(reference_epochs, 1)
 
     rng = random.Random(seed)
     directory = os.path.join(work, "killed")
@@ -141,14 +142,20 @@ def measure(kills: int, seed: int, args) -> dict:
     for attempt in range(kills + 1):
         log = os.path.join(work, f"attempt_{attempt:02d}.log")
         process = _start(directory, args, log)
-        delay = rng.uniform(0, window) if attempt < kills else None
-        killed = False
-        if delay is not None and _started(process, log):
-            try:
-                process.wait(timeout=delay)
-            except subprocess.TimeoutExpired:
-                process.send_signal(signal.SIGKILL)
-                killed = True
+        killed, delay = False, None
+        if attempt < kills:
+            # after the start-up, after 0 or 1 (40%) more finished epochs, at a random moment of the
+            # next 1.2 epochs: inside training steps, epoch-end backups, projections, stage ends
+            epochs_first = int(rng.random() < 0.4)
+            delay = rng.uniform(0, 1.2 * epoch_time)
+            if _reached(process, log, "STARTED", 1) and _reached(
+                process, log, EPOCH_MARK, epochs_first
+            ):
+                try:
+                    process.wait(timeout=delay)
+                except subprocess.TimeoutExpired:
+                    process.send_signal(signal.SIGKILL)
+                    killed = True
         code = process.wait()
         text = _read(log)
         epochs += text.count(EPOCH_MARK)
