@@ -1,0 +1,594 @@
+"""ADMM against TFMOT's gradual magnitude pruning (GMP) at the same targets and epochs, per seed.
+
+For every (network, seed) a dense model is trained once and cached (``--cache``). For every rate
+the per-layer targets come from ``tf_admm.allocate_sparsity(dense, rate, min_density=0,
+min_keep=0)`` (LAMP, no floors) and are the same for every method; every method gets the same
+number of epochs (``--epochs``, counted after the dense training), the same batches in the same
+order, the same optimizer (Adam) and learning-rate schedule (``--schedule``). Each run executes
+in its own process (GMP under tf_keras, since TFMOT rejects Keras 3 models) and appends one
+object to ``--out``:
+
+    {"network", "method", "default", "rate", "epochs", "seed", "dense_accuracy",
+     "test_accuracy", "per_layer_sparsity", "cpu_seconds", "recipe"}
+
+``"default": true`` marks the library's default ADMM recipe (:data:`DEFAULT_METHOD`).
+A run already in ``--out`` (same network, method, rate, epochs, seed) is skipped, so an
+interrupted study resumes where it stopped, and subsets run with ``--networks``, ``--methods``,
+``--rates``, ``--seeds``. ``--plot`` draws test accuracy against compression rate, mean and
+standard deviation over seeds, one curve per method.
+
+    python benchmarks/compare_methods.py --networks lenet300 --seeds 0,1,2
+    python benchmarks/compare_methods.py --networks lenet5 --rates 246 --methods gmp,admm
+    python benchmarks/compare_methods.py --plot-only        # the PNG and table from the JSON
+
+Methods (:data:`METHODS`; every ADMM method ends with a hard projection and masked retraining):
+- ``gmp``: TFMOT PolynomialDecay from 0 to the targets over the first 70% of the steps, mask
+  updates every 100 steps, then fine-tuning at the targets.
+- ``admm``: one-shot ADMM: Z = Proj(W + U) at the targets, Z/U every ``update_every`` steps, rho
+  from 1e-3 x1.3 per update; ADMM for 3/8 of the epochs, retraining for the rest.
+- ``admm_sgd``: ``admm`` with the authors' optimizer in the ADMM phase: SGD, momentum 0.9,
+  learning rate 0.01.
+- ``admm_gradual``: ADMM whose Z is projected onto sparsities that rise on GMP's polynomial
+  schedule (0 to the targets over the first 70% of the steps, Z/U every 100 steps), so the
+  penalty pulls weights towards a growing mask instead of forcing it; then hard projection and
+  retraining at the targets for the last 30%.
+- ``progressive``: three stages geometric in log-rate, each ADMM + retraining, seeded by the last
+  (``tf_admm.geometric_stages``), the epochs split evenly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "examples"))
+
+DEFAULT_METHOD = "admm"
+METHODS = ("gmp", "admm", "admm_sgd", "admm_gradual", "progressive")
+NETWORKS = {
+    # network: (builder in examples/common.py, compressible layers, rates, epochs after dense)
+    "lenet5": ("lenet5", ("conv1", "conv2", "fc1", "fc2"), (50.0, 100.0, 246.0, 400.0), 24),
+    "lenet300": ("lenet300", ("fc1", "fc2", "fc3"), (20.0, 60.0, 100.0), 24),
+}
+DENSE_EPOCHS = 10
+GMP_END = 0.7  # the share of the steps over which GMP (and admm_gradual) raise the sparsity
+LEARNING_RATE = 1e-3
+
+
+# -- shared by parent and child ----------------------------------------------------------------
+def _key(row: dict) -> tuple:
+    return (row["network"], row["method"], float(row["rate"]), int(row["epochs"]), int(row["seed"]))
+
+
+def read_rows(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def write_rows(path: str, rows: list[dict]) -> None:
+    """Atomic: a temp file, fsynced, then renamed over ``path``."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump(rows, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+# -- child: one run ----------------------------------------------------------------------------
+def _data(spec: dict, quick: bool):
+    import common
+
+    (x_train, y_train), (x_test, y_test) = common.load_mnist(spec.get("data"))
+    (x_train, y_train), _ = common.hold_out(x_train, y_train)
+    if quick:
+        x_train, y_train, x_test, y_test = (
+            x_train[:4000],
+            y_train[:4000],
+            x_test[:2000],
+            y_test[:2000],
+        )
+    return (x_train, y_train), (x_test, y_test)
+
+
+def _optimizer(keras, name: str, steps: int, schedule: str):
+    if name == "sgd":
+        rate = 0.01
+        if schedule == "cosine" and steps:
+            rate = keras.optimizers.schedules.CosineDecay(rate, steps)
+        return keras.optimizers.SGD(rate, momentum=0.9)
+    rate = LEARNING_RATE
+    if schedule == "cosine" and steps:
+        rate = keras.optimizers.schedules.CosineDecay(rate, steps)
+    return keras.optimizers.Adam(rate)
+
+
+def _compile(keras, model, optimizer):
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+
+def _finish(keras, final, spec, data, cpu0) -> dict:
+    import common
+
+    _, (x_test, y_test) = data
+    _compile(keras, final, "adam")
+    accuracy = float(final.evaluate(x_test, y_test, batch_size=1000, verbose=0)[1])
+    counts = common.weight_counts(final, spec["layers"])
+    return {
+        "test_accuracy": accuracy,
+        "per_layer_sparsity": {n: round(1 - nz / w, 6) for n, (w, nz) in counts.items()},
+        "rate_reached": round(
+            sum(c[0] for c in counts.values()) / sum(c[1] for c in counts.values()), 2
+        ),
+        "cpu_seconds": round(time.process_time() - cpu0, 1),
+    }
+
+
+def _dense(keras, spec):
+    import common
+
+    model = getattr(common, NETWORKS[spec["network"]][0])()
+    with np.load(spec["dense_path"]) as weights:
+        model.set_weights([weights[f"w{i}"] for i in range(len(weights.files))])
+    return model
+
+
+def run_gmp(spec: dict, quick: bool) -> dict:
+    import common
+    import tensorflow_model_optimization as tfmot  # switches tf.keras to tf_keras
+
+    from tf_admm import keras  # tf_keras here: TF_USE_LEGACY_KERAS=1 in the child
+
+    cpu0 = time.process_time()
+    data = _data(spec, quick)
+    (x_train, y_train), _ = data
+    train = common.dataset(x_train, y_train, spec["batch_size"], shuffle=True, seed=spec["seed"])
+    steps = int(train.cardinality()) * spec["epochs"]
+    targets = spec["targets"]
+
+    def wrap(layer):
+        if layer.name not in targets:
+            return layer
+        schedule = tfmot.sparsity.keras.PolynomialDecay(
+            initial_sparsity=0.0,
+            final_sparsity=targets[layer.name],
+            begin_step=0,
+            end_step=int(GMP_END * steps),
+            frequency=min(100, max(1, int(GMP_END * steps) // 10)),  # 100 in full runs
+        )
+        return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+
+    pruned = keras.models.clone_model(_dense(keras, spec), clone_function=wrap)
+    _compile(keras, pruned, _optimizer(keras, "adam", steps, spec["schedule"]))
+    pruned.fit(
+        train,
+        epochs=spec["epochs"],
+        verbose=0,
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+    )
+    final = tfmot.sparsity.keras.strip_pruning(pruned)
+    return _finish(keras, final, spec, data, cpu0)
+
+
+def _admm_fit(keras, tf_admm, wrapped, train, epochs, optimizer, callback):
+    if epochs:
+        _compile(keras, wrapped, optimizer)
+        wrapped.fit(train, epochs=epochs, verbose=0, callbacks=[callback])
+
+
+class GradualADMM:
+    """Z/U updates every ``every`` steps onto sparsities rising as GMP's PolynomialDecay:
+    s(t) = s_final * (1 - (1 - t / end) ** 3), t counted in steps (prototype of a callback
+    option; uses only public tf_admm functions)."""
+
+    @staticmethod
+    def make(keras, tf_admm, targets, end, every, rho_growth):
+        class _Callback(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.t = 0
+                self.wrappers = tf_admm.find_wrappers(self.model)
+                self._set(0.0)
+                tf_admm.initialize_admm(self.model)
+
+            def _set(self, fraction):
+                for w in self.wrappers:
+                    final = targets[w.layer.name]
+                    w.constraint = tf_admm.Sparsity(final * (1 - (1 - min(fraction, 1.0)) ** 3))
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.t += 1
+                if self.t % every == 0:
+                    self._set(self.t / end)
+                    tf_admm.update_admm(self.model, rho_growth=rho_growth)
+
+            def on_train_end(self, logs=None):
+                self._set(1.0)
+
+        return _Callback()
+
+
+def run_admm(spec: dict, quick: bool) -> dict:
+    import common
+
+    import tf_admm
+    from tf_admm import keras
+
+    cpu0 = time.process_time()
+    data = _data(spec, quick)
+    (x_train, y_train), _ = data
+    keras.utils.set_random_seed(spec["seed"])
+    train = common.dataset(x_train, y_train, spec["batch_size"], shuffle=True, seed=spec["seed"])
+    per_epoch = int(train.cardinality())
+    epochs, method, targets = spec["epochs"], spec["method"], spec["targets"]
+    schedule = spec["schedule"]
+    dense = _dense(keras, spec)
+
+    if method == "progressive":
+        stages = tf_admm.geometric_stages(
+            targets,
+            3,
+            admm_epochs=0,
+            retrain_epochs=0,
+            update_every=spec["update_every"],
+            unit="step",
+        )
+        share = [epochs // 3 + (1 if i < epochs % 3 else 0) for i in range(3)]
+        current = dense
+        for stage, stage_epochs in zip(stages, share):
+            admm_epochs = round(stage_epochs * 3 / 8)
+            current = _one_shot(
+                keras,
+                tf_admm,
+                current,
+                stage.sparsity,
+                train,
+                admm_epochs,
+                stage_epochs - admm_epochs,
+                "adam",
+                schedule,
+                per_epoch,
+                spec["update_every"],
+            )
+        return _finish(keras, current, spec, data, cpu0)
+    if method == "admm_gradual":
+        total = epochs * per_epoch
+        admm_epochs = math.ceil(GMP_END * epochs)
+        end = int(GMP_END * total)
+        every = min(100, max(1, end // 10))  # 100 in full runs, as GMP's mask updates
+        # rho from 1e-3 to 0.1 over the gradual phase
+        growth = (0.1 / 1e-3) ** (1 / max(1, end // every))
+        wrapped = tf_admm.prune_low_magnitude(dense, targets, rho=1e-3)
+        callback = GradualADMM.make(keras, tf_admm, targets, end, every, growth)
+        _admm_fit(
+            keras,
+            tf_admm,
+            wrapped,
+            train,
+            admm_epochs,
+            _optimizer(keras, "adam", admm_epochs * per_epoch, schedule),
+            callback,
+        )
+        tf_admm.hard_project(wrapped)
+        retrain = epochs - admm_epochs
+        _admm_fit(
+            keras,
+            tf_admm,
+            wrapped,
+            train,
+            retrain,
+            _optimizer(keras, "adam", retrain * per_epoch, schedule),
+            tf_admm.UpdateADMM(),
+        )
+        return _finish(keras, tf_admm.strip_admm(wrapped), spec, data, cpu0)
+    admm_epochs = round(epochs * 3 / 8)
+    optimizer = "sgd" if method == "admm_sgd" else "adam"
+    final = _one_shot(
+        keras,
+        tf_admm,
+        dense,
+        targets,
+        train,
+        admm_epochs,
+        epochs - admm_epochs,
+        optimizer,
+        schedule,
+        per_epoch,
+        spec["update_every"],
+    )
+    return _finish(keras, final, spec, data, cpu0)
+
+
+def _one_shot(
+    keras,
+    tf_admm,
+    model,
+    targets,
+    train,
+    admm_epochs,
+    retrain_epochs,
+    optimizer,
+    schedule,
+    per_epoch,
+    update_every,
+):
+    """ADMM at ``targets`` (weights already zero stay zero), hard projection, retraining."""
+    from tf_admm.report import layer_sparsity
+
+    have = layer_sparsity(model)
+    wrapped = tf_admm.prune_low_magnitude(
+        model, {n: max(s, have.get(n, 0.0)) for n, s in targets.items()}, rho=1e-3
+    )
+    for wrapper in tf_admm.find_wrappers(wrapped):  # earlier zeros masked from the start
+        for weight, mask in zip(wrapper.constrained, wrapper.mask_vars):
+            mask.assign((np.asarray(weight) != 0).astype("float32"))
+    callback = tf_admm.UpdateADMM(update_every=update_every, unit="step")
+    _admm_fit(
+        keras,
+        tf_admm,
+        wrapped,
+        train,
+        admm_epochs,
+        _optimizer(keras, optimizer, admm_epochs * per_epoch, schedule),
+        callback,
+    )
+    tf_admm.hard_project(wrapped)
+    _admm_fit(
+        keras,
+        tf_admm,
+        wrapped,
+        train,
+        retrain_epochs,
+        _optimizer(keras, "adam", retrain_epochs * per_epoch, schedule),
+        tf_admm.UpdateADMM(),
+    )
+    return tf_admm.strip_admm(wrapped)
+
+
+def child(spec: dict, quick: bool) -> None:
+    result = run_gmp(spec, quick) if spec["method"] == "gmp" else run_admm(spec, quick)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# -- parent: dense models, targets, the grid ---------------------------------------------------
+def dense_model(network: str, seed: int, args) -> tuple[str, float, dict]:
+    """(weights path, dense test accuracy, {rate: targets}) for (network, seed), cached."""
+    import common
+
+    import tf_admm
+    from tf_admm import keras
+
+    stem = os.path.join(args.cache, f"{network}_seed{seed}{'_quick' if args.quick else ''}")
+    path, meta_path = stem + ".npz", stem + ".json"
+    if os.path.exists(meta_path):
+        with open(meta_path) as handle:
+            meta = json.load(handle)
+    else:
+        keras.utils.set_random_seed(seed)
+        data = _data({"data": args.data}, args.quick)
+        (x_train, y_train), (x_test, y_test) = data
+        model = getattr(common, NETWORKS[network][0])()
+        train = common.dataset(x_train, y_train, args.batch_size, shuffle=True, seed=seed)
+        epochs = 1 if args.quick else DENSE_EPOCHS
+        _compile(
+            keras, model, _optimizer(keras, "adam", epochs * int(train.cardinality()), "cosine")
+        )
+        cpu0 = time.process_time()
+        model.fit(train, epochs=epochs, verbose=0)
+        accuracy = float(model.evaluate(x_test, y_test, batch_size=1000, verbose=0)[1])
+        os.makedirs(args.cache, exist_ok=True)
+        np.savez(path + ".tmp.npz", **{f"w{i}": w for i, w in enumerate(model.get_weights())})
+        os.replace(path + ".tmp.npz", path)
+        meta = {
+            "dense_accuracy": accuracy,
+            "cpu_seconds": time.process_time() - cpu0,
+            "targets": {},
+        }
+        write_rows(meta_path, meta)
+        print(f"{network} seed {seed}: dense {accuracy:.4f}", flush=True)
+    missing = [r for r in args.rates_for(network) if str(r) not in meta["targets"]]
+    if missing:
+        model = getattr(common, NETWORKS[network][0])()
+        with np.load(path) as weights:
+            model.set_weights([weights[f"w{i}"] for i in range(len(weights.files))])
+        for rate in missing:
+            meta["targets"][str(rate)] = tf_admm.allocate_sparsity(
+                model, rate, min_density=0.0, min_keep=0
+            )
+        write_rows(meta_path, meta)
+    return path, meta["dense_accuracy"], meta["targets"]
+
+
+def run_one(spec: dict, quick: bool) -> dict:
+    env = dict(os.environ)
+    env.pop("TF_USE_LEGACY_KERAS", None)
+    if spec["method"] == "gmp":
+        env["TF_USE_LEGACY_KERAS"] = "1"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)]
+    cmd += ["--quick"] if quick else []
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+    if out.returncode or not lines:
+        raise RuntimeError(
+            f"run {spec['method']} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
+        )
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Mean and std (over seeds, ddof=1) of test accuracy per (network, method, rate, epochs)."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(_key(row)[:4], []).append(row)
+    table = []
+    for (network, method, rate, epochs), group in sorted(groups.items()):
+        acc = np.array([r["test_accuracy"] for r in group])
+        dense = np.array([r["dense_accuracy"] for r in group])
+        table.append(
+            {
+                "network": network,
+                "method": method,
+                "rate": rate,
+                "epochs": epochs,
+                "seeds": sorted(r["seed"] for r in group),
+                "mean": float(acc.mean()),
+                "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                "dense_mean": float(dense.mean()),
+                "cpu_seconds": float(sum(r["cpu_seconds"] for r in group)),
+            }
+        )
+    return table
+
+
+def plot(rows: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = summarize(rows)
+    networks = sorted({t["network"] for t in table})
+    if not networks:
+        return
+    fig, axes = plt.subplots(1, len(networks), figsize=(5.5 * len(networks), 4), squeeze=False)
+    for ax, network in zip(axes[0], networks):
+        part = [t for t in table if t["network"] == network]
+        methods = sorted({t["method"] for t in part})
+        for i, method in enumerate(methods):
+            points = sorted((t for t in part if t["method"] == method), key=lambda t: t["rate"])
+            shift = 1 + 0.02 * (i - (len(methods) - 1) / 2)  # side by side, not on top
+            ax.errorbar(
+                [t["rate"] * shift for t in points],
+                [100 * t["mean"] for t in points],
+                yerr=[100 * t["std"] for t in points],
+                marker="o",
+                capsize=3,
+                label=f"{method} (n={min(len(t['seeds']) for t in points)})",
+            )
+        dense = np.mean([t["dense_mean"] for t in part])
+        ax.axhline(100 * dense, color="gray", ls="--", label="dense (mean)")
+        ax.set_xscale("log")
+        rates = sorted({t["rate"] for t in part})
+        ax.set_xticks(rates, [f"{r:g}x" for r in rates])
+        ax.minorticks_off()
+        ax.set_xlim(min(rates) / 1.3, max(rates) * 1.3)
+        ax.set_xlabel("pruning rate (weights / nonzeros)")
+        ax.set_ylabel("test accuracy (%), mean ± std over seeds")
+        ax.set_title(f"{network}, {part[0]['epochs']} epochs after dense")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def print_table(rows: list[dict]) -> None:
+    print("| network | rate | method | epochs | seeds | test accuracy (mean ± std) | dense |")
+    print("|---|---|---|---|---|---|---|")
+    for t in summarize(rows):
+        print(
+            f"| {t['network']} | {t['rate']:g}x | {t['method']} | {t['epochs']} | "
+            f"{len(t['seeds'])} | {100 * t['mean']:.2f} ± {100 * t['std']:.2f} | "
+            f"{100 * t['dense_mean']:.2f} |"
+        )
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--networks", default="lenet300,lenet5")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--rates", default=None, help="comma list; default per network")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--epochs", type=int, default=None, help="default per network")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--update-every", type=int, default=300, help="steps between Z/U")
+    parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
+    parser.add_argument("--data", default=None, help="mnist.npz (Keras layout)")
+    parser.add_argument("--out", default=os.path.join(ROOT, "docs", "method_comparison.json"))
+    parser.add_argument("--png", default=None, help="default: --out with .png")
+    parser.add_argument("--cache", default=os.path.join(ROOT, "runs", "compare_cache"))
+    parser.add_argument("--quick", action="store_true", help="tiny data and epochs (smoke test)")
+    parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(json.loads(args.child), args.quick)
+        return
+    networks = args.networks.split(",")
+    methods = args.methods.split(",")
+    for name, allowed, given in (("networks", NETWORKS, networks), ("methods", METHODS, methods)):
+        unknown = sorted(set(given) - set(allowed))
+        if unknown:
+            raise SystemExit(f"unknown {name} {unknown}; allowed: {sorted(allowed)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rates = None if args.rates is None else [float(r) for r in args.rates.split(",")]
+    args.rates_for = lambda n: rates or NETWORKS[n][2]
+    png = args.png or os.path.splitext(args.out)[0] + ".png"
+    if not args.plot_only:
+        for network in networks:
+            epochs = 2 if args.quick else (args.epochs or NETWORKS[network][3])
+            for seed in seeds:
+                path, dense_acc, all_targets = dense_model(network, seed, args)
+                for rate in args.rates_for(network):
+                    for method in methods:
+                        base = {
+                            "network": network,
+                            "method": method,
+                            "rate": rate,
+                            "epochs": epochs,
+                            "seed": seed,
+                        }
+                        done = {_key(r) for r in read_rows(args.out)}
+                        if _key(base) in done:
+                            continue
+                        spec = dict(
+                            base,
+                            targets=all_targets[str(rate)],
+                            layers=list(NETWORKS[network][1]),
+                            dense_path=path,
+                            data=args.data,
+                            batch_size=args.batch_size,
+                            update_every=args.update_every,
+                            schedule=args.schedule,
+                        )
+                        result = run_one(spec, args.quick)
+                        row = dict(
+                            base,
+                            default=method == DEFAULT_METHOD,
+                            dense_accuracy=dense_acc,
+                            **result,
+                        )
+                        row["recipe"] = {
+                            k: spec[k] for k in ("batch_size", "update_every", "schedule")
+                        }
+                        if args.quick:
+                            row["quick"] = True
+                        write_rows(args.out, read_rows(args.out) + [row])
+                        print(
+                            f"{network} seed {seed} {rate:g}x {method}: "
+                            f"{row['test_accuracy']:.4f} (dense {dense_acc:.4f}, "
+                            f"{row['cpu_seconds']:.0f} CPU-s)",
+                            flush=True,
+                        )
+    rows = read_rows(args.out)
+    print_table(rows)
+    plot(rows, png)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""The method-comparison harness: schema of its JSON, resume, subsets, the summary."""
+
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+
+import compare_methods  # noqa: E402
+
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist.npz")
+
+
+@pytest.mark.skipif(not os.path.exists(DATA), reason="needs ../shared/data/mnist.npz")
+def test_quick_grid_writes_the_schema_and_resumes(tmp_path, capsys):
+    out = str(tmp_path / "runs.json")
+    args = [
+        "--quick",
+        "--networks",
+        "lenet300",
+        "--rates",
+        "20",
+        "--seeds",
+        "0",
+        "--methods",
+        "gmp,admm_gradual",
+        "--out",
+        out,
+        "--cache",
+        str(tmp_path / "cache"),
+    ]
+    compare_methods.main(args)
+    rows = json.load(open(out))
+    assert [r["method"] for r in rows] == ["gmp", "admm_gradual"]
+    keys = {
+        "network",
+        "method",
+        "default",
+        "rate",
+        "epochs",
+        "seed",
+        "dense_accuracy",
+        "test_accuracy",
+        "per_layer_sparsity",
+        "cpu_seconds",
+    }
+    for row in rows:
+        assert keys <= set(row)
+        assert row["default"] == (row["method"] == compare_methods.DEFAULT_METHOD)
+        assert row["rate_reached"] == pytest.approx(20, rel=0.01)  # the same targets for all
+    assert rows[0]["per_layer_sparsity"] == rows[1]["per_layer_sparsity"]
+    assert os.path.exists(str(tmp_path / "runs.png"))
+    compare_methods.main(args)  # everything is there: nothing runs again
+    assert len(json.load(open(out))) == 2
+    with pytest.raises(SystemExit, match="unknown methods"):
+        compare_methods.main(["--methods", "nope", "--out", out])
+
+
+def test_summary_is_mean_and_sample_std_over_seeds():
+    rows = [
+        {
+            "network": "n",
+            "method": "m",
+            "rate": 2.0,
+            "epochs": 3,
+            "seed": s,
+            "test_accuracy": a,
+            "dense_accuracy": 0.9,
+            "cpu_seconds": 1.0,
+        }
+        for s, a in ((0, 0.5), (1, 0.7), (2, 0.6))
+    ]
+    (row,) = compare_methods.summarize(rows)
+    assert row["mean"] == pytest.approx(0.6) and row["std"] == pytest.approx(0.1)
+    assert row["seeds"] == [0, 1, 2] and row["cpu_seconds"] == 3.0
