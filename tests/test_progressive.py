@@ -59,6 +59,7 @@ def test_plan_round_trip_through_json_file(tmp_path):
         (dict(sparsity=0.5, unit="batch"), "unit must be one of"),
         (dict(sparsity=0.5, rho_growth=0.5), "rho_growth must be >= 1"),
         (dict(sparsity=0.5, ramp=1.5), r"ramp must be a fraction in \[0, 1\]"),
+        (dict(sparsity=0.5, rho=1e-2, rho_final=1e-3), "rho_final must be >= rho"),
         (dict(sparsity=0.5, schedule="linear"), "schedule must be one of"),
         (dict(sparsity=0.5, optimizer="nope"), "nope"),
     ],
@@ -282,6 +283,7 @@ def test_a_ramped_stage_reaches_its_targets_exactly():
         update_every=1,
         unit="step",
         ramp=1.0,
+        rho_final=0.1,
     )
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     data = tf_admm.stage_runner.TrainData((x, y), batch_size=32)
@@ -296,6 +298,8 @@ def test_a_ramped_stage_reaches_its_targets_exactly():
         model, tf_admm.Stage.from_config(config), loss=loss, train=data, verbose=0
     )
     first = history["admm"]["admm_primal_residual"][0]
+    # rho_final: rho 1e-3 -> 0.1 over the 6 Z/U updates of the phase (3 steps per epoch)
+    assert history["admm"]["admm_rho"][-1] == pytest.approx(0.1, rel=1e-4)
     assert first < plain["admm"]["admm_primal_residual"][0] - 0.1  # 0.72 against 0.95
     unknown = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: True).batch(32)
     with pytest.raises(ValueError, match="cardinality is unknown"):

@@ -77,6 +77,8 @@ class Stage:
             ramps the sparsity Z is projected onto from the seed's zeros to the targets over
             that share of the ADMM phase's steps (``UpdateADMM(ramp_steps=...)``).
         rho, rho_growth, rho_max: the rho schedule.
+        rho_final: when set, the growth per Z/U update is derived so that rho goes from
+            ``rho`` to ``rho_final`` over the ADMM phase (``rho_growth`` is then ignored).
         optimizer: a Keras optimizer name (``"adam"``, ``"sgd"``, ...).
         learning_rate: for the ADMM phase; ``retrain_learning_rate`` for retraining (default
             the same).
@@ -102,6 +104,7 @@ class Stage:
         rho: float = 1e-3,
         rho_growth: float = 1.3,
         rho_max: float = 1.0,
+        rho_final: float | None = None,
         optimizer: str = "adam",
         learning_rate: float = 1e-3,
         retrain_learning_rate: float | None = None,
@@ -133,6 +136,12 @@ class Stage:
         if self.rho_growth < 1:
             raise ValueError(f"rho_growth must be >= 1. Received: rho_growth={rho_growth!r}")
         self.rho_max = check_positive("rho_max", rho_max)
+        self.rho_final = None if rho_final is None else check_positive("rho_final", rho_final)
+        if self.rho_final is not None and self.rho_final < self.rho:
+            raise ValueError(
+                f"rho_final must be >= rho (rho never shrinks). Received: rho={rho!r}, "
+                f"rho_final={rho_final!r}"
+            )
         if not isinstance(optimizer, str):
             raise ValueError(f"optimizer must be a Keras optimizer name. Received: {optimizer!r}")
         keras.optimizers.get(optimizer)  # raises on unknown names
@@ -162,6 +171,7 @@ class Stage:
             "rho": self.rho,
             "rho_growth": self.rho_growth,
             "rho_max": self.rho_max,
+            "rho_final": self.rho_final,
             "optimizer": self.optimizer,
             "learning_rate": self.learning_rate,
             "retrain_learning_rate": self.retrain_learning_rate,

@@ -241,6 +241,22 @@ def fit_phase(
     return history
 
 
+def _rho_growth(stage: Stage, train: TrainData) -> float:
+    """``stage.rho_growth``, or with ``rho_final`` the growth that gets there over the phase."""
+    if stage.rho_final is None:
+        return stage.rho_growth
+    units = stage.admm_epochs
+    if stage.unit == "step":
+        if not train.steps:
+            raise ValueError(
+                f"Stage {stage.name!r} has rho_final with unit='step', which needs the number "
+                "of steps per epoch; the training dataset's cardinality is unknown."
+            )
+        units *= train.steps
+    updates = units // stage.update_every
+    return (stage.rho_final / stage.rho) ** (1.0 / updates) if updates else 1.0
+
+
 def _ramp_steps(stage: Stage, train: TrainData) -> int:
     if not stage.ramp:
         return 0
@@ -285,8 +301,8 @@ def run_stage(
         admm = UpdateADMM(
             update_every=stage.update_every,
             unit=stage.unit,
-            rho_growth=stage.rho_growth,
-            rho_max=stage.rho_max,
+            rho_growth=_rho_growth(stage, train),
+            rho_max=max(stage.rho_max, stage.rho_final or 0.0),
             ramp_steps=_ramp_steps(stage, train),
         )
         histories["admm"] = fit_phase(
