@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-import tensorflow as tf
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no TensorFlow start-up noise
 
-from tf_admm import keras
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tf_admm import keras  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MNIST = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "mnist.npz"))
@@ -20,15 +22,24 @@ def load_mnist(path: str | None = None):
     """(x_train, y_train), (x_test, y_test) as float32 in [0, 1], shape (n, 28, 28, 1).
 
     Reads ``path`` (Keras npz layout) or ../shared/data/mnist.npz; falls back to
-    keras.datasets.mnist (which downloads) only when neither file exists.
+    keras.datasets.mnist (which downloads) only when no path was given and the default file
+    does not exist. A missing file ends the program with one line naming --data.
     """
+    layout = "an .npz with x_train, y_train, x_test, y_test (uint8, Keras layout)"
+    if path is not None and not os.path.exists(path):
+        raise SystemExit(f"--data {path}: no such file; give the path of {layout}.")
     path = path or DEFAULT_MNIST
     if os.path.exists(path):
         with np.load(path) as data:
             parts = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
     else:
-        print(f"{path} not found; trying keras.datasets.mnist (needs internet)")
-        (a, b), (c, d) = keras.datasets.mnist.load_data()
+        try:
+            (a, b), (c, d) = keras.datasets.mnist.load_data()
+        except Exception:  # noqa: BLE001 - no internet, blocked host, ...: one clear line
+            raise SystemExit(
+                f"MNIST not found at {path} and keras.datasets could not download it: "
+                f"pass --data PATH to {layout}."
+            ) from None
         parts = a, b, c, d
     x_train, y_train, x_test, y_test = parts
     prep = lambda x: (x.astype("float32") / 255.0)[..., None]  # noqa: E731
