@@ -221,3 +221,17 @@ def test_run_store_writes_atomically_and_reads_verified(tmp_path):
         assert store.load_model("m.keras") is None
     with pytest.raises(ValueError, match="end in .keras"):
         store.save_model("m.h5", model)
+
+
+def test_a_plan_saved_without_newer_stage_options_still_resumes(tmp_path, uninterrupted):
+    model, x, y, expected, _ = uninterrupted
+    with pytest.raises(RuntimeError, match="killed"):
+        _run(model, x, y, tmp_path, [_Interrupt(4)]).run()
+    state = json.loads((tmp_path / "state.json").read_text())
+    for key in ("original_plan", "plan"):  # as written by a version without these options
+        for config in state[key]:
+            del config["ramp"], config["rho_final"]
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    run = _run(model, x, y, tmp_path)
+    run.run()
+    _assert_same(_final_weights(run), expected)

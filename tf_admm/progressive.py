@@ -201,7 +201,9 @@ class ProgressiveCompressor:
         state = self.store.read_json("state.json")
         if state is None:
             return None
-        if state.get("original_plan") != [s.get_config() for s in self.plan]:
+        # compared through Stage, so a plan saved before a Stage option existed still matches
+        saved = [Stage.from_config(c).get_config() for c in state.get("original_plan", [])]
+        if saved != [s.get_config() for s in self.plan]:
             raise ValueError(
                 f"{self.directory!r} holds a run of another plan. Use a new directory, or the "
                 "same stages to resume."
