@@ -22,11 +22,17 @@ if LEGACY:
             "Install it with `pip install tf-admm[tfmot]` or unset TF_USE_LEGACY_KERAS."
         ) from err
 else:
+    _backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if _backend != "tensorflow":  # before importing Keras, whose other backends may be missing
+        raise ImportError(
+            "tf_admm runs on the TensorFlow backend of Keras 3. "
+            f"Received: KERAS_BACKEND={_backend!r}; allowed: 'tensorflow' (or unset)."
+        )
     import keras
 
     if not keras.__version__.startswith("3."):  # pragma: no cover
         raise ImportError(f"tf_admm needs Keras 3 or tf_keras; found keras=={keras.__version__}.")
-    if keras.backend.backend() != "tensorflow":
+    if keras.backend.backend() != "tensorflow":  # pragma: no cover - set in ~/.keras/keras.json
         raise ImportError(
             "tf_admm runs on the TensorFlow backend of Keras 3. "
             f"Received: KERAS_BACKEND={keras.backend.backend()!r}; allowed: 'tensorflow'."

@@ -1,0 +1,17 @@
+"""Import-time checks: the Keras flavour and backend tf_admm runs on."""
+
+import os
+import subprocess
+import sys
+
+
+def test_another_keras_backend_is_refused_at_import_with_a_clear_error():
+    env = dict(os.environ, KERAS_BACKEND="numpy", TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("TF_USE_LEGACY_KERAS", None)
+    out = subprocess.run(
+        [sys.executable, "-c", "import tf_admm"], env=env, capture_output=True, text=True
+    )
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: tf_admm runs on the TensorFlow backend of Keras 3")
+    assert "KERAS_BACKEND='numpy'" in last
