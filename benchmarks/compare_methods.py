@@ -498,12 +498,19 @@ def plot(rows: list[dict], path: str) -> None:
 
 
 def print_table(rows: list[dict]) -> None:
-    print("| network | rate | method | epochs | seeds | test accuracy (mean ± std) | dense |")
-    print("|---|---|---|---|---|---|---|")
-    for t in summarize(rows):
+    """Markdown: mean ± std per method and rate, and the difference from GMP's mean."""
+    table = summarize(rows)
+    gmp = {(t["network"], t["rate"], t["epochs"]): t["mean"] for t in table if t["method"] == "gmp"}
+    print(
+        "| network | rate | method | epochs | seeds | test accuracy (mean ± std) | vs GMP | dense |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for t in table:
+        ref = gmp.get((t["network"], t["rate"], t["epochs"]))
+        diff = "" if ref is None or t["method"] == "gmp" else f"{100 * (t['mean'] - ref):+.2f}"
         print(
             f"| {t['network']} | {t['rate']:g}x | {t['method']} | {t['epochs']} | "
-            f"{len(t['seeds'])} | {100 * t['mean']:.2f} ± {100 * t['std']:.2f} | "
+            f"{len(t['seeds'])} | {100 * t['mean']:.2f} ± {100 * t['std']:.2f} | {diff} | "
             f"{100 * t['dense_mean']:.2f} |"
         )
 
