@@ -13,13 +13,8 @@ and the reports (``state.json``), and inside the running stage the model after i
 projection and a backup of each phase at every epoch end. A killed run started again with the
 same arguments resumes where it stopped; with ``(x, y)`` array data it then ends with the same
 weights as an uninterrupted run. A damaged file is set aside and the run falls back to the last
-good state.
-
->>> import tf_admm
->>> stages = [tf_admm.Stage("half", sparsity=0.5, admm_epochs=2, retrain_epochs=1),
-...           tf_admm.Stage("final", sparsity={"fc1": 0.9}, bits=3)]
->>> tf_admm.stages_from_json(tf_admm.stages_to_json(stages)) == stages
-True
+good state. :class:`ProgressiveCompressor` has a runnable example; plans are built as in
+:mod:`tf_admm.plan`.
 """
 
 from __future__ import annotations
