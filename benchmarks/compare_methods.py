@@ -497,17 +497,32 @@ def plot(rows: list[dict], path: str) -> None:
     plt.close(fig)
 
 
+def paired_vs_gmp(rows: list[dict]) -> dict[tuple, tuple[float, float, int]]:
+    """(mean, std, n) over seeds of (method - GMP) test accuracy, in points, pairing runs of
+    the same network, rate, epochs and seed (same dense model, targets and batches)."""
+    gmp = {_key(r)[:1] + _key(r)[2:]: r["test_accuracy"] for r in rows if r["method"] == "gmp"}
+    diffs: dict[tuple, list[float]] = {}
+    for r in rows:
+        ref = gmp.get(_key(r)[:1] + _key(r)[2:])
+        if r["method"] != "gmp" and ref is not None:
+            diffs.setdefault(_key(r)[:4], []).append(100 * (r["test_accuracy"] - ref))
+    return {
+        k: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v))
+        for k, v in diffs.items()
+    }
+
+
 def print_table(rows: list[dict]) -> None:
-    """Markdown: mean ± std per method and rate, and the difference from GMP's mean."""
-    table = summarize(rows)
-    gmp = {(t["network"], t["rate"], t["epochs"]): t["mean"] for t in table if t["method"] == "gmp"}
+    """Markdown: mean ± std per method and rate, and the paired difference from GMP."""
+    paired = paired_vs_gmp(rows)
     print(
-        "| network | rate | method | epochs | seeds | test accuracy (mean ± std) | vs GMP | dense |"
+        "| network | rate | method | epochs | seeds | test accuracy (mean ± std) "
+        "| minus GMP, paired by seed (mean ± std) | dense |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for t in table:
-        ref = gmp.get((t["network"], t["rate"], t["epochs"]))
-        diff = "" if ref is None or t["method"] == "gmp" else f"{100 * (t['mean'] - ref):+.2f}"
+    for t in summarize(rows):
+        d = paired.get((t["network"], t["method"], t["rate"], t["epochs"]))
+        diff = "" if d is None else f"{d[0]:+.2f} ± {d[1]:.2f} (n={d[2]})"
         print(
             f"| {t['network']} | {t['rate']:g}x | {t['method']} | {t['epochs']} | "
             f"{len(t['seeds'])} | {100 * t['mean']:.2f} ± {100 * t['std']:.2f} | {diff} | "

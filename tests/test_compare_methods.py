@@ -75,3 +75,16 @@ def test_summary_is_mean_and_sample_std_over_seeds():
     (row,) = compare_methods.summarize(rows)
     assert row["mean"] == pytest.approx(0.6) and row["std"] == pytest.approx(0.1)
     assert row["seeds"] == [0, 1, 2] and row["cpu_seconds"] == 3.0
+
+
+def test_paired_difference_pairs_runs_of_the_same_seed():
+    base = {"network": "n", "rate": 2.0, "epochs": 3, "dense_accuracy": 0.9, "cpu_seconds": 1}
+    rows = [
+        dict(base, method="gmp", seed=0, test_accuracy=0.90),
+        dict(base, method="gmp", seed=1, test_accuracy=0.80),
+        dict(base, method="admm", seed=0, test_accuracy=0.91),
+        dict(base, method="admm", seed=1, test_accuracy=0.83),
+        dict(base, method="admm", seed=2, test_accuracy=0.99),  # no GMP run to pair with
+    ]
+    mean, std, n = compare_methods.paired_vs_gmp(rows)[("n", "admm", 2.0, 3)]
+    assert n == 2 and mean == pytest.approx(2.0) and std == pytest.approx(1.4142, rel=1e-3)
