@@ -1,0 +1,65 @@
+"""The tf-admm command line: summary, export, check, and one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import compile_model, small_cnn, small_data
+
+import tf_admm
+from tf_admm import cli
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    x, y = small_data(64)
+    model = tf_admm.prune_low_magnitude(small_cnn(), {"hidden": 0.75})
+    compile_model(model)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[tf_admm.UpdateADMM()])
+    tf_admm.hard_project(model)
+    path = str(folder / "pruned.keras")
+    model.save(path)
+    data = str(folder / "data.npz")
+    np.savez(data, x=x, y=y)
+    return folder, path, data, model, x
+
+
+def _last_json(capsys):
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_summary_export_check(files, capsys):
+    folder, path, data, model, x = files
+    assert cli.main(["summary", path]) == 0
+    total = _last_json(capsys)
+    assert total["nonzeros"] == tf_admm.summary(model, print_fn=None)["total"]["nonzeros"]
+    out = str(folder / "m.tflite")
+    assert cli.main(["export", path, out, "--sparse"]) == 0
+    assert os.path.getsize(out) == _last_json(capsys)["bytes"]
+    assert cli.main(["check", path, out, "--data", data]) == 0
+    report = _last_json(capsys)
+    assert report["max_abs_diff"] < 1e-4 and report["samples"] == len(x)
+    assert "tflite_accuracy" in report
+
+
+def test_errors_are_one_line_and_status_2(files, capsys):
+    folder, path, data, _, _ = files
+    assert cli.main(["summary", str(folder / "missing.keras")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tf-admm summary: no such model file") and "\n" not in err
+    assert cli.main(["export", path, str(folder / "q.tflite"), "--quantization", "int8"]) == 2
+    assert "representative_data" in capsys.readouterr().err
+    assert cli.main(["check", path, str(folder / "none.tflite"), "--data", data]) == 2
+    assert "existing .tflite file" in capsys.readouterr().err
+
+
+def test_python_dash_m_help():
+    out = subprocess.run(
+        [sys.executable, "-m", "tf_admm", "--help"], capture_output=True, text=True
+    )
+    assert out.returncode == 0
+    assert "summary" in out.stdout and "export" in out.stdout and "check" in out.stdout
