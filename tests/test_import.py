@@ -15,3 +15,19 @@ def test_another_keras_backend_is_refused_at_import_with_a_clear_error():
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError: tf_admm runs on the TensorFlow backend of Keras 3")
     assert "KERAS_BACKEND='numpy'" in last
+
+
+def test_public_api_lists_callables_only():
+    import inspect
+
+    import tf_admm
+
+    names = [n for n in tf_admm.__all__ if n != "__version__"]
+    assert names == sorted(names)
+    for name in names:
+        obj = getattr(tf_admm, name)
+        assert inspect.isclass(obj) or inspect.isfunction(obj), name
+        assert obj.__doc__, f"{name} has no docstring"
+    # submodules and the Keras flavour stay reachable, but are not API re-exports
+    assert "keras" not in tf_admm.__all__ and "projections" not in tf_admm.__all__
+    assert tf_admm.projections.topk_mask and tf_admm.keras.layers.Dense

@@ -18,18 +18,26 @@ Set TF_USE_LEGACY_KERAS=1 before importing to work with tf_keras models instead 
 
 __version__ = "0.1.0"
 
-from tf_admm import (
+from tf_admm import (  # noqa: F401  (submodules, importable as tf_admm.NAME)
     allocation,
+    cli,
     constraints,
     export,
+    guard,
+    plan,
     progressive,
     projections,
     quantizers,
     registry,
     report,
+    reporting,
+    run_store,
+    stage_runner,
     tflite_file,
+    updates,
+    validation,
 )
-from tf_admm._keras import keras
+from tf_admm._keras import keras  # noqa: F401  (from tf_admm import keras)
 from tf_admm.allocation import allocate_sparsity, allocation_table
 from tf_admm.callbacks import UpdateADMM
 from tf_admm.constraints import BlockSparsity, FilterSparsity, NMSparsity, Quantization, Sparsity
@@ -47,6 +55,10 @@ from tf_admm.report import summary
 from tf_admm.updates import find_wrappers, hard_project, initialize_admm, update_admm
 from tf_admm.wrapper import ADMMWrapper
 
+# The public API: the functions and classes users call. Submodules (tf_admm.projections,
+# tf_admm.registry, tf_admm.run_store, tf_admm.stage_runner, ...) stay importable for the
+# advanced pieces, and ``from tf_admm import keras`` gives the selected Keras flavour, but
+# neither is re-exported by ``from tf_admm import *``.
 __all__ = [
     "ADMMPenalty",
     "ADMMWrapper",
@@ -60,30 +72,20 @@ __all__ = [
     "UpdateADMM",
     "__version__",
     "allocate_sparsity",
-    "allocation",
     "allocation_table",
     "check_tflite",
     "compress",
-    "constraints",
-    "export",
     "export_tflite",
     "find_wrappers",
     "geometric_stages",
     "hard_project",
     "initialize_admm",
-    "keras",
-    "progressive",
     "prune_low_magnitude",
-    "projections",
     "quantize",
-    "quantizers",
-    "registry",
-    "report",
     "size_report",
     "stages_from_json",
     "stages_to_json",
     "strip_admm",
     "summary",
-    "tflite_file",
     "update_admm",
 ]
