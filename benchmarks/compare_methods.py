@@ -473,12 +473,14 @@ def plot(rows: list[dict], path: str) -> None:
         for i, method in enumerate(methods):
             points = sorted((t for t in part if t["method"] == method), key=lambda t: t["rate"])
             shift = 1 + 0.02 * (i - (len(methods) - 1) / 2)  # side by side, not on top
+            color = f"C{METHODS.index(method)}" if method in METHODS else None
             ax.errorbar(
                 [t["rate"] * shift for t in points],
                 [100 * t["mean"] for t in points],
                 yerr=[100 * t["std"] for t in points],
                 marker="o",
                 capsize=3,
+                color=color,
                 label=f"{method} (n={min(len(t['seeds']) for t in points)})",
             )
         dense = np.mean([t["dense_mean"] for t in part])
