@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_admm._keras import is_model
+from tf_admm.validation import check_int
 from tf_admm.wrapper import MODE_ADMM, MODE_MASKED, ADMMWrapper
 
 __all__ = ["find_wrappers", "hard_project", "initialize_admm", "ramped_constraint", "update_admm"]
@@ -107,11 +108,7 @@ def ramped_constraint(wrapper: ADMMWrapper, ramp_steps: int):
 
 
 def check_ramp(ramp_steps) -> int:
-    if isinstance(ramp_steps, bool) or not isinstance(ramp_steps, numbers.Integral):
-        raise ValueError(f"ramp_steps must be an int >= 0. Received: ramp_steps={ramp_steps!r}")
-    if ramp_steps < 0:
-        raise ValueError(f"ramp_steps must be an int >= 0. Received: ramp_steps={ramp_steps!r}")
-    return int(ramp_steps)
+    return check_int("ramp_steps", ramp_steps, 0)
 
 
 def initialize_admm(model, *, ramp_steps: int = 0) -> None:
