@@ -199,10 +199,20 @@ def test_nm_constraint_checked_before_wrapping():
         tf_admm.prune_low_magnitude(small_cnn(), {"logits": 0.5, "conv": tf_admm.NMSparsity(2, 4)})
 
 
+class _Bilinear(L.Layer):
+    """A user layer with a weight matrix and no get_prunable_weights()."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], input_shape[-1]), name="w")
+
+    def call(self, x):
+        return x * tf.matmul(x, self.w)
+
+
 def test_layers_left_dense_are_named_in_one_warning():
     inputs = keras.Input((6, 4))
     x = keras.layers.LSTM(8, return_sequences=True, name="lstm")(inputs)
-    x = keras.layers.MultiHeadAttention(2, 4, name="attention")(x, x)
+    x = _Bilinear(name="bilinear")(x)
     x = keras.layers.LayerNormalization(name="norm")(x)  # vectors only: not named
     outputs = keras.layers.Dense(3, name="head")(keras.layers.Flatten()(x))
     model = keras.Model(inputs, outputs)
@@ -210,6 +220,6 @@ def test_layers_left_dense_are_named_in_one_warning():
         wrapped = tf_admm.prune_low_magnitude(model, 0.5)
     texts = [str(w.message) for w in record if "stay dense" in str(w.message)]
     assert len(texts) == 1
-    assert "lstm (LSTM)" in texts[0] and "attention (MultiHeadAttention)" in texts[0]
-    assert "norm" not in texts[0] and "head" not in texts[0]
-    assert [w.layer.name for w in tf_admm.find_wrappers(wrapped)] == ["head"]
+    assert "bilinear (_Bilinear)" in texts[0]
+    assert "lstm" not in texts[0] and "norm" not in texts[0] and "head" not in texts[0]
+    assert [w.layer.name for w in tf_admm.find_wrappers(wrapped)] == ["lstm", "head"]

@@ -33,6 +33,7 @@ from tf_admm._keras import (
     keras,
     other_flavour_hint,
 )
+from tf_admm.layouts import OnLayout
 from tf_admm.updates import find_wrappers
 from tf_admm.wrapper import ADMMWrapper
 
@@ -113,18 +114,29 @@ def _check_weights(layer, constraint) -> None:
     """Checks on a built layer's weights, before anything is created."""
     if not layer.built:
         return
-    for weight in registry.compressible_weights(layer):
+    layouts = registry.weight_layouts(layer)
+    for weight, layout in zip(registry.compressible_weights(layer), layouts):
         dtype = tf.as_dtype(weight.dtype)
         if not dtype.is_floating:
             raise ValueError(
                 f"ADMM constrains float weights only. Received: layer {layer.name!r} with a "
                 f"weight of dtype {dtype.name}; allowed: floating dtypes."
             )
-        constraint.check_weight(tuple(weight.shape), layer.name)
+        OnLayout(constraint, layout).check_weight(tuple(weight.shape), layer.name)
 
 
 def _fresh_copy(layer):
     return layer.__class__.from_config(layer.get_config())
+
+
+def _built_copy(layer):
+    """A fresh copy built like ``layer`` (before it is wrapped: a wrapper builds its inner
+    layer from one input shape, which multi-input layers such as MultiHeadAttention reject)."""
+    new = _fresh_copy(layer)
+    config = layer.get_build_config() if layer.built else None
+    if config:
+        new.build_from_config(config)
+    return new
 
 
 def _rebuild(model, replace: Callable) -> Any:
@@ -367,7 +379,7 @@ def _wrap(to_prune, make_resolver: Callable, rho: float, caller: str):
         constraint = targets.get(id(layer))
         if constraint is None:
             return _fresh_copy(layer), lambda new: new.set_weights(layer.get_weights())
-        wrapper = ADMMWrapper(_fresh_copy(layer), constraint, rho=rho)
+        wrapper = ADMMWrapper(_built_copy(layer), constraint, rho=rho)
         return wrapper, lambda new: new.layer.set_weights(layer.get_weights())
 
     return _rebuild(model, replace)

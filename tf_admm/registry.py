@@ -1,9 +1,15 @@
 """Which layers are compressible, and which of their weights ADMM constrains.
 
-Built-in: kernels of Dense, Conv1D/2D/3D and their transposes, DepthwiseConv1D/2D (which TFMOT
-never prunes), both kernels of SeparableConv1D/2D, and Embedding tables. Any other layer joins by
-duck typing TFMOT's ``PrunableLayer`` protocol: a method ``get_prunable_weights()`` returning the
-variables to constrain (no TFMOT import is needed).
+Built-in: kernels of Dense, EinsumDense, Conv1D/2D/3D and their transposes, DepthwiseConv1D/2D
+(which TFMOT never prunes), both kernels of SeparableConv1D/2D, Embedding tables, the kernel and
+recurrent kernel of LSTM, GRU and SimpleRNN (also inside ``RNN`` and ``Bidirectional``), and the
+query, key, value and output kernels of MultiHeadAttention. Any other layer joins by duck typing
+TFMOT's ``PrunableLayer`` protocol: a method ``get_prunable_weights()`` returning the variables
+to constrain (no TFMOT import is needed).
+
+:func:`weight_layouts` says where each constrained weight keeps its output channels
+(:class:`tf_admm.layouts.Layout`), so structured constraints and per-channel scales act on the
+real filters of transposed and depthwise convolutions.
 
 >>> import tf_admm
 >>> from tf_admm import keras
@@ -15,9 +21,10 @@ False
 
 from __future__ import annotations
 
-from tf_admm._keras import is_model, keras
+from tf_admm._keras import LEGACY, is_model, keras
+from tf_admm.layouts import Layout
 
-__all__ = ["compressible_layers", "compressible_weights", "is_compressible"]
+__all__ = ["compressible_layers", "compressible_weights", "is_compressible", "weight_layouts"]
 
 _L = keras.layers
 
@@ -44,9 +51,36 @@ _WEIGHT_ATTRS: list[tuple[type, tuple[str, ...]]] = [
 
 # Separable convolutions constrain *both* listed kernels; the others use the first that exists.
 _SEPARABLE = tuple(getattr(_L, n) for n in ("SeparableConv1D", "SeparableConv2D") if hasattr(_L, n))
+_TRANSPOSED = tuple(
+    getattr(_L, n)
+    for n in ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
+    if hasattr(_L, n)
+)
+_DEPTHWISE = tuple(getattr(_L, n) for n in ("DepthwiseConv1D", "DepthwiseConv2D") if hasattr(_L, n))
+
+# Layers whose matrices are found by weight name (every weight called kernel or
+# recurrent_kernel, nested cells and sublayers included): recurrent layers and attention.
+# tf_keras's MultiHeadAttention creates its weights only when first called with both query and
+# value (no public build from shapes), so a copy cannot be wrapped there: it stays dense and is
+# named in prune_low_magnitude's warning.
+_NAMED_KERNELS = tuple(
+    getattr(_L, n)
+    for n in ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "EinsumDense")
+    + (() if LEGACY else ("MultiHeadAttention",))
+    if hasattr(_L, n)
+)
+_KERNEL_NAMES = ("kernel", "recurrent_kernel")
+
+
+def _short_name(weight) -> str:
+    """``kernel`` for ``lstm/lstm_cell/kernel`` (Keras 3 path) or ``.../kernel:0`` (tf_keras)."""
+    name = getattr(weight, "path", None) or weight.name
+    return name.split("/")[-1].split(":")[0]
 
 
 def _builtin_attrs(layer) -> tuple[str, ...] | None:
+    if isinstance(layer, _NAMED_KERNELS):
+        return _KERNEL_NAMES
     for cls, attrs in _WEIGHT_ATTRS:
         if isinstance(layer, cls):
             return attrs
@@ -86,6 +120,8 @@ def compressible_weights(layer) -> list:
     attrs = _builtin_attrs(layer)
     if attrs is None:
         return []
+    if isinstance(layer, _NAMED_KERNELS):
+        return [w for w in layer.weights if _short_name(w) in _KERNEL_NAMES]
     if isinstance(layer, _SEPARABLE):
         return [getattr(layer, a) for a in attrs]
     for attr in attrs:
@@ -93,3 +129,25 @@ def compressible_weights(layer) -> list:
         if weight is not None:
             return [weight]
     return []
+
+
+def weight_layouts(layer) -> list[Layout]:
+    """Where each of :func:`compressible_weights` keeps its output channels, in the same order.
+
+    >>> import tf_admm
+    >>> from tf_admm import keras
+    >>> up = keras.layers.Conv2DTranspose(8, 3)
+    >>> up.build((None, 5, 5, 2))
+    >>> tf_admm.registry.weight_layouts(up)
+    [Layout('transposed')]
+    """
+    weights = compressible_weights(layer)
+    if callable(getattr(layer, "get_prunable_weights", None)):
+        return [Layout() for _ in weights]
+    if isinstance(layer, _TRANSPOSED):
+        return [Layout("transposed") for _ in weights]
+    if isinstance(layer, _DEPTHWISE):
+        return [Layout("depthwise") for _ in weights]
+    if isinstance(layer, _SEPARABLE):  # (depthwise kernel, pointwise kernel)
+        return [Layout("depthwise"), Layout()][: len(weights)]
+    return [Layout() for _ in weights]

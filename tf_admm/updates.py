@@ -123,8 +123,10 @@ def initialize_admm(model, *, ramp_steps: int = 0) -> None:
         if wrapper.initialized:
             continue
         constraint = ramped_constraint(wrapper, ramp_steps)  # at step 0
-        for weight, z, u in zip(wrapper.constrained, wrapper.z_vars, wrapper.u_vars):
-            z.assign(constraint.project(_np(weight)))
+        for i, (weight, z, u) in enumerate(
+            zip(wrapper.constrained, wrapper.z_vars, wrapper.u_vars)
+        ):
+            z.assign(wrapper.constraint_for(i, constraint).project(_np(weight)))
             u.assign(tf.zeros_like(tf.convert_to_tensor(u)))
         wrapper.rho.assign(wrapper.rho_init)
         wrapper.step.assign(0)
@@ -210,15 +212,18 @@ def update_admm(
         rho_next = min(rho * rho_growth, max(rho_max, rho))
         constraint = ramped_constraint(wrapper, ramp_steps)
         scale_t = tf.constant(rho / rho_next if rescale_dual else 1.0, tf.float32)
-        for weight, z, u in zip(wrapper.constrained, wrapper.z_vars, wrapper.u_vars):
+        for i, (weight, z, u) in enumerate(
+            zip(wrapper.constrained, wrapper.z_vars, wrapper.u_vars)
+        ):
+            on_layout = wrapper.constraint_for(i, constraint)
             w_t = tf.convert_to_tensor(weight)
             v_t = w_t + tf.convert_to_tensor(u)
             z_old = tf.convert_to_tensor(z)
             if wrapper.quantized:
-                z_t = tf.convert_to_tensor(constraint.project(np.asarray(v_t)))
+                z_t = tf.convert_to_tensor(on_layout.project(np.asarray(v_t)))
                 z_new, u_new, sums = _zu_step_projected(v_t, w_t, z_old, z_t, scale_t)
             else:
-                keep = tf.convert_to_tensor(constraint.mask(np.asarray(v_t)))
+                keep = tf.convert_to_tensor(on_layout.mask(np.asarray(v_t)))
                 z_new, u_new, sums = _zu_step(v_t, w_t, z_old, keep, scale_t)
             d_sq, p_sq, w_sq = (float(x) for x in np.asarray(sums))
             dual_sq += rho * rho * d_sq
@@ -260,12 +265,13 @@ def hard_project(model) -> dict[str, float]:
             zip(wrapper.constrained, wrapper.mask_vars, wrapper.z_vars)
         ):
             w_np = _np(weight)
+            on_layout = wrapper.constraint_for(i)
             if wrapper.quantized:
-                scale, keep, projected = wrapper.constraint.fit(w_np)
+                scale, keep, projected = on_layout.fit(w_np)
                 wrapper.scale_vars[i].assign(scale)
                 wrapper.u_vars[i].assign((w_np - projected) * keep.astype(w_np.dtype))
             else:
-                keep = wrapper.constraint.mask(w_np)
+                keep = on_layout.mask(w_np)
                 projected = np.where(keep, w_np, np.zeros((), w_np.dtype))
             mask.assign(keep.astype(w_np.dtype))
             weight.assign(projected)

@@ -35,6 +35,7 @@ import tensorflow as tf
 from tf_admm import constraints as constraints_lib
 from tf_admm import quantizers, registry
 from tf_admm._keras import LEGACY, aggregation, keras, register
+from tf_admm.layouts import OnLayout
 from tf_admm.penalty import ADMMPenalty
 
 __all__ = ["MODE_ADMM", "MODE_MASKED", "ADMMWrapper"]
@@ -59,6 +60,7 @@ class _Slots:
 
     def __init__(self):
         self.constrained, self.z, self.u, self.mask, self.scale = [], [], [], [], []
+        self.layouts = []
 
 
 @register(package="tf_admm")
@@ -128,6 +130,7 @@ class ADMMWrapper(keras.layers.Wrapper):
         weights = registry.compressible_weights(self.layer)
         if not weights:
             raise ValueError(f"Layer {self.layer.name!r} built no compressible weights.")
+        self._slots.layouts = registry.weight_layouts(self.layer)
         for i, weight in enumerate(weights):
             dtype = tf.as_dtype(weight.dtype)
             if not dtype.is_floating:
@@ -135,7 +138,8 @@ class ADMMWrapper(keras.layers.Wrapper):
                     f"ADMM constrains float weights only. Received: {self.layer.name!r} weight "
                     f"{i} of dtype {dtype.name}; allowed: float16, bfloat16, float32, float64."
                 )
-            self.constraint.check_weight(tuple(weight.shape), self.layer.name)
+            on_layout = self.constraint_for(i)
+            on_layout.check_weight(tuple(weight.shape), self.layer.name)
             for kind, store, init in (
                 ("z", self._slots.z, "zeros"),
                 ("u", self._slots.u, "zeros"),
@@ -156,7 +160,7 @@ class ADMMWrapper(keras.layers.Wrapper):
                 self._slots.scale.append(
                     self.add_weight(
                         name=f"scale_{i}",
-                        shape=self.constraint.scale_shape(tuple(weight.shape)),
+                        shape=on_layout.scale_shape(tuple(weight.shape)),
                         dtype=dtype.name,
                         initializer="ones",
                         trainable=False,
@@ -182,6 +186,13 @@ class ADMMWrapper(keras.layers.Wrapper):
         )
         self.mode = self.add_weight(name="mode", dtype="int32", initializer="zeros", **scalar)
         self.built = True
+
+    def constraint_for(self, index: int, constraint: Any = None) -> OnLayout:
+        """``constraint`` (default: the wrapper's) as it applies to constrained weight
+        ``index``: through that weight's layout, so output channels are the layer's real
+        filters (the second-to-last axis of a transposed conv kernel, ``in * multiplier`` of
+        a depthwise kernel)."""
+        return OnLayout(constraint or self.constraint, self._slots.layouts[index])
 
     @property
     def constrained(self) -> list:
@@ -238,13 +249,15 @@ class ADMMWrapper(keras.layers.Wrapper):
         # the optimizer's step on W moves the latent weight and the next call re-quantizes it.
         u_value = tf.convert_to_tensor(u)
         latent = value + u_value
+        layout = self._slots.layouts[index]
         q = quantizers.quantize_tf(
             self.constraint.quantizer,
-            latent,
+            layout.canonical_tf(latent),
             tf.convert_to_tensor(self.scale_vars[index]),
-            m,
+            layout.canonical_tf(m),
             nonzero=self.constraint.prune is not None,
         )
+        q = layout.restore_tf(q, tuple(latent.shape))
         return tf.where(projected, q, value * m), tf.where(projected, (latent - q) * m, u_value)
 
     def apply_masks(self) -> None:
@@ -277,7 +290,9 @@ class ADMMWrapper(keras.layers.Wrapper):
             )
         return total
 
-    def call(self, inputs, training=None, **kwargs):
+    def call(self, inputs, *args, training=None, **kwargs):
+        """``self.layer(inputs, *args, **kwargs)`` with the constraint enforced; further
+        positional arguments (MultiHeadAttention's ``value``) pass through."""
         mode = tf.convert_to_tensor(self.mode)
         self.apply_masks()
         if training is not None and training is not False:
@@ -292,10 +307,16 @@ class ADMMWrapper(keras.layers.Wrapper):
             self.add_loss(loss)
         if self._accepts_training:
             kwargs["training"] = training
-        return self.layer(inputs, **kwargs)
+        return self.layer(inputs, *args, **kwargs)
 
-    def compute_output_shape(self, input_shape):
-        return self.layer.compute_output_shape(input_shape)
+    def compute_output_shape(self, input_shape, *args, **kwargs):
+        return self.layer.compute_output_shape(input_shape, *args, **kwargs)
+
+    def compute_output_spec(self, *args, **kwargs):
+        """Keras 3: the inner layer's output spec for all call arguments (a layer such as
+        MultiHeadAttention needs its ``value`` too)."""
+        kwargs.pop("training", None)
+        return self.layer.compute_output_spec(*args, **kwargs)
 
     def compute_mask(self, inputs, mask=None):
         return self.layer.compute_mask(inputs, mask)
