@@ -36,7 +36,8 @@ import numpy as np
 import tensorflow as tf
 
 from tf_admm import registry
-from tf_admm._keras import is_keras_object, is_model, other_flavour_hint
+from tf_admm._keras import is_keras_object, is_model, keras, other_flavour_hint
+from tf_admm.layouts import Layout
 from tf_admm.prune import strip_admm
 from tf_admm.tflite_file import ConstTensor, TFLiteFile
 from tf_admm.updates import find_wrappers
@@ -130,6 +131,7 @@ class TensorMatch:
     exact: bool  # dequantized file values equal the Keras weight (relative error <= 1e-6)
     max_rel_error: float
     patched: bool  # scales and integers replaced by the weight's own grid
+    folded: bool = False  # stored times a BatchNormalization's per-channel factor
 
 
 @dataclass
@@ -162,6 +164,7 @@ class ExportResult:
     tensors: list[TensorMatch] = field(default_factory=list)
     layers: list[LayerSize] = field(default_factory=list)
     other_parameters: int = 0  # biases and other weights not in ``layers``
+    missing: list[str] = field(default_factory=list)  # compressible weights not found in file
 
     @property
     def lower_bound_bytes(self) -> float:
@@ -169,8 +172,18 @@ class ExportResult:
 
     @property
     def exact(self) -> bool:
-        """Every matched int8 tensor of an on-grid weight is exact."""
-        return all(t.exact for t in self.tensors)
+        """Every compressible weight was found in the file (a folded BatchNormalization
+        included) and its stored values equal the Keras values (relative error <= 1e-6)."""
+        return bool(self.tensors) and not self.missing and all(t.exact for t in self.tensors)
+
+    def inexact(self) -> list[str]:
+        """Why :attr:`exact` is False: one line per weight not exact or not found."""
+        lines = [
+            f"{t.layer}/{t.weight}: stored as {t.dtype} with relative error {t.max_rel_error:.2g}"
+            for t in self.tensors
+            if not t.exact
+        ]
+        return lines + [f"{name}: not found in the file" for name in self.missing]
 
     def table(self) -> str:
         """A per-layer text table with totals."""
@@ -309,14 +322,54 @@ def _convert(model, quantization, sparse, representative) -> bytes:
         return converter.convert()
 
 
-def _keras_weights(model) -> list[tuple[str, str, np.ndarray]]:
-    """(layer, weight name, values) of every compressible weight, nested models included."""
+def _keras_weights(model) -> list[tuple[str, str, np.ndarray, Layout]]:
+    """(layer, weight name, values, layout) of every compressible weight, nested models
+    included."""
     out = []
     for layer in registry.compressible_layers(model):
-        for weight in registry.compressible_weights(layer):
+        layouts = registry.weight_layouts(layer)
+        for weight, layout in zip(registry.compressible_weights(layer), layouts):
             name = getattr(weight, "path", None) or weight.name
-            out.append((layer.name, name, np.asarray(weight)))
+            out.append((layer.name, name, np.asarray(weight), layout))
     return out
+
+
+def _batchnorm_factors(model) -> list[np.ndarray]:
+    """``gamma / sqrt(moving_variance + epsilon)`` of every BatchNormalization over the last
+    axis (nested models included): the per-channel factor the converter folds into the kernel
+    of the convolution before it."""
+    factors = []
+    for layer in _all_layers(model):
+        if not isinstance(layer, keras.layers.BatchNormalization) or not layer.built:
+            continue
+        axis = layer.axis if isinstance(layer.axis, int) else list(layer.axis)
+        if (
+            axis not in (-1, [-1])
+            and axis != [len(layer.input.shape) - 1]
+            and axis != (len(layer.input.shape) - 1)
+        ):
+            continue
+        variance = np.asarray(layer.moving_variance, np.float64)
+        gamma = np.asarray(layer.gamma, np.float64) if layer.gamma is not None else 1.0
+        factors.append(gamma / np.sqrt(variance + float(layer.epsilon)))
+    return factors
+
+
+def _all_layers(model) -> list:
+    out = []
+    for layer in model.layers:
+        out.extend(_all_layers(layer) if is_model(layer) else [layer])
+    return out
+
+
+def _as_stored(values: np.ndarray, layout: Layout, factors: list[np.ndarray]):
+    """``values`` as the file may hold them: unchanged, then times each per-channel factor of
+    the right size (BatchNormalization folded in), in float64."""
+    yield values.astype(np.float64), False
+    canonical = layout.canonical(values).astype(np.float64)
+    for factor in factors:
+        if canonical.ndim >= 2 and factor.shape == (canonical.shape[-1],):
+            yield layout.restore(canonical * factor, values.shape), True
 
 
 def _arrangements(values: np.ndarray, shape: tuple[int, ...]):
@@ -340,17 +393,19 @@ def _dequantized(const: ConstTensor) -> np.ndarray:
     return dense * const.scales.astype(np.float64).reshape(shape)
 
 
-def _match(const: ConstTensor, candidates, used: set):
-    """The Keras weight this file tensor stores, laid out as in the file; None if none fits."""
+def _match(const: ConstTensor, candidates, used: set, factors: list[np.ndarray]):
+    """``(key, arranged, folded)``: the Keras weight this file tensor stores, laid out (and,
+    when ``folded``, scaled by a folded BatchNormalization) as in the file; None if none fits."""
     stored = _dequantized(const)
     step = float(np.abs(const.scales).max()) if const.dtype is np.int8 else 0.0
-    for key, (_, _, values) in enumerate(candidates):
-        if key in used:
+    for key, (_, _, values, layout) in enumerate(candidates):
+        if key in used or values.size != stored.size:
             continue
-        tolerance = 0.51 * step + 1e-6 * max(float(np.abs(values).max()), 1e-30)
-        for arranged in _arrangements(values, const.shape):
-            if np.abs(arranged - stored).max() <= tolerance:
-                return key, arranged
+        for expected, folded in _as_stored(values, layout, factors):
+            tolerance = 0.51 * step + 1e-6 * max(float(np.abs(expected).max()), 1e-30)
+            for arranged in _arrangements(expected, const.shape):
+                if np.abs(arranged - stored).max() <= tolerance:
+                    return key, arranged, folded
     return None
 
 
@@ -423,18 +478,19 @@ def _layer_sizes(
     layers, compressible_params = [], 0
     for layer in registry.compressible_layers(model):
         weights = [np.asarray(w) for w in registry.compressible_weights(layer)]
+        layouts = registry.weight_layouts(layer)
         n = sum(w.size for w in weights)
         compressible_params += n
         nnz = sum(int(np.count_nonzero(w)) for w in weights)
         known = bits_by_layer.get(layer.name)
-        bits = known or max(_value_bits(w) for w in weights)
+        bits = known or max(_value_bits(l.canonical(w)) for w, l in zip(weights, layouts))
         bound = 0.0
-        for w in weights:
+        for w, layout in zip(weights, layouts):
             size, kept = w.size, int(np.count_nonzero(w))
-            wbits = known or _value_bits(w)
+            wbits = known or _value_bits(layout.canonical(w))
             bound_bits = min(size * wbits, kept * wbits + _log2_binomial(size, kept))
-            if wbits < 32:
-                bound_bits += 32 * w.shape[-1]  # one float32 scale per channel
+            if wbits < 32:  # one float32 scale per output channel
+                bound_bits += 32 * layout.canonical_shape(w.shape)[-1]
             bound += bound_bits / 8
         stored = matches.get(layer.name)
         file_bytes = sum(c.nbytes for c in stored) if stored else None
@@ -451,17 +507,18 @@ def _analyse(
     file: TFLiteFile, plain, patch: bool
 ) -> tuple[list[TensorMatch], dict[str, list[ConstTensor]]]:
     candidates = _keras_weights(plain)
+    factors = _batchnorm_factors(plain)
     used: set[int] = set()
     found, by_layer = [], {}
     for const in file.constants.values():
         if const.dtype not in (np.int8, np.float32, np.float16) or len(const.shape) < 2:
             continue
-        hit = _match(const, candidates, used)
+        hit = _match(const, candidates, used, factors)
         if hit is None:
             continue
-        key, arranged = hit
+        key, arranged, folded = hit
         used.add(key)
-        layer, name, _ = candidates[key]
+        layer, name, _, _ = candidates[key]
         patched = patch and const.dtype is np.int8 and _patch(file, const, arranged)
         stored = _dequantized(const)
         scale = max(float(np.abs(arranged).max()), 1e-30)
@@ -477,10 +534,14 @@ def _analyse(
                 exact=error <= 1e-6,
                 max_rel_error=error,
                 patched=bool(patched),
+                folded=folded,
             )
         )
         by_layer.setdefault(layer, []).append(const)
-    return found, by_layer
+    missing = [
+        f"{layer}/{name}" for key, (layer, name, _, _) in enumerate(candidates) if key not in used
+    ]
+    return found, by_layer, missing
 
 
 def export_tflite(
@@ -522,7 +583,7 @@ def export_tflite(
     representative = _representative(representative_data, model) if quantization == "int8" else None
     plain = strip_admm(model) if find_wrappers(model) else model
     file = TFLiteFile(_convert(plain, quantization, sparse, representative))
-    tensors, by_layer = _analyse(file, plain, patch=quantization is not None)
+    tensors, by_layer, missing = _analyse(file, plain, patch=quantization is not None)
     content = file.tobytes()
     with open(path, "wb" if overwrite else "xb") as handle:
         handle.write(content)
@@ -536,6 +597,7 @@ def export_tflite(
         tensors=tensors,
         layers=layers,
         other_parameters=others,
+        missing=missing,
     )
 
 
@@ -551,11 +613,11 @@ def size_report(model, path: str | os.PathLike | None = None) -> ExportResult:
     """
     _check_model(model, "size_report")
     plain = strip_admm(model) if find_wrappers(model) else model
-    tensors, by_layer, size, zipped = [], {}, 0, 0
+    tensors, by_layer, missing, size, zipped = [], {}, [], 0, 0
     if path is not None:
         with open(path, "rb") as handle:
             content = handle.read()
-        tensors, by_layer = _analyse(TFLiteFile(content), plain, patch=False)
+        tensors, by_layer, missing = _analyse(TFLiteFile(content), plain, patch=False)
         size, zipped = len(content), zipped_size(content)
     layers, others = _layer_sizes(plain, by_layer, format_bits(model))
     return ExportResult(
@@ -567,6 +629,7 @@ def size_report(model, path: str | os.PathLike | None = None) -> ExportResult:
         tensors=tensors,
         layers=layers,
         other_parameters=others,
+        missing=missing,
     )
 
 
