@@ -386,8 +386,9 @@ def _wrap(to_prune, make_resolver: Callable, rho: float, caller: str):
 
 
 def _warn_dense_layers(layers: list, caller: str) -> None:
-    """One warning naming the layers with matrix weights that no constraint reaches (LSTM,
-    GRU, MultiHeadAttention, EinsumDense, ...): they stay dense whatever the target says."""
+    """One warning naming the layers with matrix weights that no constraint reaches (a user
+    layer without get_prunable_weights(), tf_keras's MultiHeadAttention, ...): they stay dense
+    whatever the target says."""
     dense = [
         f"{l.name} ({type(l).__name__})"
         for l in layers

@@ -103,7 +103,9 @@ class ADMMWrapper(keras.layers.Wrapper):
         if not registry.is_compressible(layer):
             raise ValueError(
                 f"Layer {layer.name!r} of type {type(layer).__name__} has no compressible weights. "
-                "Allowed: Dense, Conv*, Conv*Transpose, DepthwiseConv*, SeparableConv*, Embedding, "
+                "Allowed: Dense, EinsumDense, Conv*, Conv*Transpose, DepthwiseConv*, "
+                "SeparableConv*, Embedding, LSTM, GRU, SimpleRNN, RNN, Bidirectional, "
+                "MultiHeadAttention (Keras 3), "
                 "or a layer with get_prunable_weights()."
             )
         constraint = constraints_lib.get(constraint)
