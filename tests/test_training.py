@@ -67,9 +67,14 @@ def test_penalty_is_half_rho_squared_norm():
 def test_training_without_the_callback_fails_with_advice():
     model = _wrapped()
     x, y = small_data()
-    with pytest.raises(tf.errors.InvalidArgumentError, match="Add tf_admm.UpdateADMM"):
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match="Add tf_admm.UpdateADMM"):
         model.fit(x, y, epochs=1, verbose=0)
+    for old, new in zip(before, model.get_weights()):  # raised before any step
+        np.testing.assert_array_equal(old, new)
     model.predict(x, verbose=0)  # inference needs no callback
+    compile_model(model)  # tf_keras keeps the failed train function until compiled again
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[tf_admm.UpdateADMM()])  # then it trains
 
 
 def test_residuals_in_history_and_csv_logger(tmp_path):

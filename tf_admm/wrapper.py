@@ -46,7 +46,8 @@ MODE_MASKED = 1
 NOT_INITIALIZED_MESSAGE = (
     "tf_admm: this layer is wrapped for ADMM, but ADMM was never initialized. Add "
     "tf_admm.UpdateADMM() to the callbacks of fit(), or call tf_admm.initialize_admm(model) "
-    "before a custom training loop."
+    "before a custom training loop. (Under tf_keras, call compile() again before the next "
+    "fit.) No weight was changed."
 )
 
 
@@ -283,6 +284,20 @@ class ADMMWrapper(keras.layers.Wrapper):
         projected = tf.constant(self.masked)
         return [np.asarray(self._enforced(i, projected)[0]) for i in range(len(self.constrained))]
 
+    @tf.autograph.experimental.do_not_convert
+    def _check_initialized(self) -> None:
+        """Raise ValueError when a training call is traced (or run) before ADMM was
+        initialized, i.e. ``fit`` without :class:`tf_admm.UpdateADMM`: the variables are read
+        outside the traced graph (``tf.init_scope``), so this happens before any weight
+        changes. The in-graph assertion in :meth:`call` stays as a second guard."""
+        with tf.init_scope():
+            if not tf.executing_eagerly():  # a TF1-style graph: leave it to the assertion
+                return
+            step = int(tf.convert_to_tensor(self.step))
+            mode = int(tf.convert_to_tensor(self.mode))
+        if step < 0 and mode == MODE_ADMM:
+            raise ValueError(NOT_INITIALIZED_MESSAGE)
+
     def _penalty(self):
         rho = tf.convert_to_tensor(self.rho)
         total = tf.constant(0.0, tf.float32)
@@ -296,6 +311,8 @@ class ADMMWrapper(keras.layers.Wrapper):
         """``self.layer(inputs, *args, **kwargs)`` with the constraint enforced; further
         positional arguments (MultiHeadAttention's ``value``) pass through."""
         mode = tf.convert_to_tensor(self.mode)
+        if training is not None and training is not False:
+            self._check_initialized()
         self.apply_masks()
         if training is not None and training is not False:
             in_admm = tf.equal(mode, MODE_ADMM)
