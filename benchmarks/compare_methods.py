@@ -61,12 +61,49 @@ NETWORKS = {
 }
 DENSE_EPOCHS = 10
 GMP_END = 0.7  # the share of the steps over which GMP (and admm_gradual) raise the sparsity
+# admm_gradual's options (--variant): ramp end (share of the steps), steps between Z/U updates,
+# rho at the start and at the end of the ramp
+VARIANT_OPTIONS = {"end": GMP_END, "every": 100.0, "rho": 1e-3, "rho_final": 0.1}
 LEARNING_RATE = 1e-3
 
 
 # -- shared by parent and child ----------------------------------------------------------------
+def schedule_of(row: dict) -> str:
+    """The learning-rate recipe of a run (rows written before the option existed: constant)."""
+    return row.get("recipe", {}).get("schedule", "constant")
+
+
+def variant_of(row: dict) -> str:
+    """The method options of a run (``--variant``, e.g. ``"rho_final=0.01,every=50"``; "")."""
+    return row.get("recipe", {}).get("variant", "")
+
+
+def parse_variant(text: str) -> dict[str, float]:
+    """``"rho_final=0.01,every=50"`` -> ``{"rho_final": 0.01, "every": 50.0}`` (checked)."""
+    options = {}
+    for part in filter(None, text.split(",")):
+        name, _, value = part.partition("=")
+        if name not in VARIANT_OPTIONS:
+            raise SystemExit(f"unknown variant option {name!r}; allowed: {sorted(VARIANT_OPTIONS)}")
+        try:
+            options[name] = float(value)
+        except ValueError:
+            raise SystemExit(f"variant option {name} needs a number. Received: {part!r}") from None
+    return options
+
+
 def _key(row: dict) -> tuple:
-    return (row["network"], row["method"], float(row["rate"]), int(row["epochs"]), int(row["seed"]))
+    """(network, method, rate, epochs, schedule, variant, seed): one run; without the seed,
+    one point of a curve."""
+    return (
+        row["network"],
+        row["method"],
+        float(row["rate"]),
+        int(row["epochs"]),
+        schedule_of(row),
+        variant_of(row),
+        int(row["seed"]),
+    )
 
 
 def read_rows(path: str) -> list[dict]:
@@ -103,15 +140,35 @@ def _data(spec: dict, quick: bool):
     return (x_train, y_train), (x_test, y_test)
 
 
-def _optimizer(keras, name: str, steps: int, schedule: str):
-    if name == "sgd":
-        rate = 0.01
-        if schedule == "cosine" and steps:
-            rate = keras.optimizers.schedules.CosineDecay(rate, steps)
-        return keras.optimizers.SGD(rate, momentum=0.9)
-    rate = LEARNING_RATE
-    if schedule == "cosine" and steps:
+def _hold_then_cosine(keras, rate: float, hold: int, decay: int):
+    """``rate`` for ``hold`` steps, then cosine decay to 0 over ``decay`` steps."""
+    import tensorflow as tf
+
+    class HoldThenCosine(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            t = tf.clip_by_value((tf.cast(step, "float32") - hold) / max(decay, 1), 0.0, 1.0)
+            return rate * 0.5 * (1.0 + tf.cos(math.pi * t))
+
+        def get_config(self):
+            return {"rate": rate, "hold": hold, "decay": decay}
+
+    return HoldThenCosine()
+
+
+def _optimizer(keras, name: str, steps: int, schedule: str, masked: bool = False, hold: int = 0):
+    """Adam 1e-3 (SGD 0.01 with momentum 0.9 for ``"sgd"``) over ``steps`` steps.
+
+    ``schedule``: ``"constant"``; ``"cosine"`` decays over every phase; ``"finetune"`` keeps
+    the rate constant while the method prunes and decays it over the masked phase only
+    (``masked=True``, or after ``hold`` steps of a single-phase method such as GMP).
+    """
+    rate = 0.01 if name == "sgd" else LEARNING_RATE
+    if steps and (schedule == "cosine" or (schedule == "finetune" and masked)):
         rate = keras.optimizers.schedules.CosineDecay(rate, steps)
+    elif steps and schedule == "finetune" and hold:
+        rate = _hold_then_cosine(keras, rate, hold, steps - hold)
+    if name == "sgd":
+        return keras.optimizers.SGD(rate, momentum=0.9)
     return keras.optimizers.Adam(rate)
 
 
@@ -175,7 +232,8 @@ def run_gmp(spec: dict, quick: bool) -> dict:
         return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
 
     pruned = keras.models.clone_model(_dense(keras, spec), clone_function=wrap)
-    _compile(keras, pruned, _optimizer(keras, "adam", steps, spec["schedule"]))
+    hold = int(GMP_END * steps)  # fine-tuning at the targets starts here
+    _compile(keras, pruned, _optimizer(keras, "adam", steps, spec["schedule"], hold=hold))
     pruned.fit(
         train,
         epochs=spec["epochs"],
@@ -267,13 +325,14 @@ def run_admm(spec: dict, quick: bool) -> dict:
             )
         return _finish(keras, current, spec, data, cpu0)
     if method == "admm_gradual":
+        options = dict(VARIANT_OPTIONS, **parse_variant(spec.get("variant", "")))
         total = epochs * per_epoch
-        admm_epochs = math.ceil(GMP_END * epochs)
-        end = int(GMP_END * total)
-        every = min(100, max(1, end // 10))  # 100 in full runs, as GMP's mask updates
-        # rho from 1e-3 to 0.1 over the gradual phase
-        growth = (0.1 / 1e-3) ** (1 / max(1, end // every))
-        wrapped = tf_admm.prune_low_magnitude(dense, targets, rho=1e-3)
+        admm_epochs = math.ceil(options["end"] * epochs)
+        end = int(options["end"] * total)
+        every = min(int(options["every"]), max(1, end // 10))  # 100 in full runs, as GMP
+        # rho from options["rho"] (1e-3) to options["rho_final"] (0.1) over the gradual phase
+        growth = (options["rho_final"] / options["rho"]) ** (1 / max(1, end // every))
+        wrapped = tf_admm.prune_low_magnitude(dense, targets, rho=options["rho"])
         callback = GradualADMM.make(keras, tf_admm, targets, end, every, growth)
         _admm_fit(
             keras,
@@ -292,7 +351,7 @@ def run_admm(spec: dict, quick: bool) -> dict:
             wrapped,
             train,
             retrain,
-            _optimizer(keras, "adam", retrain * per_epoch, schedule),
+            _optimizer(keras, "adam", retrain * per_epoch, schedule, masked=True),
             tf_admm.UpdateADMM(),
         )
         return _finish(keras, tf_admm.strip_admm(wrapped), spec, data, cpu0)
@@ -354,7 +413,7 @@ def _one_shot(
         wrapped,
         train,
         retrain_epochs,
-        _optimizer(keras, "adam", retrain_epochs * per_epoch, schedule),
+        _optimizer(keras, "adam", retrain_epochs * per_epoch, schedule, masked=True),
         tf_admm.UpdateADMM(),
     )
     return tf_admm.strip_admm(wrapped)
@@ -435,9 +494,9 @@ def summarize(rows: list[dict]) -> list[dict]:
     """Mean and std (over seeds, ddof=1) of test accuracy per (network, method, rate, epochs)."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault(_key(row)[:4], []).append(row)
+        groups.setdefault(_key(row)[:6], []).append(row)
     table = []
-    for (network, method, rate, epochs), group in sorted(groups.items()):
+    for (network, method, rate, epochs, schedule, variant), group in sorted(groups.items()):
         acc = np.array([r["test_accuracy"] for r in group])
         dense = np.array([r["dense_accuracy"] for r in group])
         table.append(
@@ -446,6 +505,8 @@ def summarize(rows: list[dict]) -> list[dict]:
                 "method": method,
                 "rate": rate,
                 "epochs": epochs,
+                "schedule": schedule,
+                "variant": variant,
                 "seeds": sorted(r["seed"] for r in group),
                 "mean": float(acc.mean()),
                 "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
@@ -469,10 +530,13 @@ def plot(rows: list[dict], path: str) -> None:
     fig, axes = plt.subplots(1, len(networks), figsize=(5.5 * len(networks), 4), squeeze=False)
     for ax, network in zip(axes[0], networks):
         part = [t for t in table if t["network"] == network]
-        methods = sorted({t["method"] for t in part})
-        for i, method in enumerate(methods):
-            points = sorted((t for t in part if t["method"] == method), key=lambda t: t["rate"])
-            shift = 1 + 0.02 * (i - (len(methods) - 1) / 2)  # side by side, not on top
+        curves = sorted({(t["method"], t["schedule"], t["variant"]) for t in part})
+        for i, (method, schedule, variant) in enumerate(curves):
+            points = sorted(
+                (t for t in part if (t["method"], t["schedule"], t["variant"]) == curves[i]),
+                key=lambda t: t["rate"],
+            )
+            shift = 1 + 0.02 * (i - (len(curves) - 1) / 2)  # side by side, not on top
             color = f"C{METHODS.index(method)}" if method in METHODS else None
             ax.errorbar(
                 [t["rate"] * shift for t in points],
@@ -481,7 +545,9 @@ def plot(rows: list[dict], path: str) -> None:
                 marker="o",
                 capsize=3,
                 color=color,
-                label=f"{method} (n={min(len(t['seeds']) for t in points)})",
+                ls={"constant": "-", "finetune": "--"}.get(schedule, ":"),
+                label=f"{method}{' ' + variant if variant else ''}, {schedule} lr "
+                f"(n={min(len(t['seeds']) for t in points)})",
             )
         dense = np.mean([t["dense_mean"] for t in part])
         ax.axhline(100 * dense, color="gray", ls="--", label="dense (mean)")
@@ -502,12 +568,17 @@ def plot(rows: list[dict], path: str) -> None:
 def paired_vs_gmp(rows: list[dict]) -> dict[tuple, tuple[float, float, int]]:
     """(mean, std, n) over seeds of (method - GMP) test accuracy, in points, pairing runs of
     the same network, rate, epochs and seed (same dense model, targets and batches)."""
-    gmp = {_key(r)[:1] + _key(r)[2:]: r["test_accuracy"] for r in rows if r["method"] == "gmp"}
+
+    def pair(r):  # the GMP run of the same network, rate, epochs, schedule and seed
+        k = _key(r)
+        return k[:1] + k[2:5] + k[6:]
+
+    gmp = {pair(r): r["test_accuracy"] for r in rows if r["method"] == "gmp"}
     diffs: dict[tuple, list[float]] = {}
     for r in rows:
-        ref = gmp.get(_key(r)[:1] + _key(r)[2:])
+        ref = gmp.get(pair(r))
         if r["method"] != "gmp" and ref is not None:
-            diffs.setdefault(_key(r)[:4], []).append(100 * (r["test_accuracy"] - ref))
+            diffs.setdefault(_key(r)[:6], []).append(100 * (r["test_accuracy"] - ref))
     return {
         k: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v))
         for k, v in diffs.items()
@@ -518,15 +589,19 @@ def print_table(rows: list[dict]) -> None:
     """Markdown: mean ± std per method and rate, and the paired difference from GMP."""
     paired = paired_vs_gmp(rows)
     print(
-        "| network | rate | method | epochs | seeds | test accuracy (mean ± std) "
+        "| network | rate | method | epochs | learning rate | seeds | test accuracy (mean ± std) "
         "| minus GMP, paired by seed (mean ± std) | dense |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for t in summarize(rows):
-        d = paired.get((t["network"], t["method"], t["rate"], t["epochs"]))
+        d = paired.get(
+            (t["network"], t["method"], t["rate"], t["epochs"], t["schedule"], t["variant"])
+        )
         diff = "" if d is None else f"{d[0]:+.2f} ± {d[1]:.2f} (n={d[2]})"
         print(
-            f"| {t['network']} | {t['rate']:g}x | {t['method']} | {t['epochs']} | "
+            f"| {t['network']} | {t['rate']:g}x | {t['method']}"
+            f"{' (' + t['variant'] + ')' if t['variant'] else ''} | {t['epochs']} | "
+            f"{t['schedule']} | "
             f"{len(t['seeds'])} | {100 * t['mean']:.2f} ± {100 * t['std']:.2f} | {diff} | "
             f"{100 * t['dense_mean']:.2f} |"
         )
@@ -541,7 +616,15 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="default per network")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--update-every", type=int, default=300, help="steps between Z/U")
-    parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
+    parser.add_argument(
+        "--schedule", choices=("constant", "cosine", "finetune"), default="constant"
+    )
+    parser.add_argument(
+        "--variant",
+        default="",
+        help="admm_gradual options, e.g. 'rho_final=0.01,every=50,end=0.5' "
+        f"(defaults {VARIANT_OPTIONS})",
+    )
     parser.add_argument("--data", default=None, help="mnist.npz (Keras layout)")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "method_comparison.json"))
     parser.add_argument("--png", default=None, help="default: --out with .png")
@@ -559,6 +642,7 @@ def main(argv=None) -> None:
         unknown = sorted(set(given) - set(allowed))
         if unknown:
             raise SystemExit(f"unknown {name} {unknown}; allowed: {sorted(allowed)}")
+    parse_variant(args.variant)  # a typo stops here, before any training
     seeds = [int(s) for s in args.seeds.split(",")]
     rates = None if args.rates is None else [float(r) for r in args.rates.split(",")]
     args.rates_for = lambda n: rates or NETWORKS[n][2]
@@ -570,12 +654,14 @@ def main(argv=None) -> None:
                 path, dense_acc, all_targets = dense_model(network, seed, args)
                 for rate in args.rates_for(network):
                     for method in methods:
+                        variant = args.variant if method == "admm_gradual" else ""
                         base = {
                             "network": network,
                             "method": method,
                             "rate": rate,
                             "epochs": epochs,
                             "seed": seed,
+                            "recipe": {"schedule": args.schedule, "variant": variant},
                         }
                         done = {_key(r) for r in read_rows(args.out)}
                         if _key(base) in done:
@@ -589,6 +675,7 @@ def main(argv=None) -> None:
                             batch_size=args.batch_size,
                             update_every=args.update_every,
                             schedule=args.schedule,
+                            variant=variant,
                         )
                         result = run_one(spec, args.quick)
                         row = dict(
@@ -598,7 +685,8 @@ def main(argv=None) -> None:
                             **result,
                         )
                         row["recipe"] = {
-                            k: spec[k] for k in ("batch_size", "update_every", "schedule")
+                            k: spec[k]
+                            for k in ("batch_size", "update_every", "schedule", "variant")
                         }
                         if args.quick:
                             row["quick"] = True

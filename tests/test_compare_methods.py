@@ -86,5 +86,28 @@ def test_paired_difference_pairs_runs_of_the_same_seed():
         dict(base, method="admm", seed=1, test_accuracy=0.83),
         dict(base, method="admm", seed=2, test_accuracy=0.99),  # no GMP run to pair with
     ]
-    mean, std, n = compare_methods.paired_vs_gmp(rows)[("n", "admm", 2.0, 3)]
+    mean, std, n = compare_methods.paired_vs_gmp(rows)[("n", "admm", 2.0, 3, "constant", "")]
     assert n == 2 and mean == pytest.approx(2.0) and std == pytest.approx(1.4142, rel=1e-3)
+
+
+def test_variants_and_schedules_are_separate_points_paired_with_plain_gmp():
+    base = {"network": "n", "rate": 2.0, "epochs": 3, "dense_accuracy": 0.9, "cpu_seconds": 1}
+    gradual = dict(base, method="admm_gradual")
+    rows = [
+        dict(base, method="gmp", seed=0, test_accuracy=0.90),
+        dict(base, method="gmp", seed=0, test_accuracy=0.80, recipe={"schedule": "finetune"}),
+        dict(gradual, seed=0, test_accuracy=0.91),
+        dict(gradual, seed=0, test_accuracy=0.95, recipe={"variant": "every=50"}),
+        dict(gradual, seed=0, test_accuracy=0.85, recipe={"schedule": "finetune"}),
+    ]
+    paired = compare_methods.paired_vs_gmp(rows)
+    assert paired[("n", "admm_gradual", 2.0, 3, "constant", "")][0] == pytest.approx(1.0)
+    assert paired[("n", "admm_gradual", 2.0, 3, "constant", "every=50")][0] == pytest.approx(5.0)
+    assert paired[("n", "admm_gradual", 2.0, 3, "finetune", "")][0] == pytest.approx(5.0)
+    assert len(compare_methods.summarize(rows)) == 5
+    assert compare_methods.parse_variant("every=50,rho_final=0.01") == {
+        "every": 50.0,
+        "rho_final": 0.01,
+    }
+    with pytest.raises(SystemExit, match="unknown variant option 'evry'"):
+        compare_methods.parse_variant("evry=50")

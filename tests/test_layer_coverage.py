@@ -79,14 +79,16 @@ def test_lstm_wrapper_round_trips_through_keras_file(tmp_path):
 
 @pytest.mark.parametrize(
     "class_name, shape",
-    [("Conv1DTranspose", (6, 3)), ("Conv2DTranspose", (5, 5, 3)), ("Conv3DTranspose", (3, 3, 3, 3))],
+    [
+        ("Conv1DTranspose", (6, 3)),
+        ("Conv2DTranspose", (5, 5, 3)),
+        ("Conv3DTranspose", (3, 3, 3, 3)),
+    ],
 )
 def test_filter_sparsity_on_a_transposed_conv_removes_output_filters(class_name, shape):
     inputs = keras.Input(shape)
     outputs = getattr(L, class_name)(8, 3, name="up")(inputs)
-    wrapped = tf_admm.prune_low_magnitude(
-        keras.Model(inputs, outputs), tf_admm.FilterSparsity(0.5)
-    )
+    wrapped = tf_admm.prune_low_magnitude(keras.Model(inputs, outputs), tf_admm.FilterSparsity(0.5))
     tf_admm.hard_project(wrapped)
     kernel = tf_admm.strip_admm(wrapped).get_layer("up").kernel.numpy()  # (..., out=8, in=3)
     per_output = np.abs(kernel).sum(axis=tuple(range(kernel.ndim - 2)) + (kernel.ndim - 1,))
