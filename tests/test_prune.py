@@ -223,3 +223,38 @@ def test_layers_left_dense_are_named_in_one_warning():
     assert "bilinear (_Bilinear)" in texts[0]
     assert "lstm" not in texts[0] and "norm" not in texts[0] and "head" not in texts[0]
     assert [w.layer.name for w in tf_admm.find_wrappers(wrapped)] == ["lstm", "head"]
+
+
+def test_clone_model_idiom_leaves_the_user_model_untouched():
+    model = small_cnn()
+    before = [w.copy() for w in model.get_weights()]
+
+    def wrap(layer):
+        if registry.is_compressible(layer):
+            return tf_admm.prune_low_magnitude(layer, 0.5)
+        return layer.__class__.from_config(layer.get_config())
+
+    wrapped = keras.models.clone_model(model, clone_function=wrap)
+    for w in wrappers(wrapped):  # the copies start from the user's weights
+        np.testing.assert_array_equal(
+            to_np(w.constrained[0]), model.get_layer(w.layer.name).get_weights()[0]
+        )
+    compile_model(wrapped)
+    x, y = small_data()
+    wrapped.fit(x, y, epochs=1, verbose=0, callbacks=[tf_admm.UpdateADMM()])
+    tf_admm.hard_project(wrapped)
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
+    assert all(w.layer is not model.get_layer(w.layer.name) for w in wrappers(wrapped))
+
+
+def test_a_built_layer_is_copied_and_an_unbuilt_one_wrapped_itself():
+    built = L.Dense(4, name="d")
+    built.build((None, 3))
+    wrapper = tf_admm.prune_low_magnitude(built, 0.5)
+    assert wrapper.layer is not built
+    np.testing.assert_array_equal(wrapper.layer.get_weights()[0], built.get_weights()[0])
+    fresh = L.Dense(4)
+    assert tf_admm.prune_low_magnitude(fresh, 0.5).layer is fresh
+    (copied,) = tf_admm.quantize([built], 3)
+    assert copied.layer is not built

@@ -129,6 +129,24 @@ def _fresh_copy(layer):
     return layer.__class__.from_config(layer.get_config())
 
 
+def _own(layer):
+    """The layer a wrapper may own: an unbuilt layer itself (inside a model definition), a copy
+    with the same weights of a built one, so training the wrapper never changes the user's
+    layer (as in ``keras.models.clone_model(model, clone_function=lambda l:
+    tf_admm.prune_low_magnitude(l, 0.5))``)."""
+    if not layer.built:
+        return layer
+    new = _built_copy(layer)
+    if not new.built:
+        raise ValueError(
+            f"Layer {layer.name!r} of type {type(layer).__name__} is built but records no build "
+            "config, so it cannot be copied (a wrapper never trains the caller's own layer). "
+            "Wrap the unbuilt layer where the model is defined, or wrap the whole model."
+        )
+    new.set_weights(layer.get_weights())
+    return new
+
+
 def _built_copy(layer):
     """A fresh copy built like ``layer`` (before it is wrapped: a wrapper builds its inner
     layer from one input shape, which multi-input layers such as MultiHeadAttention reject)."""
@@ -170,8 +188,10 @@ def prune_low_magnitude(
     Args:
         to_prune: a layer, a list of layers, or a built Sequential or Functional model (nested
             models included). Models are cloned: the result is a new model and the user's model
-            and its weights stay untouched. Layers are wrapped in place (use this form inside a
-            model definition or a subclassed model).
+            and its weights stay untouched. An unbuilt layer is wrapped itself (use this form
+            inside a model definition or a subclassed model); a built layer is copied with its
+            weights first, so ``keras.models.clone_model(model, clone_function=lambda l:
+            tf_admm.prune_low_magnitude(l, 0.5))`` leaves ``model`` untouched too.
         sparsity: target per compressible layer: a float in [0, 1) or a constraint
             (e.g. ``tf_admm.BlockSparsity(0.9, (1, 4))``) for every compressible layer; a dict
             layer name -> float / constraint / None (unnamed layers stay unwrapped); or a callable
@@ -333,7 +353,7 @@ def _wrap(to_prune, make_resolver: Callable, rho: float, caller: str):
                 )
         resolve = make_resolver(list(to_prune))
         plan = [_plan_layer(layer, resolve) for layer in to_prune]
-        return [ADMMWrapper(l, c, rho=rho) if c is not None else l for l, c in plan]
+        return [ADMMWrapper(_own(l), c, rho=rho) if c is not None else l for l, c in plan]
     if not is_keras_object(to_prune):
         raise ValueError(
             f"{caller} takes a Keras layer, a list of layers or a model. Received: "
@@ -350,7 +370,7 @@ def _wrap(to_prune, make_resolver: Callable, rho: float, caller: str):
         layer, constraint = _plan_layer(to_prune, make_resolver([to_prune]))
         if constraint is None:
             raise ValueError(f"{caller}: no target for layer {layer.name!r}.")
-        return ADMMWrapper(layer, constraint, rho=rho)
+        return ADMMWrapper(_own(layer), constraint, rho=rho)
 
     model = to_prune
     _check_model_kind(model, caller)
