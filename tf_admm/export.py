@@ -214,16 +214,29 @@ def _check_model(model, caller: str) -> None:
             f"{caller} takes a Keras model. Received: {model!r} of type "
             f"{type(model).__name__}. {other_flavour_hint()}"
         )
-    if not model.built or not getattr(model, "inputs", None):
-        raise ValueError(f"{caller}: model {model.name!r} is not built; give it a keras.Input.")
+    if not model.built:
+        raise ValueError(
+            f"{caller}: model {model.name!r} is not built; give it a keras.Input (or call a "
+            "subclassed model on data)."
+        )
 
 
-def _input_shapes(model) -> list[tuple]:
-    return [tuple(t.shape) for t in model.inputs]
+def _input_shapes(model) -> list[tuple] | None:
+    """The input shapes of a Sequential/Functional model; None for a subclassed model."""
+    inputs = getattr(model, "inputs", None)
+    return [tuple(t.shape) for t in inputs] if inputs else None
 
 
 def _check_array(data, model, name: str) -> np.ndarray:
     shapes = _input_shapes(model)
+    if shapes is None:  # subclassed: the shape is checked by the model (or the file) itself
+        array = np.asarray(data)
+        if array.ndim < 1 or array.shape[0] == 0 or not np.issubdtype(array.dtype, np.number):
+            raise ValueError(
+                f"{name} must be a non-empty numeric batch of model inputs. Received: shape "
+                f"{array.shape}, dtype {array.dtype}"
+            )
+        return array.astype(np.float32)
     if len(shapes) != 1:
         raise ValueError(
             f"{name} as an array needs a single-input model; {model.name!r} has {len(shapes)} "
@@ -322,11 +335,37 @@ def _convert(model, quantization, sparse, representative) -> bytes:
         return converter.convert()
 
 
+def plain_model(model):
+    """``model`` without training wrappers: :func:`tf_admm.strip_admm` of a wrapped model, the
+    model itself when it has none or when they were stripped in place (subclassed models)."""
+    wrappers = find_wrappers(model)
+    if not wrappers or all(w.stripped for w in wrappers):
+        return model
+    return strip_admm(model)
+
+
+def _compressible_layers(model) -> list:
+    """The compressible layers of a plain model, and the layers inside wrappers stripped in
+    place (a subclassed model after ``strip_admm(model, in_place=True)``)."""
+    return registry.compressible_layers(model) + [
+        w.layer for w in find_wrappers(model) if w.stripped
+    ]
+
+
+def _wrapper_state_size(model) -> int:
+    """Parameters held by in-place-stripped wrappers besides their layer's (Z, U, masks, ...)."""
+    size = 0
+    for wrapper in find_wrappers(model):
+        own = {id(v) for v in wrapper.layer.weights}
+        size += sum(int(np.prod(v.shape)) for v in wrapper.weights if id(v) not in own)
+    return size
+
+
 def _keras_weights(model) -> list[tuple[str, str, np.ndarray, Layout]]:
     """(layer, weight name, values, layout) of every compressible weight, nested models
     included."""
     out = []
-    for layer in registry.compressible_layers(model):
+    for layer in _compressible_layers(model):
         layouts = registry.weight_layouts(layer)
         for weight, layout in zip(registry.compressible_weights(layer), layouts):
             name = getattr(weight, "path", None) or weight.name
@@ -476,7 +515,7 @@ def _layer_sizes(
     constraint) instead of the bits the values need."""
     bits_by_layer = bits_by_layer or {}
     layers, compressible_params = [], 0
-    for layer in registry.compressible_layers(model):
+    for layer in _compressible_layers(model):
         weights = [np.asarray(w) for w in registry.compressible_weights(layer)]
         layouts = registry.weight_layouts(layer)
         n = sum(w.size for w in weights)
@@ -499,7 +538,7 @@ def _layer_sizes(
             raw = b"".join(c.data.tobytes() for c in stored)
             zipped = zipped_size(raw) - zipped_size(b"")
         layers.append(LayerSize(layer.name, n, nnz, bits, file_bytes, zipped, bound))
-    total = sum(int(np.prod(w.shape)) for w in model.weights)
+    total = sum(int(np.prod(w.shape)) for w in model.weights) - _wrapper_state_size(model)
     return layers, total - compressible_params
 
 
@@ -581,7 +620,7 @@ def export_tflite(
     path = _check_export_args(model, path, quantization, sparse, representative_data, overwrite)
     _check_projected(model, allow_dense, "export_tflite")
     representative = _representative(representative_data, model) if quantization == "int8" else None
-    plain = strip_admm(model) if find_wrappers(model) else model
+    plain = plain_model(model)
     file = TFLiteFile(_convert(plain, quantization, sparse, representative))
     tensors, by_layer, missing = _analyse(file, plain, patch=quantization is not None)
     content = file.tobytes()
@@ -612,7 +651,7 @@ def size_report(model, path: str | os.PathLike | None = None) -> ExportResult:
     [('fc', 32, 32)]
     """
     _check_model(model, "size_report")
-    plain = strip_admm(model) if find_wrappers(model) else model
+    plain = plain_model(model)
     tensors, by_layer, missing, size, zipped = [], {}, [], 0, 0
     if path is not None:
         with open(path, "rb") as handle:
@@ -688,9 +727,10 @@ def check_tflite(
     interpreter = _interpreter(path, content)
     input_detail = interpreter.get_input_details()[0]
     file_shape = tuple(int(d) for d in input_detail["shape"][1:])
-    model_shape = _input_shapes(model)[0][1:]
+    shapes = _input_shapes(model) or [(None, *x.shape[1:])]
+    model_shape = shapes[0][1:]
     if (
-        len(interpreter.get_input_details()) != len(model.inputs)
+        len(interpreter.get_input_details()) != len(shapes)
         or any(m is not None and m != f for m, f in zip(model_shape, file_shape))
         or len(file_shape) != len(model_shape)
     ):
@@ -698,7 +738,7 @@ def check_tflite(
             f"{path!r} is not a file of this model: its input is (n, "
             f"{', '.join(map(str, file_shape))}), the model's (n, "
             f"{', '.join(map(str, model_shape))}); {len(interpreter.get_input_details())} "
-            f"against {len(model.inputs)} inputs."
+            f"against {len(shapes)} inputs."
         )
     expected = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
     outputs = []

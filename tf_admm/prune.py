@@ -62,7 +62,8 @@ def _check_model_kind(model, caller: str) -> None:
         f"{caller} accepts Sequential and Functional models. Received: a subclassed model "
         f"{model.name!r} of type {type(model).__name__}, whose layers cannot be rebuilt from its "
         "config. Wrap its compressible layers yourself where you create them: "
-        "`self.dense = tf_admm.prune_low_magnitude(keras.layers.Dense(...), 0.9)`."
+        "`self.dense = tf_admm.prune_low_magnitude(keras.layers.Dense(...), 0.9)`; after "
+        "training, tf_admm.strip_admm(model, in_place=True) makes it ready for export."
     )
 
 
@@ -437,12 +438,22 @@ def _plan_layer(layer, resolve):
     return layer, constraint
 
 
-def strip_admm(model):
+def strip_admm(model, *, in_place: bool = False):
     """A plain Keras model of the original architecture with the compressed weights.
 
     Wrappers in masked mode contribute ``W * mask`` (exact zeros); wrappers still in ADMM mode
     contribute W as it is (call :func:`tf_admm.hard_project` first to make it sparse). Its
     predictions equal the wrapped model's. The wrapped model is left untouched.
+
+    Args:
+        model: a wrapped Sequential or Functional model (nested models too), or, with
+            ``in_place=True``, any model, subclassed ones included.
+        in_place: instead of a new model, write the compressed weights into each wrapped
+            layer of ``model`` and make its wrappers pass-through layers (no masks, no
+            penalty; :attr:`tf_admm.ADMMWrapper.stripped`). This is the path for subclassed
+            models, whose layers cannot be rebuilt from a config; the model is then ready for
+            :func:`tf_admm.export_tflite`, :func:`tf_admm.summary` and
+            :func:`tf_admm.size_report`. Returns ``model``.
 
     >>> import tf_admm
     >>> from tf_admm import keras
@@ -456,7 +467,10 @@ def strip_admm(model):
             "strip_admm takes a Keras model. Received: "
             f"{model!r} of type {type(model).__name__}. {other_flavour_hint()}"
         )
-    _check_model_kind(model, "strip_admm")
+    if not isinstance(in_place, bool):
+        raise ValueError(f"in_place must be True or False. Received: in_place={in_place!r}")
+    if not in_place:
+        _check_model_kind(model, "strip_admm")
     pending = [w.name for w in find_wrappers(model) if w.built and not w.masked]
     if pending:
         warnings.warn(
@@ -464,6 +478,16 @@ def strip_admm(model):
             "exported dense. Call tf_admm.hard_project(model) first for the compressed model.",
             stacklevel=2,
         )
+    if in_place:
+        unbuilt = [w.name for w in find_wrappers(model) if not w.built]
+        if unbuilt:
+            raise ValueError(
+                f"strip_admm(in_place=True): wrappers {unbuilt} are not built; call the model "
+                "on data first."
+            )
+        for wrapper in find_wrappers(model):
+            wrapper.strip_in_place()
+        return model
 
     def replace(layer):
         if not isinstance(layer, ADMMWrapper):

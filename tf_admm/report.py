@@ -18,9 +18,7 @@ from typing import Any
 import numpy as np
 
 from tf_admm._keras import is_keras_object, is_model, other_flavour_hint
-from tf_admm.export import _layer_sizes, format_bits
-from tf_admm.prune import strip_admm
-from tf_admm.updates import find_wrappers
+from tf_admm.export import _layer_sizes, format_bits, plain_model
 
 __all__ = ["layer_sparsity", "summary"]
 
@@ -31,7 +29,7 @@ def _plain(model):
             f"Expected a Keras model. Received: {model!r} of type {type(model).__name__}. "
             f"{other_flavour_hint()}"
         )
-    return strip_admm(model) if find_wrappers(model) else model
+    return plain_model(model)
 
 
 def layer_sparsity(model) -> dict[str, float]:

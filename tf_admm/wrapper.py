@@ -38,10 +38,11 @@ from tf_admm._keras import LEGACY, aggregation, keras, register
 from tf_admm.layouts import OnLayout
 from tf_admm.penalty import ADMMPenalty
 
-__all__ = ["MODE_ADMM", "MODE_MASKED", "ADMMWrapper"]
+__all__ = ["MODE_ADMM", "MODE_MASKED", "MODE_STRIPPED", "ADMMWrapper"]
 
 MODE_ADMM = 0
 MODE_MASKED = 1
+MODE_STRIPPED = 2  # strip_admm(model, in_place=True): the inner layer's weights are final
 
 NOT_INITIALIZED_MESSAGE = (
     "tf_admm: this layer is wrapped for ADMM, but ADMM was never initialized. Add "
@@ -236,8 +237,32 @@ class ADMMWrapper(keras.layers.Wrapper):
 
     @property
     def masked(self) -> bool:
-        """True after hard_project: retraining with the mask enforced."""
-        return self.built and int(tf.convert_to_tensor(self.mode)) == MODE_MASKED
+        """True after hard_project: retraining with the mask enforced (or stripped in place)."""
+        return self.built and int(tf.convert_to_tensor(self.mode)) in (MODE_MASKED, MODE_STRIPPED)
+
+    @property
+    def stripped(self) -> bool:
+        """True after ``strip_admm(model, in_place=True)``: the wrapper only calls its layer."""
+        return self.built and int(tf.convert_to_tensor(self.mode)) == MODE_STRIPPED
+
+    def strip_in_place(self) -> None:
+        """Write :meth:`compressed_weights` into the inner layer and make this wrapper a
+        pass-through (no masks written, no penalty): what ``strip_admm(model, in_place=True)``
+        does for every wrapper, the path for subclassed models."""
+        for weight, value in zip(self.constrained, self.compressed_weights()):
+            weight.assign(value)
+        self.mode.assign(MODE_STRIPPED)
+
+    @tf.autograph.experimental.do_not_convert
+    def _traced_as_stripped(self) -> bool:
+        """The mode when the call is traced (read outside the graph): a stripped wrapper's
+        graph holds the inner layer's call only, so converters see no variable writes."""
+        if not self.built:
+            return False
+        with tf.init_scope():
+            if not tf.executing_eagerly():
+                return False
+            return int(tf.convert_to_tensor(self.mode)) == MODE_STRIPPED
 
     # -- forward -----------------------------------------------------------------------------
     def _enforced(self, index: int, projected: tf.Tensor):
@@ -310,6 +335,10 @@ class ADMMWrapper(keras.layers.Wrapper):
     def call(self, inputs, *args, training=None, **kwargs):
         """``self.layer(inputs, *args, **kwargs)`` with the constraint enforced; further
         positional arguments (MultiHeadAttention's ``value``) pass through."""
+        if self._traced_as_stripped():
+            if self._accepts_training:
+                kwargs["training"] = training
+            return self.layer(inputs, *args, **kwargs)
         mode = tf.convert_to_tensor(self.mode)
         if training is not None and training is not False:
             self._check_initialized()
