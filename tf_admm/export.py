@@ -37,6 +37,7 @@ import tensorflow as tf
 
 from tf_admm import registry
 from tf_admm._keras import is_keras_object, is_model, keras, other_flavour_hint
+from tf_admm.cloning import float32_copy, uses_reduced_precision
 from tf_admm.layouts import Layout
 from tf_admm.prune import strip_admm
 from tf_admm.tflite_file import ConstTensor, TFLiteFile
@@ -183,7 +184,11 @@ class ExportResult:
             for t in self.tensors
             if not t.exact
         ]
-        return lines + [f"{name}: not found in the file" for name in self.missing]
+        return lines + [
+            f"{name}: not found in the file's main graph (a kernel the converter transformed, "
+            "or one inside a WHILE loop of a recurrent layer)"
+            for name in self.missing
+        ]
 
     def table(self) -> str:
         """A per-layer text table with totals."""
@@ -321,8 +326,33 @@ def _check_projected(model, allow_dense: bool, caller: str) -> None:
 
 
 # -- conversion ------------------------------------------------------------------------------
-def _convert(model, quantization, sparse, representative) -> bytes:
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+def _has_recurrent_layer(model) -> bool:
+    stack = list(model.layers)
+    while stack:
+        layer = stack.pop()
+        if is_model(layer):
+            stack.extend(layer.layers)
+        elif isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)):
+            return True
+    return False
+
+
+def _converter(model, batch_size: int | None):
+    """From the Keras model, or, with a fixed ``batch_size``, from a model calling it on
+    inputs of that batch size (the form in which recurrent layers convert)."""
+    if batch_size is not None:
+        inputs = [
+            keras.Input(shape=tuple(t.shape[1:]), batch_size=batch_size, dtype=t.dtype)
+            for t in model.inputs
+        ]
+        model = keras.Model(inputs, model(inputs if len(inputs) > 1 else inputs[0]))
+    return tf.lite.TFLiteConverter.from_keras_model(model)
+
+
+def _convert(model, quantization, sparse, representative, batch_size, configure) -> bytes:
+    if batch_size is None and _has_recurrent_layer(model) and _input_shapes(model):
+        batch_size = 1  # recurrent layers convert with a static batch (resizable at run time)
+    converter = _converter(model, batch_size)
     optimizations = []
     if quantization is not None:
         optimizations.append(tf.lite.Optimize.DEFAULT)
@@ -331,6 +361,8 @@ def _convert(model, quantization, sparse, representative) -> bytes:
     converter.optimizations = optimizations
     if quantization == "int8":
         converter.representative_dataset = representative
+    if configure is not None:
+        configure(converter)
     with contextlib.redirect_stdout(io.StringIO()):  # Keras 3 prints the saved artifact
         return converter.convert()
 
@@ -592,6 +624,8 @@ def export_tflite(
     representative_data: Any = None,
     overwrite: bool = False,
     allow_dense: bool = False,
+    batch_size: int | None = None,
+    configure: Callable[[Any], None] | None = None,
 ) -> ExportResult:
     """Convert a (wrapped or stripped) Keras model to a ``.tflite`` file.
 
@@ -609,6 +643,18 @@ def export_tflite(
         overwrite: replace an existing file.
         allow_dense: export wrappers still in their ADMM phase (before
             :func:`tf_admm.hard_project`) with their dense weights instead of raising.
+        batch_size: convert with this fixed batch size (the model called on
+            ``keras.Input(batch_size=...)``) instead of a dynamic one. Models with
+            LSTM/GRU/SimpleRNN layers use 1 by default: the converter cannot lower their loops
+            with a dynamic batch (tf_keras's LSTM then becomes TFLite's fused sequence op).
+        configure: called with the ``tf.lite.TFLiteConverter`` just before converting, for
+            any other converter setting, e.g. ``lambda c: setattr(c.target_spec,
+            "supported_ops", [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS])``
+            (select TF ops) or float16 weights (``c.target_spec.supported_types =
+            [tf.float16]``).
+
+    A mixed-precision model (float16/bfloat16 compute) is converted from a float32 copy with
+    the same weights, since TFLite has no float16 MatMul or Conv kernels.
 
     Returns:
         :class:`ExportResult` with sizes (raw, zipped, lower bound per layer) and, for every
@@ -619,9 +665,19 @@ def export_tflite(
     """
     path = _check_export_args(model, path, quantization, sparse, representative_data, overwrite)
     _check_projected(model, allow_dense, "export_tflite")
+    if batch_size is not None and not (
+        isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1
+    ):
+        raise ValueError(f"batch_size must be None or an int >= 1. Received: {batch_size!r}")
+    if batch_size is not None and not _input_shapes(model):
+        raise ValueError("batch_size needs a model with keras.Input (not a subclassed model).")
+    if configure is not None and not callable(configure):
+        raise ValueError(f"configure must be a callable or None. Received: {configure!r}")
     representative = _representative(representative_data, model) if quantization == "int8" else None
     plain = plain_model(model)
-    file = TFLiteFile(_convert(plain, quantization, sparse, representative))
+    if _input_shapes(plain) and uses_reduced_precision(plain):
+        plain = float32_copy(plain)
+    file = TFLiteFile(_convert(plain, quantization, sparse, representative, batch_size, configure))
     tensors, by_layer, missing = _analyse(file, plain, patch=quantization is not None)
     content = file.tobytes()
     with open(path, "wb" if overwrite else "xb") as handle:
@@ -742,14 +798,24 @@ def check_tflite(
         )
     expected = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
     outputs = []
-    for start in range(0, len(x), batch_size):
-        batch = x[start : start + batch_size]
-        interpreter.resize_tensor_input(input_detail["index"], list(batch.shape))
+    fixed = int(input_detail["shape_signature"][0])  # -1: dynamic batch
+    step = fixed if fixed > 0 else batch_size
+    if fixed > 0:  # a file converted with a static batch (export_tflite(batch_size=...))
         interpreter.allocate_tensors()
+    for start in range(0, len(x), step):
+        batch = x[start : start + step]
+        count = len(batch)
+        if fixed > 0 and count < fixed:  # pad the last batch, drop the padding's outputs
+            batch = np.concatenate([batch, np.repeat(batch[-1:], fixed - count, axis=0)])
+        if fixed <= 0:
+            interpreter.resize_tensor_input(input_detail["index"], list(batch.shape))
+            interpreter.allocate_tensors()
         interpreter.set_tensor(input_detail["index"], batch.astype(input_detail["dtype"]))
+        interpreter.reset_all_variables()  # fused LSTM ops keep their state between invokes
         interpreter.invoke()
         output_detail = interpreter.get_output_details()[0]
-        outputs.append(interpreter.get_tensor(output_detail["index"]).astype(np.float32))
+        result = interpreter.get_tensor(output_detail["index"]).astype(np.float32)
+        outputs.append(result[:count])
     got = np.concatenate(outputs).reshape(expected.shape)
     agree = float(np.mean(np.argmax(got, axis=-1) == np.argmax(expected, axis=-1)))
     report = {

@@ -30,9 +30,9 @@ from tf_admm._keras import (
     is_keras_object,
     is_model,
     is_sequential,
-    keras,
     other_flavour_hint,
 )
+from tf_admm.cloning import built_copy, fresh_copy, rebuild
 from tf_admm.layouts import OnLayout
 from tf_admm.updates import find_wrappers
 from tf_admm.wrapper import ADMMWrapper
@@ -126,10 +126,6 @@ def _check_weights(layer, constraint) -> None:
         OnLayout(constraint, layout).check_weight(tuple(weight.shape), layer.name)
 
 
-def _fresh_copy(layer):
-    return layer.__class__.from_config(layer.get_config())
-
-
 def _own(layer):
     """The layer a wrapper may own: an unbuilt layer itself (inside a model definition), a copy
     with the same weights of a built one, so training the wrapper never changes the user's
@@ -137,7 +133,7 @@ def _own(layer):
     tf_admm.prune_low_magnitude(l, 0.5))``)."""
     if not layer.built:
         return layer
-    new = _built_copy(layer)
+    new = built_copy(layer)
     if not new.built:
         raise ValueError(
             f"Layer {layer.name!r} of type {type(layer).__name__} is built but records no build "
@@ -146,36 +142,6 @@ def _own(layer):
         )
     new.set_weights(layer.get_weights())
     return new
-
-
-def _built_copy(layer):
-    """A fresh copy built like ``layer`` (before it is wrapped: a wrapper builds its inner
-    layer from one input shape, which multi-input layers such as MultiHeadAttention reject)."""
-    new = _fresh_copy(layer)
-    config = layer.get_build_config() if layer.built else None
-    if config:
-        new.build_from_config(config)
-    return new
-
-
-def _rebuild(model, replace: Callable) -> Any:
-    """Clone ``model`` (nested models recursively) with ``replace(layer) -> (new, copy_fn)``.
-
-    ``copy_fn(new)`` moves the weights over once the clone is built.
-    """
-    copies = []
-
-    def clone_function(layer):
-        if is_model(layer):
-            return _rebuild(layer, replace)
-        new, copy_fn = replace(layer)
-        copies.append((new, copy_fn))
-        return new
-
-    clone = keras.models.clone_model(model, clone_function=clone_function)
-    for new, copy_fn in copies:
-        copy_fn(new)
-    return clone
 
 
 def prune_low_magnitude(
@@ -399,11 +365,11 @@ def _wrap(to_prune, make_resolver: Callable, rho: float, caller: str):
     def replace(layer):
         constraint = targets.get(id(layer))
         if constraint is None:
-            return _fresh_copy(layer), lambda new: new.set_weights(layer.get_weights())
-        wrapper = ADMMWrapper(_built_copy(layer), constraint, rho=rho)
+            return fresh_copy(layer), lambda new: new.set_weights(layer.get_weights())
+        wrapper = ADMMWrapper(built_copy(layer), constraint, rho=rho)
         return wrapper, lambda new: new.layer.set_weights(layer.get_weights())
 
-    return _rebuild(model, replace)
+    return rebuild(model, replace)
 
 
 def _warn_dense_layers(layers: list, caller: str) -> None:
@@ -491,7 +457,7 @@ def strip_admm(model, *, in_place: bool = False):
 
     def replace(layer):
         if not isinstance(layer, ADMMWrapper):
-            return _fresh_copy(layer), lambda new: new.set_weights(layer.get_weights())
+            return fresh_copy(layer), lambda new: new.set_weights(layer.get_weights())
 
         def copy(new, wrapper=layer):
             pairs = zip(wrapper.constrained, wrapper.compressed_weights())
@@ -502,6 +468,6 @@ def strip_admm(model, *, in_place: bool = False):
             ]
             new.set_weights(values)
 
-        return _fresh_copy(layer.layer), copy
+        return fresh_copy(layer.layer), copy
 
-    return _rebuild(model, replace)
+    return rebuild(model, replace)

@@ -1,0 +1,75 @@
+"""Export of recurrent and mixed-precision models, and the converter options."""
+
+import numpy as np
+import pytest
+
+import tf_admm
+from tf_admm import keras
+
+L = keras.layers
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_recurrent_model_exports_and_matches_keras(tmp_path, cell):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((5, 8))
+    outputs = L.Dense(3, name="head")(getattr(L, cell)(6, name="rnn")(inputs))
+    wrapped = tf_admm.prune_low_magnitude(keras.Model(inputs, outputs), 0.7)
+    tf_admm.hard_project(wrapped)
+    path = str(tmp_path / "rnn.tflite")
+    result = tf_admm.export_tflite(wrapped, path)  # batch 1 by default for recurrent layers
+    x = np.random.default_rng(0).random((7, 5, 8)).astype("float32")
+    report = tf_admm.check_tflite(wrapped, path, x)  # 7 samples through a batch-1 file
+    assert report["samples"] == 7 and report["max_abs_diff"] <= 1e-5
+    # honest: kernels the converter moved out of the main graph are listed, never "exact"
+    assert result.exact == (not result.missing)
+    assert all(name.startswith("rnn/") for name in result.missing)
+
+
+def test_mixed_precision_model_exports_from_a_float32_copy(tmp_path):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        inputs = keras.Input((8,))
+        hidden = L.Dense(16, name="hidden")(inputs)
+        outputs = L.Dense(3, name="head", dtype="float32")(hidden)
+        model = keras.Model(inputs, outputs)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    quantized = tf_admm.quantize(model, 4)
+    tf_admm.hard_project(quantized)
+    path = str(tmp_path / "mp.tflite")
+    result = tf_admm.export_tflite(quantized, path)
+    assert result.exact, result.inexact()
+    x = np.random.default_rng(1).random((16, 8)).astype("float32")
+    report = tf_admm.check_tflite(quantized, path, x)
+    assert report["max_abs_diff"] <= 2e-2  # Keras computes the hidden layer in float16
+    assert report["top1_agreement"] >= 0.9
+    assert quantized.get_layer("admm_hidden").layer.compute_dtype == "float16"  # untouched
+
+
+def test_configure_reaches_the_converter_and_options_are_checked(tmp_path):
+    import tensorflow as tf
+
+    model = keras.Sequential([keras.Input((4,)), L.Dense(3, name="fc")])
+    seen = []
+
+    def configure(converter):
+        seen.append(type(converter).__name__)
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS,
+            tf.lite.OpsSet.SELECT_TF_OPS,
+        ]
+
+    result = tf_admm.export_tflite(model, str(tmp_path / "a.tflite"), configure=configure)
+    assert seen and result.exact
+    fixed = tf_admm.export_tflite(model, str(tmp_path / "b.tflite"), batch_size=2)
+    x = np.ones((5, 4), "float32")
+    assert tf_admm.check_tflite(model, fixed.path, x)["max_abs_diff"] <= 1e-5
+    for kwargs, match in (
+        ({"batch_size": 0}, "batch_size must be None or an int >= 1. Received: 0"),
+        ({"batch_size": 1.5}, "Received: 1.5"),
+        ({"configure": "yes"}, "configure must be a callable or None. Received: 'yes'"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            tf_admm.export_tflite(model, str(tmp_path / "c.tflite"), **kwargs)
+        assert not (tmp_path / "c.tflite").exists()

@@ -1,0 +1,75 @@
+"""Copies of layers and models: fresh layers from their configs, models rebuilt layer by layer
+(nested models too), and the float32 copy a converter needs of a mixed-precision model.
+
+>>> import numpy as np, tf_admm
+>>> from tf_admm import keras
+>>> m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, dtype="mixed_float16")])
+>>> c = tf_admm.cloning.float32_copy(m)
+>>> c.layers[0].compute_dtype, bool(np.all(c.get_weights()[0] == m.get_weights()[0]))
+('float32', True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tf_admm._keras import is_model, keras
+
+__all__ = ["built_copy", "float32_copy", "fresh_copy", "rebuild"]
+
+
+def fresh_copy(layer, **overrides):
+    """A new, unbuilt layer of the same class and config (``overrides`` replace entries)."""
+    return layer.__class__.from_config({**layer.get_config(), **overrides})
+
+
+def built_copy(layer):
+    """A fresh copy built like ``layer`` (multi-input layers such as MultiHeadAttention need
+    their recorded build config, not one input shape)."""
+    new = fresh_copy(layer)
+    config = layer.get_build_config() if layer.built else None
+    if config:
+        new.build_from_config(config)
+    return new
+
+
+def rebuild(model, replace: Callable) -> Any:
+    """Clone ``model`` (nested models recursively) with ``replace(layer) -> (new, copy_fn)``;
+    ``copy_fn(new)`` moves the weights over once the clone is built."""
+    copies = []
+
+    def clone_function(layer):
+        if is_model(layer):
+            return rebuild(layer, replace)
+        new, copy_fn = replace(layer)
+        copies.append((new, copy_fn))
+        return new
+
+    clone = keras.models.clone_model(model, clone_function=clone_function)
+    for new, copy_fn in copies:
+        copy_fn(new)
+    return clone
+
+
+def uses_reduced_precision(model) -> bool:
+    """True when a layer computes in float16 or bfloat16 (a mixed-precision policy)."""
+    stack = list(model.layers)
+    while stack:
+        layer = stack.pop()
+        if is_model(layer):
+            stack.extend(layer.layers)
+        elif getattr(layer, "compute_dtype", "float32") in ("float16", "bfloat16"):
+            return True
+    return False
+
+
+def float32_copy(model):
+    """``model`` rebuilt with every layer computing in float32, same weights (cast): the form
+    the TFLite converter takes, since it has no float16 MatMul or Conv kernels."""
+
+    def replace(layer):
+        new = fresh_copy(layer, dtype="float32")
+        return new, lambda n: n.set_weights([w.astype("float32") for w in layer.get_weights()])
+
+    return rebuild(model, replace)
