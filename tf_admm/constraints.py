@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from tf_admm import projections
-from tf_admm._keras import register
+from tf_admm._keras import keras, register
 from tf_admm.quantizers import SCHEMES, Quantizer
 from tf_admm.validation import check_sparsity
 
@@ -332,17 +332,26 @@ _CLASSES = {
 
 
 def get(identifier: Any) -> Constraint | None:
-    """A constraint from a float (unstructured sparsity), a dict config, a Constraint or None."""
+    """A constraint from a float (unstructured sparsity), a dict config, a Constraint or None.
+
+    A config whose ``class_name`` is not built in is looked up among the classes registered
+    with ``keras.saving.register_keras_serializable`` (a user's :class:`Constraint` subclass).
+    """
     if identifier is None or isinstance(identifier, Constraint):
         return identifier
     if isinstance(identifier, dict) and "class_name" in identifier:
-        name = identifier["class_name"].split(">")[-1]
-        if name not in _CLASSES:
+        name = identifier["class_name"]
+        cls = _CLASSES.get(name.split(">")[-1]) if name.split(">")[0] in (name, "tf_admm") else None
+        if cls is None:
+            found = keras.saving.get_registered_object(name)
+            cls = found if isinstance(found, type) and issubclass(found, Constraint) else None
+        if cls is None:
             raise ValueError(
-                f"Unknown constraint class_name={identifier['class_name']!r}; "
-                f"allowed: {sorted(_CLASSES)}"
+                f"Unknown constraint class_name={name!r}; allowed: {sorted(_CLASSES)} or a "
+                "Constraint subclass registered with "
+                "keras.saving.register_keras_serializable(package=...) (imported before loading)."
             )
-        return _CLASSES[name].from_config(identifier.get("config", {}))
+        return cls.from_config(identifier.get("config", {}))
     if isinstance(identifier, numbers.Real) and not isinstance(identifier, bool):
         return Sparsity(identifier)
     raise ValueError(
@@ -354,4 +363,16 @@ def get(identifier: Any) -> Constraint | None:
 
 
 def serialize(constraint: Constraint) -> dict[str, Any]:
-    return {"class_name": type(constraint).__name__, "config": constraint.get_config()}
+    """``{"class_name", "config"}``; a user's class under its registered name ("pkg>Name")."""
+    cls = type(constraint)
+    if _CLASSES.get(cls.__name__) is cls:
+        name = cls.__name__
+    else:
+        name = keras.saving.get_registered_name(cls)
+        if keras.saving.get_registered_object(name) is not cls:
+            raise ValueError(
+                f"Constraint class {cls.__name__} is not registered, so a saved model could not "
+                "restore it. Decorate it with "
+                "@keras.saving.register_keras_serializable(package='...')."
+            )
+    return {"class_name": name, "config": constraint.get_config()}

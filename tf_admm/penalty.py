@@ -12,9 +12,9 @@ from typing import Any
 
 import tensorflow as tf
 
-from tf_admm._keras import register
+from tf_admm._keras import keras, register
 
-__all__ = ["ADMMPenalty"]
+__all__ = ["ADMMPenalty", "deserialize", "serialize"]
 
 
 @register(package="tf_admm")
@@ -34,3 +34,32 @@ class ADMMPenalty:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ADMMPenalty:
         return cls(**config)
+
+
+def serialize(penalty: ADMMPenalty) -> dict[str, Any]:
+    """``{"class_name": registered name, "config": ...}`` (a subclass under its own name).
+
+    >>> serialize(ADMMPenalty())
+    {'class_name': 'tf_admm>ADMMPenalty', 'config': {}}
+    """
+    name = keras.saving.get_registered_name(type(penalty))
+    if keras.saving.get_registered_object(name) is not type(penalty):
+        raise ValueError(
+            f"Penalty class {type(penalty).__name__} is not registered, so a saved model could "
+            "not restore it. Decorate it with "
+            "@keras.saving.register_keras_serializable(package='...')."
+        )
+    return {"class_name": name, "config": penalty.get_config()}
+
+
+def deserialize(config: dict[str, Any]) -> ADMMPenalty:
+    """Inverse of :func:`serialize`; old configs ``{"class_name": "ADMMPenalty"}`` included."""
+    name = config.get("class_name", "ADMMPenalty")
+    cls = ADMMPenalty if name in ("ADMMPenalty", "tf_admm>ADMMPenalty") else None
+    cls = cls or keras.saving.get_registered_object(name)
+    if not (isinstance(cls, type) and issubclass(cls, ADMMPenalty)):
+        raise ValueError(
+            f"Unknown penalty class_name={name!r}; allowed: ADMMPenalty or a registered "
+            "subclass of it (import its module before loading)."
+        )
+    return cls.from_config(config.get("config", {}))

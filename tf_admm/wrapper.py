@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_admm import constraints as constraints_lib
+from tf_admm import penalty as penalty_lib
 from tf_admm import quantizers, registry
 from tf_admm._keras import LEGACY, aggregation, keras, register
 from tf_admm.layouts import OnLayout
@@ -116,7 +117,7 @@ class ADMMWrapper(keras.layers.Wrapper):
         if not float(rho) > 0:
             raise ValueError(f"rho must be > 0. Received: rho={rho!r}")
         if isinstance(penalty, dict):
-            penalty = ADMMPenalty.from_config(penalty.get("config", penalty))
+            penalty = penalty_lib.deserialize(penalty)
         kwargs.setdefault("name", f"admm_{layer.name}")
         # The wrapper computes in the variables' dtype, so under mixed precision it reads and
         # writes W in float32; the inner layer still autocasts to its own compute dtype.
@@ -376,7 +377,7 @@ class ADMMWrapper(keras.layers.Wrapper):
             {
                 "constraint": constraints_lib.serialize(self.constraint),
                 "rho": self.rho_init,
-                "penalty": {"class_name": "ADMMPenalty", "config": self.penalty.get_config()},
+                "penalty": penalty_lib.serialize(self.penalty),
             }
         )
         return config
