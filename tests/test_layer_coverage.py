@@ -140,3 +140,36 @@ def test_per_channel_scales_follow_the_output_channels(class_name):
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+class _Gate(L.Layer):
+    """A user layer: x @ w_in, gated; registered by name, without get_prunable_weights()."""
+
+    def build(self, input_shape):
+        self.w_in = self.add_weight(shape=(input_shape[-1], 6), name="w_in")
+        self.gate = self.add_weight(shape=(6,), name="gate", initializer="ones")
+
+    def call(self, x):
+        return keras.activations.sigmoid(self.gate) * (x @ self.w_in)
+
+
+def test_registered_user_layer_is_compressible_and_checked():
+    tf_admm.register_compressible(_Gate, weights=("w_in",))
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, L.Dense(2, name="head")(_Gate(name="gate")(inputs)))
+    wrapped = tf_admm.prune_low_magnitude(model, {"gate": 0.75})
+    tf_admm.hard_project(wrapped)
+    (w,) = wrappers(wrapped)
+    assert [tuple(v.shape) for v in w.constrained] == [(8, 6)]
+    assert np.count_nonzero(to_np(w.constrained[0])) == 12
+    x = np.ones((3, 8), "float32")
+    np.testing.assert_allclose(
+        tf_admm.strip_admm(wrapped).predict(x, verbose=0), wrapped.predict(x, verbose=0)
+    )
+    for kwargs, match in (
+        ({"layer_class": int}, "layer_class must be a Keras layer class. Received: <class 'int'>"),
+        ({"layer_class": _Gate, "weights": "w_in"}, "weights must be a non-empty tuple"),
+        ({"layer_class": _Gate, "layout": "sideways"}, "kind must be one of"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            tf_admm.register_compressible(**kwargs)

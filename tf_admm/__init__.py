@@ -21,9 +21,12 @@ __version__ = "0.1.0"
 from tf_admm import (  # noqa: F401  (submodules, importable as tf_admm.NAME)
     allocation,
     cli,
+    cloning,
     constraints,
     export,
     guard,
+    layouts,
+    penalty,
     plan,
     progressive,
     projections,
@@ -51,6 +54,7 @@ from tf_admm.progressive import (
     stages_to_json,
 )
 from tf_admm.prune import compress, prune_low_magnitude, quantize, strip_admm
+from tf_admm.registry import register_compressible
 from tf_admm.report import summary
 from tf_admm.updates import find_wrappers, hard_project, initialize_admm, update_admm
 from tf_admm.wrapper import ADMMWrapper
@@ -82,6 +86,7 @@ __all__ = [
     "initialize_admm",
     "prune_low_magnitude",
     "quantize",
+    "register_compressible",
     "size_report",
     "stages_from_json",
     "stages_to_json",

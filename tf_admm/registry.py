@@ -24,7 +24,13 @@ from __future__ import annotations
 from tf_admm._keras import LEGACY, is_model, keras
 from tf_admm.layouts import Layout
 
-__all__ = ["compressible_layers", "compressible_weights", "is_compressible", "weight_layouts"]
+__all__ = [
+    "compressible_layers",
+    "compressible_weights",
+    "is_compressible",
+    "register_compressible",
+    "weight_layouts",
+]
 
 _L = keras.layers
 
@@ -72,6 +78,58 @@ _NAMED_KERNELS = tuple(
 _KERNEL_NAMES = ("kernel", "recurrent_kernel")
 
 
+# Classes registered by users: class -> (weight names, layout kind)
+_USER: dict[type, tuple[tuple[str, ...], str]] = {}
+
+
+def register_compressible(
+    layer_class: type, weights: tuple[str, ...] = ("kernel",), layout: str = "channels_last"
+) -> type:
+    """Make a layer class compressible without giving it ``get_prunable_weights()``.
+
+    Args:
+        layer_class: a Keras layer class (its subclasses are included).
+        weights: names of the weights to constrain: attributes of the layer holding a
+            variable, or the last part of a weight's name (``"kernel"`` matches
+            ``my_layer/kernel``).
+        layout: where the output channels are (:data:`tf_admm.layouts.KINDS`):
+            ``"channels_last"``, ``"transposed"`` (``(..., out, in)``) or ``"depthwise"``.
+
+    Returns ``layer_class``, so it also works as a decorator (``functools.partial``).
+
+    >>> import tf_admm
+    >>> from tf_admm import keras
+    >>> class Scale(keras.layers.Layer):
+    ...     def build(self, shape):
+    ...         self.w = self.add_weight(shape=(shape[-1], 3), name="w")
+    ...     def call(self, x):
+    ...         return x @ self.w
+    >>> _ = tf_admm.register_compressible(Scale, weights=("w",))
+    >>> tf_admm.registry.is_compressible(Scale())
+    True
+    """
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+        raise ValueError(f"layer_class must be a Keras layer class. Received: {layer_class!r}")
+    if (
+        isinstance(weights, str)
+        or not weights
+        or not all(isinstance(w, str) and w for w in weights)
+    ):
+        raise ValueError(
+            f"weights must be a non-empty tuple of weight names. Received: weights={weights!r}"
+        )
+    Layout(layout)  # checks the kind
+    _USER[layer_class] = (tuple(weights), layout)
+    return layer_class
+
+
+def _user_entry(layer):
+    for cls, entry in _USER.items():
+        if isinstance(layer, cls):
+            return entry
+    return None
+
+
 def _short_name(weight) -> str:
     """``kernel`` for ``lstm/lstm_cell/kernel`` (Keras 3 path) or ``.../kernel:0`` (tf_keras)."""
     name = getattr(weight, "path", None) or weight.name
@@ -79,6 +137,8 @@ def _short_name(weight) -> str:
 
 
 def _builtin_attrs(layer) -> tuple[str, ...] | None:
+    if _user_entry(layer) is not None:
+        return _user_entry(layer)[0]
     if isinstance(layer, _NAMED_KERNELS):
         return _KERNEL_NAMES
     for cls, attrs in _WEIGHT_ATTRS:
@@ -120,6 +180,15 @@ def compressible_weights(layer) -> list:
     attrs = _builtin_attrs(layer)
     if attrs is None:
         return []
+    if _user_entry(layer) is not None:
+        found = []
+        for name in attrs:
+            value = getattr(layer, name, None)
+            if value is not None and hasattr(value, "shape") and hasattr(value, "assign"):
+                found.append(value)
+            else:
+                found.extend(w for w in layer.weights if _short_name(w) == name)
+        return found
     if isinstance(layer, _NAMED_KERNELS):
         return [w for w in layer.weights if _short_name(w) in _KERNEL_NAMES]
     if isinstance(layer, _SEPARABLE):
@@ -144,6 +213,8 @@ def weight_layouts(layer) -> list[Layout]:
     weights = compressible_weights(layer)
     if callable(getattr(layer, "get_prunable_weights", None)):
         return [Layout() for _ in weights]
+    if _user_entry(layer) is not None:
+        return [Layout(_user_entry(layer)[1]) for _ in weights]
     if isinstance(layer, _TRANSPOSED):
         return [Layout("transposed") for _ in weights]
     if isinstance(layer, _DEPTHWISE):
