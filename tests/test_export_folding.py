@@ -120,3 +120,33 @@ def test_exact_is_false_when_weights_are_not_in_the_file(tmp_path):
 def _name(wrapped, layer):
     (kernel,) = tf_admm.strip_admm(wrapped).get_layer(layer).weights[:1]
     return getattr(kernel, "path", None) or kernel.name
+
+
+def test_mobilenet_v2_full_int8_export_is_exact_through_every_batchnorm(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10
+    )
+    rng = np.random.default_rng(3)
+    for layer in model.layers:  # non-trivial BN statistics, as after training
+        if isinstance(layer, L.BatchNormalization):
+            gamma, beta, mean, variance = layer.get_weights()
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, gamma.shape),
+                    rng.normal(0, 0.05, beta.shape),
+                    rng.normal(0, 0.05, mean.shape),
+                    rng.uniform(0.5, 2.0, variance.shape),
+                ]
+            )
+    compressed = tf_admm.compress(model, sparsity=0.5, bits=4)
+    tf_admm.hard_project(compressed)
+    x = rng.random((20, 32, 32, 3)).astype("float32")
+    result = tf_admm.export_tflite(
+        compressed, str(tmp_path / "m.tflite"), quantization="int8", representative_data=x
+    )
+    wrapped = len(tf_admm.find_wrappers(compressed))
+    assert wrapped == 53
+    assert result.exact, result.inexact()
+    assert len(result.tensors) == wrapped and not result.missing
+    assert sum(t.folded for t in result.tensors) == wrapped - 1  # all but the classifier
