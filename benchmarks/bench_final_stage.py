@@ -1,6 +1,6 @@
 """Tune the last progressive stage of LeNet-5 from a saved checkpoint (the 246x recipe search).
 
-    python examples/lenet5_mnist.py --directory runs/lenet5 --retrain_epochs 10 --tolerance 1.0 \
+    python benchmarks/lenet5_mnist.py --directory runs/lenet5 --retrain_epochs 10 --tolerance 1.0 \
         --retries 0                                    # once: writes the stage checkpoints
     python benchmarks/bench_final_stage.py \
         --start runs/lenet5/LeNet-5-progressive/stage_02/model.keras \

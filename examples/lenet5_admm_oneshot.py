@@ -109,7 +109,7 @@ def main(_):
         f"\nSaved in {out}/: pruned.keras (load with keras.models.load_model), "
         "dense.tflite, pruned_int8_sparse.tflite, report.json.\n"
         "Next: README.md (Use), docs/export.md (file formats and sizes), docs/results.md "
-        "(measured numbers), examples/lenet5_mnist.py (progressive compression to higher rates)."
+        "(measured numbers), benchmarks/lenet5_mnist.py (progressive compression to higher rates)."
     )
 
 

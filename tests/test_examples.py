@@ -6,6 +6,7 @@ import numpy as np
 import tf_admm
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
 import common  # noqa: E402
 
 

@@ -12,9 +12,9 @@
    stage) and with TFMOT's PolynomialDecay (tf_keras, in a subprocess).
 7. LeNet-300-100 through the same progressive procedure (--lenet300_rate).
 
-    python examples/lenet5_mnist.py                # the full run (about 45-60 CPU-minutes)
-    python examples/lenet5_mnist.py --quick        # a few minutes, low accuracy
-    python examples/lenet5_mnist.py --directory runs/lenet5   # resumable: run it again after a kill
+    python benchmarks/lenet5_mnist.py                # the full run (about 45-60 CPU-minutes)
+    python benchmarks/lenet5_mnist.py --quick        # a few minutes, low accuracy
+    python benchmarks/lenet5_mnist.py --directory runs/lenet5   # resumable after a kill
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ import time
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "examples"))
 
 import common  # noqa: E402
 
