@@ -268,6 +268,13 @@ def test_callback_argument_checks():
         plain.fit(*small_data(8), epochs=1, verbose=0, callbacks=[tf_admm.UpdateADMM()])
 
 
+def _replica_values(strategy, var):
+    """The per-replica copies of a variable (Keras 3 wraps the tf.distribute variable in
+    ``var.value``; tf_keras's variable is the distributed one, whose ``value`` is a method)."""
+    inner = getattr(var, "value", var)
+    return strategy.experimental_local_results(var if callable(inner) else inner)
+
+
 def test_mirrored_strategy_matches_single_device():
     x, y = small_data(64)
     kw = dict(epochs=3, batch_size=16, shuffle=False, verbose=0)
@@ -288,7 +295,8 @@ def test_mirrored_strategy_matches_single_device():
     single.fit(x, y, callbacks=[tf_admm.UpdateADMM()], **kw)
     for w in wrappers(dist):  # replicas identical
         for var in (*w.constrained, *w.z_vars, *w.u_vars, *w.mask_vars):
-            values = [np.asarray(v) for v in strategy.experimental_local_results(var)]
+            values = [np.asarray(v) for v in _replica_values(strategy, var)]
+            assert len(values) == 2
             for other in values[1:]:
                 np.testing.assert_array_equal(values[0], other)
     for a, b in zip(_state(single), _state(dist)):
