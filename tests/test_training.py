@@ -256,7 +256,9 @@ def test_custom_training_loop():
 
 
 def test_callback_argument_checks():
-    with pytest.raises(ValueError, match=r"update_every must be an int >= 1. Received: 0"):
+    with pytest.raises(
+        ValueError, match=r"update_every must be an int >= 1. Received: update_every=0"
+    ):
         tf_admm.UpdateADMM(update_every=0)
     with pytest.raises(ValueError, match=r"unit must be one of \('epoch', 'step'\)"):
         tf_admm.UpdateADMM(unit="batch")

@@ -13,16 +13,13 @@
 
 from __future__ import annotations
 
-import numbers
-
 import tensorflow as tf
 
 from tf_admm import updates
 from tf_admm._keras import keras
+from tf_admm.validation import check_int, check_unit
 
 __all__ = ["UpdateADMM"]
-
-_UNITS = ("epoch", "step")
 
 
 class UpdateADMM(keras.callbacks.Callback):
@@ -58,17 +55,9 @@ class UpdateADMM(keras.callbacks.Callback):
         ramp_steps: int = 0,
     ):
         super().__init__()
-        if (
-            isinstance(update_every, bool)
-            or not isinstance(update_every, numbers.Integral)
-            or update_every < 1
-        ):
-            raise ValueError(f"update_every must be an int >= 1. Received: {update_every!r}")
-        if unit not in _UNITS:
-            raise ValueError(f"unit must be one of {_UNITS}. Received: unit={unit!r}")
+        self.update_every = check_int("update_every", update_every, 1)
+        self.unit = check_unit(unit)
         updates.check_schedule(rho_growth, rho_max)
-        self.update_every = int(update_every)
-        self.unit = unit
         self.schedule = {
             "rho_growth": float(rho_growth),
             "rho_max": float(rho_max),

@@ -20,8 +20,8 @@ import numpy as np
 
 from tf_admm import projections
 from tf_admm._keras import keras, register
-from tf_admm.quantizers import SCHEMES, Quantizer
-from tf_admm.validation import check_sparsity
+from tf_admm.quantizers import Quantizer
+from tf_admm.validation import check_bool, check_scheme, check_sparsity
 
 __all__ = [
     "BlockSparsity",
@@ -254,12 +254,10 @@ class Quantization(Constraint):
                 f"bits must be an int in 2..8, 'binary' or 'ternary'. Received: bits={bits!r} "
                 f"of type {type(bits).__name__}"
             )
-        if scheme not in SCHEMES:
-            raise ValueError(f"scheme must be one of {SCHEMES}. Received: scheme={scheme!r}")
+        check_scheme(scheme)
         if scheme == "binary":
             bits = 1
-        if not isinstance(per_channel, bool):
-            raise ValueError(f"per_channel must be True or False. Received: {per_channel!r}")
+        check_bool("per_channel", per_channel)
         self.quantizer = Quantizer(scheme, int(bits))
         self.per_channel = per_channel
         self.prune = _as_sparsity(sparsity)

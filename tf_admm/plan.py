@@ -19,8 +19,14 @@ from typing import Any
 
 from tf_admm import constraints as constraints_lib
 from tf_admm._keras import keras
-from tf_admm.quantizers import SCHEMES
-from tf_admm.validation import check_int, check_positive, check_sparsity
+from tf_admm.validation import (
+    check_bool,
+    check_int,
+    check_positive,
+    check_scheme,
+    check_sparsity,
+    check_unit,
+)
 
 __all__ = [
     "Stage",
@@ -30,7 +36,6 @@ __all__ = [
     "stages_to_json",
 ]
 
-_UNITS = ("epoch", "step")
 _SCHEDULES = ("cosine", "constant")
 
 
@@ -117,17 +122,12 @@ class Stage:
         self.bits = _check_bits_spec(bits)
         if self.sparsity is None and self.bits is None:
             raise ValueError("A Stage needs sparsity=..., bits=... or both. Received neither.")
-        if scheme not in SCHEMES:
-            raise ValueError(f"scheme must be one of {SCHEMES}. Received: scheme={scheme!r}")
-        if not isinstance(per_channel, bool):
-            raise ValueError(f"per_channel must be True or False. Received: {per_channel!r}")
-        self.scheme, self.per_channel = scheme, per_channel
+        self.scheme = check_scheme(scheme)
+        self.per_channel = check_bool("per_channel", per_channel)
         self.admm_epochs = check_int("admm_epochs", admm_epochs, 0)
         self.retrain_epochs = check_int("retrain_epochs", retrain_epochs, 0)
         self.update_every = check_int("update_every", update_every, 1)
-        if unit not in _UNITS:
-            raise ValueError(f"unit must be one of {_UNITS}. Received: unit={unit!r}")
-        self.unit = unit
+        self.unit = check_unit(unit)
         if isinstance(ramp, bool) or not isinstance(ramp, numbers.Real) or not 0 <= ramp <= 1:
             raise ValueError(f"ramp must be a fraction in [0, 1]. Received: ramp={ramp!r}")
         self.ramp = float(ramp)

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_admm import constraints as constraints_lib
-from tf_admm import quantizers, registry
+from tf_admm import registry
 from tf_admm._keras import (
     is_functional,
     is_keras_object,
@@ -35,6 +34,7 @@ from tf_admm._keras import (
 from tf_admm.cloning import built_copy, fresh_copy, rebuild
 from tf_admm.layouts import OnLayout
 from tf_admm.updates import find_wrappers
+from tf_admm.validation import check_bool, check_positive, check_scheme
 from tf_admm.wrapper import ADMMWrapper
 
 __all__ = ["compress", "prune_low_magnitude", "quantize", "strip_admm"]
@@ -106,9 +106,7 @@ def _resolver(spec: Any, layers: list, arg: str = "sparsity", convert: Callable 
 
 
 def _check_rho(rho: Any) -> float:
-    if isinstance(rho, bool) or not isinstance(rho, numbers.Real) or not rho > 0:
-        raise ValueError(f"rho must be a number > 0. Received: rho={rho!r}")
-    return float(rho)
+    return check_positive("rho", rho)
 
 
 def _check_weights(layer, constraint) -> None:
@@ -205,10 +203,8 @@ def _bits_converter(scheme: str, per_channel: bool, sparsity: Any = None) -> Cal
 
 
 def _check_quant_options(scheme: Any, per_channel: Any) -> None:
-    if scheme not in quantizers.SCHEMES:
-        raise ValueError(f"scheme must be one of {quantizers.SCHEMES}. Received: scheme={scheme!r}")
-    if not isinstance(per_channel, bool):
-        raise ValueError(f"per_channel must be True or False. Received: {per_channel!r}")
+    check_scheme(scheme)
+    check_bool("per_channel", per_channel)
 
 
 def quantize(

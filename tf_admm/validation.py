@@ -14,7 +14,18 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-__all__ = ["check_int", "check_positive", "check_sparsity"]
+__all__ = [
+    "UNITS",
+    "check_bool",
+    "check_choice",
+    "check_int",
+    "check_positive",
+    "check_scheme",
+    "check_sparsity",
+    "check_unit",
+]
+
+UNITS = ("epoch", "step")  # what UpdateADMM's and a Stage's update_every counts
 
 
 def check_int(name: str, value: Any, low: int) -> int:
@@ -27,7 +38,7 @@ def check_int(name: str, value: Any, low: int) -> int:
 def check_positive(name: str, value: Any, low: float = 0.0) -> float:
     """``value`` as a float > ``low`` (bools refused)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > low:
-        raise ValueError(f"{name} must be a number > {low}. Received: {name}={value!r}")
+        raise ValueError(f"{name} must be a number > {low:g}. Received: {name}={value!r}")
     return float(value)
 
 
@@ -41,3 +52,35 @@ def check_sparsity(sparsity: Any) -> float:
     if not 0.0 <= float(sparsity) < 1.0:
         raise ValueError(f"sparsity must be in [0, 1). Received: sparsity={sparsity!r}")
     return float(sparsity)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` if it is True or False.
+
+    >>> check_bool("sparse", 1)
+    Traceback (most recent call last):
+    ...
+    ValueError: sparse must be True or False. Received: sparse=1
+    """
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False. Received: {name}={value!r}")
+    return value
+
+
+def check_choice(name: str, value: Any, allowed: tuple) -> Any:
+    """``value`` if it is one of ``allowed``."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}. Received: {name}={value!r}")
+    return value
+
+
+def check_unit(unit: Any) -> str:
+    """``"epoch"`` or ``"step"``: what ``update_every`` counts."""
+    return check_choice("unit", unit, UNITS)
+
+
+def check_scheme(scheme: Any) -> str:
+    """A quantization scheme of :data:`tf_admm.quantizers.SCHEMES`."""
+    from tf_admm.quantizers import SCHEMES
+
+    return check_choice("scheme", scheme, SCHEMES)

@@ -38,6 +38,7 @@ from tf_admm import quantizers, registry
 from tf_admm._keras import LEGACY, aggregation, keras, register
 from tf_admm.layouts import OnLayout
 from tf_admm.penalty import ADMMPenalty
+from tf_admm.validation import check_positive
 
 __all__ = ["MODE_ADMM", "MODE_MASKED", "MODE_STRIPPED", "ADMMWrapper"]
 
@@ -114,8 +115,7 @@ class ADMMWrapper(keras.layers.Wrapper):
         constraint = constraints_lib.get(constraint)
         if constraint is None:
             raise ValueError("ADMMWrapper needs a constraint. Received: constraint=None")
-        if not float(rho) > 0:
-            raise ValueError(f"rho must be > 0. Received: rho={rho!r}")
+        rho = check_positive("rho", rho)
         if isinstance(penalty, dict):
             penalty = penalty_lib.deserialize(penalty)
         kwargs.setdefault("name", f"admm_{layer.name}")
