@@ -59,3 +59,23 @@ def wrappers(model):
 
 def to_np(variable) -> np.ndarray:
     return np.asarray(tf.convert_to_tensor(variable))
+
+
+def dequantized_constants(path: str) -> list[tuple[object, np.ndarray]]:
+    """Every constant tensor of rank >= 2 in a .tflite file with its dequantized values
+    (float64), read independently of export.py's matching."""
+    from tf_admm.tflite_file import TFLiteFile
+
+    with open(path, "rb") as handle:
+        file = TFLiteFile(handle.read())
+    out = []
+    for const in file.constants.values():
+        if len(const.shape) < 2:
+            continue
+        stored = const.dense().astype(np.float64)
+        if const.dtype is np.int8:
+            shape = [1] * len(const.shape)
+            shape[const.quantized_dimension] = const.scales.size
+            stored = stored * const.scales.astype(np.float64).reshape(shape)
+        out.append((const, stored))
+    return out

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import compile_model, small_cnn, small_data
+from conftest import compile_model, dequantized_constants, small_cnn, small_data
 
 import tf_admm
 from tf_admm import keras
@@ -32,17 +32,9 @@ def quantized_3bit():
 
 def _file_weights(path, plain):
     """Independent re-read: every Keras kernel found in the file, dequantized, with its error."""
-    file = TFLiteFile(open(path, "rb").read())
     kernels = {l.name: l.get_weights()[0] for l in plain.layers if l.get_weights()}
     found = {}
-    for const in file.constants.values():
-        if len(const.shape) < 2:
-            continue
-        stored = const.dense().astype(np.float64)
-        if const.dtype is np.int8:
-            shape = [1] * len(const.shape)
-            shape[const.quantized_dimension] = const.scales.size
-            stored = stored * const.scales.astype(np.float64).reshape(shape)
+    for const, stored in dequantized_constants(path):
         for name, kernel in kernels.items():
             for arranged in _arrangements(kernel, const.shape):
                 if np.abs(arranged - stored).max() <= 0.02 * np.abs(kernel).max():

@@ -3,27 +3,29 @@ the file's weights are checked independently of export.py's own matching."""
 
 import numpy as np
 import pytest
+from conftest import dequantized_constants
 
 import tf_admm
 from tf_admm import keras
-from tf_admm.tflite_file import TFLiteFile
 
 L = keras.layers
 
 
 def _dequantized_tensors(path):
-    file = TFLiteFile(open(path, "rb").read())
-    out = []
-    for const in file.constants.values():
-        if len(const.shape) < 2:
-            continue
-        stored = const.dense().astype(np.float64)
-        if const.dtype is np.int8:
-            shape = [1] * len(const.shape)
-            shape[const.quantized_dimension] = const.scales.size
-            stored = stored * const.scales.astype(np.float64).reshape(shape)
-        out.append(stored)
-    return out
+    return [stored for _, stored in dequantized_constants(path)]
+
+
+def _randomize_batchnorm(layer, rng, gamma=(0.5, 2.0), beta=0.1, mean=0.1, variance=(0.2, 3.0)):
+    """Non-trivial BatchNorm statistics, as after training."""
+    g, b, m, v = layer.get_weights()
+    layer.set_weights(
+        [
+            rng.uniform(*gamma, g.shape),
+            rng.normal(0, beta, b.shape),
+            rng.normal(0, mean, m.shape),
+            rng.uniform(*variance, v.shape),
+        ]
+    )
 
 
 def _bn_model(rng):
@@ -33,16 +35,7 @@ def _bn_model(rng):
     x = L.ReLU()(x)
     outputs = L.Dense(4, name="dense")(L.Flatten()(x))
     model = keras.Model(inputs, outputs)
-    bn = model.get_layer("bn")
-    gamma, beta, mean, variance = bn.get_weights()
-    bn.set_weights(
-        [
-            rng.uniform(0.5, 2.0, gamma.shape),
-            rng.normal(0, 0.1, beta.shape),
-            rng.normal(0, 0.1, mean.shape),
-            rng.uniform(0.2, 3.0, variance.shape),
-        ]
-    )
+    _randomize_batchnorm(model.get_layer("bn"), rng)
     return model
 
 
@@ -130,15 +123,7 @@ def test_mobilenet_v2_full_int8_export_is_exact_through_every_batchnorm(tmp_path
     rng = np.random.default_rng(3)
     for layer in model.layers:  # non-trivial BN statistics, as after training
         if isinstance(layer, L.BatchNormalization):
-            gamma, beta, mean, variance = layer.get_weights()
-            layer.set_weights(
-                [
-                    rng.uniform(0.5, 1.5, gamma.shape),
-                    rng.normal(0, 0.05, beta.shape),
-                    rng.normal(0, 0.05, mean.shape),
-                    rng.uniform(0.5, 2.0, variance.shape),
-                ]
-            )
+            _randomize_batchnorm(layer, rng, (0.5, 1.5), 0.05, 0.05, (0.5, 2.0))
     compressed = tf_admm.compress(model, sparsity=0.5, bits=4)
     tf_admm.hard_project(compressed)
     x = rng.random((20, 32, 32, 3)).astype("float32")

@@ -16,7 +16,7 @@ from typing import Any
 
 from tf_admm._keras import is_model, keras
 
-__all__ = ["built_copy", "float32_copy", "fresh_copy", "rebuild"]
+__all__ = ["built_copy", "flat_layers", "float32_copy", "fresh_copy", "rebuild"]
 
 
 def fresh_copy(layer, **overrides):
@@ -52,16 +52,20 @@ def rebuild(model, replace: Callable) -> Any:
     return clone
 
 
+def flat_layers(model) -> list:
+    """The layers of ``model`` in order, nested models replaced by their own layers."""
+    out = []
+    for layer in model.layers:
+        out.extend(flat_layers(layer) if is_model(layer) else [layer])
+    return out
+
+
 def uses_reduced_precision(model) -> bool:
     """True when a layer computes in float16 or bfloat16 (a mixed-precision policy)."""
-    stack = list(model.layers)
-    while stack:
-        layer = stack.pop()
-        if is_model(layer):
-            stack.extend(layer.layers)
-        elif getattr(layer, "compute_dtype", "float32") in ("float16", "bfloat16"):
-            return True
-    return False
+    return any(
+        getattr(layer, "compute_dtype", "float32") in ("float16", "bfloat16")
+        for layer in flat_layers(model)
+    )
 
 
 def float32_copy(model):

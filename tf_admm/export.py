@@ -37,7 +37,7 @@ import tensorflow as tf
 
 from tf_admm import registry
 from tf_admm._keras import is_keras_object, is_model, keras, other_flavour_hint
-from tf_admm.cloning import float32_copy, uses_reduced_precision
+from tf_admm.cloning import flat_layers, float32_copy, uses_reduced_precision
 from tf_admm.layouts import Layout
 from tf_admm.prune import strip_admm
 from tf_admm.tflite_file import ConstTensor, TFLiteFile
@@ -327,14 +327,8 @@ def _check_projected(model, allow_dense: bool, caller: str) -> None:
 
 # -- conversion ------------------------------------------------------------------------------
 def _has_recurrent_layer(model) -> bool:
-    stack = list(model.layers)
-    while stack:
-        layer = stack.pop()
-        if is_model(layer):
-            stack.extend(layer.layers)
-        elif isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)):
-            return True
-    return False
+    recurrent = (keras.layers.RNN, keras.layers.Bidirectional)
+    return any(isinstance(layer, recurrent) for layer in flat_layers(model))
 
 
 def _converter(model, batch_size: int | None):
@@ -410,7 +404,7 @@ def _batchnorm_factors(model) -> list[np.ndarray]:
     axis (nested models included): the per-channel factor the converter folds into the kernel
     of the convolution before it."""
     factors = []
-    for layer in _all_layers(model):
+    for layer in flat_layers(model):
         if not isinstance(layer, keras.layers.BatchNormalization) or not layer.built:
             continue
         axis = layer.axis if isinstance(layer.axis, int) else list(layer.axis)
@@ -424,13 +418,6 @@ def _batchnorm_factors(model) -> list[np.ndarray]:
         gamma = np.asarray(layer.gamma, np.float64) if layer.gamma is not None else 1.0
         factors.append(gamma / np.sqrt(variance + float(layer.epsilon)))
     return factors
-
-
-def _all_layers(model) -> list:
-    out = []
-    for layer in model.layers:
-        out.extend(_all_layers(layer) if is_model(layer) else [layer])
-    return out
 
 
 def _as_stored(values: np.ndarray, layout: Layout, factors: list[np.ndarray]):
