@@ -219,19 +219,9 @@ def run_gmp(spec: dict, quick: bool) -> dict:
     steps = int(train.cardinality()) * spec["epochs"]
     targets = spec["targets"]
 
-    def wrap(layer):
-        if layer.name not in targets:
-            return layer
-        schedule = tfmot.sparsity.keras.PolynomialDecay(
-            initial_sparsity=0.0,
-            final_sparsity=targets[layer.name],
-            begin_step=0,
-            end_step=int(GMP_END * steps),
-            frequency=min(100, max(1, int(GMP_END * steps) // 10)),  # 100 in full runs
-        )
-        return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
-
-    pruned = keras.models.clone_model(_dense(keras, spec), clone_function=wrap)
+    end = int(GMP_END * steps)
+    frequency = min(100, max(1, end // 10))  # 100 in full runs
+    pruned = common.tfmot_gmp(_dense(keras, spec), targets, end, frequency)
     hold = int(GMP_END * steps)  # fine-tuning at the targets starts here
     _compile(keras, pruned, _optimizer(keras, "adam", steps, spec["schedule"], hold=hold))
     pruned.fit(

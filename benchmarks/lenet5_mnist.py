@@ -104,19 +104,7 @@ def tfmot_baseline() -> None:
     model.set_weights([weights[f"w{i}"] for i in range(len(weights.files))])
     end = int(steps * epochs * 2 / 3)  # prune over two thirds, fine-tune the last third
 
-    def wrap(layer):
-        if layer.name not in targets:
-            return layer
-        schedule = tfmot.sparsity.keras.PolynomialDecay(
-            initial_sparsity=0.0,
-            final_sparsity=targets[layer.name],
-            begin_step=0,
-            end_step=end,
-            frequency=100,
-        )
-        return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
-
-    pruned = keras.models.clone_model(model, clone_function=wrap)  # shares model's weights
+    pruned = common.tfmot_gmp(model, targets, end)  # shares model's weights
     common.compile_for_mnist(pruned, 1e-3, steps * epochs)
     train = common.dataset(x_train, y_train, FLAGS.batch_size, shuffle=True, seed=FLAGS.seed)
     pruned.fit(

@@ -117,3 +117,25 @@ def weight_counts(model: keras.Model, names) -> dict[str, tuple[int, int]]:
         kernel = np.asarray(model.get_layer(name).kernel)
         out[name] = (int(kernel.size), int(np.count_nonzero(kernel)))
     return out
+
+
+def tfmot_gmp(model, targets: dict, end_step: int, frequency: int = 100):
+    """TFMOT's gradual magnitude pruning of ``model`` (tf_keras only): the layers named in
+    ``targets`` wrapped with a PolynomialDecay from 0 to their target over ``end_step`` steps,
+    masks updated every ``frequency`` steps. The clone shares ``model``'s layers (TFMOT wraps
+    the layers it is given), so pass a model you do not need afterwards."""
+    import tensorflow_model_optimization as tfmot
+
+    def wrap(layer):
+        if layer.name not in targets:
+            return layer
+        schedule = tfmot.sparsity.keras.PolynomialDecay(
+            initial_sparsity=0.0,
+            final_sparsity=targets[layer.name],
+            begin_step=0,
+            end_step=end_step,
+            frequency=frequency,
+        )
+        return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+
+    return keras.models.clone_model(model, clone_function=wrap)
