@@ -109,7 +109,7 @@ def main(_):
 
     dense = build(FLAGS.alpha)
     compile_model(dense, steps * epochs[0])
-    dense.fit(train, epochs=epochs[0], verbose=2)
+    dense.fit(train, epochs=epochs[0], verbose=2, shuffle=False)  # the dataset shuffles
     dense_acc = float(dense.evaluate(x_test, y_test, batch_size=500, verbose=0)[1])
     print(f"dense accuracy: {dense_acc:.4f}")
 
@@ -117,10 +117,10 @@ def main(_):
     model = tf_admm.compress(dense, sparsity=targets, bits=FLAGS.bits)
     compile_model(model, steps * epochs[1])
     update = tf_admm.UpdateADMM(update_every=min(FLAGS.update_every, steps), unit="step")
-    model.fit(train, epochs=epochs[1], verbose=2, callbacks=[update])
+    model.fit(train, epochs=epochs[1], verbose=2, callbacks=[update], shuffle=False)
     tf_admm.hard_project(model)
     compile_model(model, steps * epochs[2], 5e-4)
-    model.fit(train, epochs=epochs[2], verbose=2, callbacks=[tf_admm.UpdateADMM()])
+    model.fit(train, epochs=epochs[2], verbose=2, callbacks=[tf_admm.UpdateADMM()], shuffle=False)
     final = tf_admm.strip_admm(model)
     compile_model(final, 1)
     final_acc = float(final.evaluate(x_test, y_test, batch_size=500, verbose=0)[1])
