@@ -98,3 +98,19 @@ def test_quick_lenet5_mnist_makes_real_zu_updates():
         assert lenet5_mnist.update_interval() == 300
     finally:
         lenet5_mnist.FLAGS.unparse_flags()
+
+
+def test_mobilenet_v2_example_inputs_and_batchnorm_momentum():
+    import mobilenet_v2
+
+    x = np.random.default_rng(0).random((2, 28, 28, 1)).astype("float32")
+    rgb = mobilenet_v2.to_rgb32(x)
+    assert rgb.shape == (2, 32, 32, 3)
+    np.testing.assert_array_equal(rgb[:, 2:30, 2:30, 1], x[..., 0])
+    assert rgb[:, :2].max() == 0  # zero padding
+    model = mobilenet_v2.build(0.35)
+    momenta = {
+        l.momentum for l in model.layers if isinstance(l, tf_admm.keras.layers.BatchNormalization)
+    }
+    assert momenta == {0.9}
+    assert len(tf_admm.registry.compressible_layers(model)) == 53
