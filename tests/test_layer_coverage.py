@@ -7,7 +7,6 @@ from conftest import to_np, wrappers
 
 import tf_admm
 from tf_admm import keras, projections
-from tf_admm._keras import LEGACY
 
 L = keras.layers
 
@@ -36,8 +35,6 @@ def _sequence_model(attention: bool):
 
 @pytest.mark.parametrize("attention", [False, True])
 def test_recurrent_attention_and_einsum_kernels_reach_the_sparsity(attention):
-    if attention and LEGACY:
-        pytest.skip("tf_keras MultiHeadAttention builds only when called: it stays dense")
     model = _sequence_model(attention)
     wrapped = tf_admm.prune_low_magnitude(model, 0.8)
     names = [w.layer.name for w in wrappers(wrapped)]

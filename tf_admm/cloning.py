@@ -31,7 +31,27 @@ def built_copy(layer):
     config = layer.get_build_config() if layer.built else None
     if config:
         new.build_from_config(config)
+    if layer.built and len(new.weights) < len(layer.weights):
+        _build_by_calling(new, layer)
     return new
+
+
+def _build_by_calling(new, layer) -> None:
+    """Layers that create their weights only when called (tf_keras's MultiHeadAttention):
+    call the copy once on zeros shaped from the original's kernels."""
+    import tensorflow as tf
+
+    if not isinstance(layer, keras.layers.MultiHeadAttention):
+        return
+    kernels = {}
+    for weight in layer.weights:
+        name = (getattr(weight, "path", None) or weight.name).split(":")[0].split("/")
+        if name[-1] == "kernel":
+            kernels[name[-2]] = tuple(weight.shape)
+    dims = {part: kernels[part][0] for part in ("query", "key", "value") if part in kernels}
+    if len(dims) == 3:
+        zeros = {part: tf.zeros((1, 1, dim)) for part, dim in dims.items()}
+        new(zeros["query"], zeros["value"], key=zeros["key"])
 
 
 def rebuild(model, replace: Callable) -> Any:

@@ -21,7 +21,7 @@ False
 
 from __future__ import annotations
 
-from tf_admm._keras import LEGACY, is_model, keras
+from tf_admm._keras import is_model, keras
 from tf_admm.layouts import Layout
 
 __all__ = [
@@ -66,13 +66,19 @@ _DEPTHWISE = tuple(getattr(_L, n) for n in ("DepthwiseConv1D", "DepthwiseConv2D"
 
 # Layers whose matrices are found by weight name (every weight called kernel or
 # recurrent_kernel, nested cells and sublayers included): recurrent layers and attention.
-# tf_keras's MultiHeadAttention creates its weights only when first called with both query and
-# value (no public build from shapes), so a copy cannot be wrapped there: it stays dense and is
-# named in prune_low_magnitude's warning.
+# (tf_keras's MultiHeadAttention creates its weights only when first called with query and
+# value: tf_admm.cloning.built_copy calls the copy once to build it.)
 _NAMED_KERNELS = tuple(
     getattr(_L, n)
-    for n in ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "EinsumDense")
-    + (() if LEGACY else ("MultiHeadAttention",))
+    for n in (
+        "LSTM",
+        "GRU",
+        "SimpleRNN",
+        "RNN",
+        "Bidirectional",
+        "MultiHeadAttention",
+        "EinsumDense",
+    )
     if hasattr(_L, n)
 )
 _KERNEL_NAMES = ("kernel", "recurrent_kernel")

@@ -109,7 +109,7 @@ class ADMMWrapper(keras.layers.Wrapper):
                 f"Layer {layer.name!r} of type {type(layer).__name__} has no compressible weights. "
                 "Allowed: Dense, EinsumDense, Conv*, Conv*Transpose, DepthwiseConv*, "
                 "SeparableConv*, Embedding, LSTM, GRU, SimpleRNN, RNN, Bidirectional, "
-                "MultiHeadAttention (Keras 3), "
+                "MultiHeadAttention, "
                 "or a layer with get_prunable_weights()."
             )
         constraint = constraints_lib.get(constraint)
