@@ -513,7 +513,9 @@ def plot(rows: list[dict], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    table = summarize(rows)
+    # the methods as run by default (constant learning rate, no --variant); the variants are
+    # single points of the table, which would only crowd the curves
+    table = [t for t in summarize(rows) if t["schedule"] == "constant" and not t["variant"]]
     networks = sorted({t["network"] for t in table})
     if not networks:
         return
@@ -535,9 +537,7 @@ def plot(rows: list[dict], path: str) -> None:
                 marker="o",
                 capsize=3,
                 color=color,
-                ls={"constant": "-", "finetune": "--"}.get(schedule, ":"),
-                label=f"{method}{' ' + variant if variant else ''}, {schedule} lr "
-                f"(n={min(len(t['seeds']) for t in points)})",
+                label=f"{method} (n={min(len(t['seeds']) for t in points)})",
             )
         dense = np.mean([t["dense_mean"] for t in part])
         ax.axhline(100 * dense, color="gray", ls="--", label="dense (mean)")
