@@ -522,12 +522,9 @@ def plot(rows: list[dict], path: str) -> None:
     fig, axes = plt.subplots(1, len(networks), figsize=(5.5 * len(networks), 4), squeeze=False)
     for ax, network in zip(axes[0], networks):
         part = [t for t in table if t["network"] == network]
-        curves = sorted({(t["method"], t["schedule"], t["variant"]) for t in part})
-        for i, (method, schedule, variant) in enumerate(curves):
-            points = sorted(
-                (t for t in part if (t["method"], t["schedule"], t["variant"]) == curves[i]),
-                key=lambda t: t["rate"],
-            )
+        curves = sorted({t["method"] for t in part})
+        for i, method in enumerate(curves):
+            points = sorted((t for t in part if t["method"] == method), key=lambda t: t["rate"])
             shift = 1 + 0.02 * (i - (len(curves) - 1) / 2)  # side by side, not on top
             color = f"C{METHODS.index(method)}" if method in METHODS else None
             ax.errorbar(
