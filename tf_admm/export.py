@@ -52,6 +52,8 @@ __all__ = [
     "export_tflite",
     "format_bits",
     "int8_grid",
+    "layer_sizes",
+    "plain_model",
     "size_report",
     "zipped_size",
 ]
@@ -527,11 +529,21 @@ def format_bits(model) -> dict[str, int]:
     }
 
 
-def _layer_sizes(
+def layer_sizes(
     model, matches: dict[str, list[ConstTensor]], bits_by_layer: dict[str, int] | None = None
 ) -> tuple[list[LayerSize], int]:
-    """Per-layer accounting; ``bits_by_layer`` gives the format's bits where known (a wrapper's
-    constraint) instead of the bits the values need."""
+    """Per-layer size accounting of a plain model: ``([LayerSize], other parameters)``.
+
+    ``matches`` maps layer names to the file tensors holding them (empty: no file);
+    ``bits_by_layer`` gives the format's bits where known (a wrapper's constraint) instead of
+    the bits the values need.
+
+    >>> from tf_admm import keras
+    >>> m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="fc")])
+    >>> sizes, others = layer_sizes(m, {})
+    >>> (sizes[0].layer, sizes[0].weights, sizes[0].bits, others)
+    ('fc', 32, 32, 4)
+    """
     bits_by_layer = bits_by_layer or {}
     layers, compressible_params = [], 0
     for layer in _compressible_layers(model):
@@ -669,7 +681,7 @@ def export_tflite(
     content = file.tobytes()
     with open(path, "wb" if overwrite else "xb") as handle:
         handle.write(content)
-    layers, others = _layer_sizes(plain, by_layer, format_bits(model))
+    layers, others = layer_sizes(plain, by_layer, format_bits(model))
     return ExportResult(
         path=path,
         quantization=quantization,
@@ -701,7 +713,7 @@ def size_report(model, path: str | os.PathLike | None = None) -> ExportResult:
             content = handle.read()
         tensors, by_layer, missing = _analyse(TFLiteFile(content), plain, patch=False)
         size, zipped = len(content), zipped_size(content)
-    layers, others = _layer_sizes(plain, by_layer, format_bits(model))
+    layers, others = layer_sizes(plain, by_layer, format_bits(model))
     return ExportResult(
         path=os.fspath(path) if path is not None else "",
         quantization=None,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tf_admm._keras import is_keras_object, is_model, other_flavour_hint
-from tf_admm.export import _layer_sizes, format_bits, plain_model
+from tf_admm.export import format_bits, layer_sizes, plain_model
 
 __all__ = ["layer_sparsity", "summary"]
 
@@ -41,7 +41,7 @@ def layer_sparsity(model) -> dict[str, float]:
     >>> tf_admm.report.layer_sparsity(m)
     {'fc': 0.0}
     """
-    layers, _ = _layer_sizes(_plain(model), {})
+    layers, _ = layer_sizes(_plain(model), {})
     return {l.layer: 1.0 - l.nonzeros / l.weights for l in layers}
 
 
@@ -55,7 +55,7 @@ def summary(model, print_fn: Callable[[str], Any] | None = print) -> dict[str, A
     ``{"layers": [...], "total": {...}}``; ``print_fn=None`` prints nothing.
     """
     plain = _plain(model)
-    layers, others = _layer_sizes(plain, {}, format_bits(model))
+    layers, others = layer_sizes(plain, {}, format_bits(model))
     rows = []
     for l in layers:
         rows.append(
