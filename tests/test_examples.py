@@ -1,4 +1,5 @@
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -101,16 +102,21 @@ def test_quick_lenet5_mnist_makes_real_zu_updates():
 
 
 def test_mobilenet_v2_example_inputs_and_batchnorm_momentum():
-    import mobilenet_v2
-
-    x = np.random.default_rng(0).random((2, 28, 28, 1)).astype("float32")
-    rgb = mobilenet_v2.to_rgb32(x)
-    assert rgb.shape == (2, 32, 32, 3)
-    np.testing.assert_array_equal(rgb[:, 2:30, 2:30, 1], x[..., 0])
-    assert rgb[:, :2].max() == 0  # zero padding
-    model = mobilenet_v2.build(0.35)
-    momenta = {
-        l.momentum for l in model.layers if isinstance(l, tf_admm.keras.layers.BatchNormalization)
-    }
-    assert momenta == {0.9}
-    assert len(tf_admm.registry.compressible_layers(model)) == 53
+    # in its own process: the examples define absl flags of the same names (--data, ...)
+    code = """
+import numpy as np, tf_admm, mobilenet_v2
+x = np.random.default_rng(0).random((2, 28, 28, 1)).astype("float32")
+rgb = mobilenet_v2.to_rgb32(x)
+assert rgb.shape == (2, 32, 32, 3)
+np.testing.assert_array_equal(rgb[:, 2:30, 2:30, 1], x[..., 0])
+assert rgb[:, :2].max() == 0
+model = mobilenet_v2.build(0.35)
+bn = tf_admm.keras.layers.BatchNormalization
+assert {l.momentum for l in model.layers if isinstance(l, bn)} == {0.9}
+assert len(tf_admm.registry.compressible_layers(model)) == 53
+print("OK")
+"""
+    examples = os.path.join(os.path.dirname(__file__), "..", "examples")
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(examples), TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip().endswith("OK"), out.stderr[-2000:]
