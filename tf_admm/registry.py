@@ -143,8 +143,9 @@ def _short_name(weight) -> str:
 
 
 def _builtin_attrs(layer) -> tuple[str, ...] | None:
-    if _user_entry(layer) is not None:
-        return _user_entry(layer)[0]
+    user = _user_entry(layer)
+    if user is not None:
+        return user[0]
     if isinstance(layer, _NAMED_KERNELS):
         return _KERNEL_NAMES
     for cls, attrs in _WEIGHT_ATTRS:
@@ -219,8 +220,9 @@ def weight_layouts(layer) -> list[Layout]:
     weights = compressible_weights(layer)
     if callable(getattr(layer, "get_prunable_weights", None)):
         return [Layout() for _ in weights]
-    if _user_entry(layer) is not None:
-        return [Layout(_user_entry(layer)[1]) for _ in weights]
+    user = _user_entry(layer)
+    if user is not None:
+        return [Layout(user[1]) for _ in weights]
     if isinstance(layer, _TRANSPOSED):
         return [Layout("transposed") for _ in weights]
     if isinstance(layer, _DEPTHWISE):

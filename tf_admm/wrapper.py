@@ -255,15 +255,15 @@ class ADMMWrapper(keras.layers.Wrapper):
         self.mode.assign(MODE_STRIPPED)
 
     @tf.autograph.experimental.do_not_convert
-    def _traced_as_stripped(self) -> bool:
-        """The mode when the call is traced (read outside the graph): a stripped wrapper's
-        graph holds the inner layer's call only, so converters see no variable writes."""
+    def _state_outside_graph(self) -> tuple[int, int] | None:
+        """``(step, mode)`` read outside any graph being traced (``tf.init_scope``), so a
+        call can decide at trace time; None before build or in a TF1-style graph."""
         if not self.built:
-            return False
+            return None
         with tf.init_scope():
             if not tf.executing_eagerly():
-                return False
-            return int(tf.convert_to_tensor(self.mode)) == MODE_STRIPPED
+                return None
+            return int(tf.convert_to_tensor(self.step)), int(tf.convert_to_tensor(self.mode))
 
     # -- forward -----------------------------------------------------------------------------
     def _enforced(self, index: int, projected: tf.Tensor):
@@ -310,20 +310,6 @@ class ADMMWrapper(keras.layers.Wrapper):
         projected = tf.constant(self.masked)
         return [np.asarray(self._enforced(i, projected)[0]) for i in range(len(self.constrained))]
 
-    @tf.autograph.experimental.do_not_convert
-    def _check_initialized(self) -> None:
-        """Raise ValueError when a training call is traced (or run) before ADMM was
-        initialized, i.e. ``fit`` without :class:`tf_admm.UpdateADMM`: the variables are read
-        outside the traced graph (``tf.init_scope``), so this happens before any weight
-        changes. The in-graph assertion in :meth:`call` stays as a second guard."""
-        with tf.init_scope():
-            if not tf.executing_eagerly():  # a TF1-style graph: leave it to the assertion
-                return
-            step = int(tf.convert_to_tensor(self.step))
-            mode = int(tf.convert_to_tensor(self.mode))
-        if step < 0 and mode == MODE_ADMM:
-            raise ValueError(NOT_INITIALIZED_MESSAGE)
-
     def _penalty(self):
         rho = tf.convert_to_tensor(self.rho)
         total = tf.constant(0.0, tf.float32)
@@ -336,15 +322,22 @@ class ADMMWrapper(keras.layers.Wrapper):
     def call(self, inputs, *args, training=None, **kwargs):
         """``self.layer(inputs, *args, **kwargs)`` with the constraint enforced; further
         positional arguments (MultiHeadAttention's ``value``) pass through."""
-        if self._traced_as_stripped():
-            if self._accepts_training:
-                kwargs["training"] = training
+        # Decided when the call is traced, from the variables read outside the graph: a
+        # stripped wrapper's graph holds the inner layer's call only (converters see no
+        # variable writes), and a training call before ADMM was initialized (fit without
+        # UpdateADMM) raises before any weight changes; the in-graph assertion below stays as a
+        # second guard (TF1-style graphs).
+        state = self._state_outside_graph()
+        training_call = training is not None and training is not False
+        if self._accepts_training:
+            kwargs["training"] = training
+        if state is not None and state[1] == MODE_STRIPPED:
             return self.layer(inputs, *args, **kwargs)
+        if training_call and state is not None and state[0] < 0 and state[1] == MODE_ADMM:
+            raise ValueError(NOT_INITIALIZED_MESSAGE)
         mode = tf.convert_to_tensor(self.mode)
-        if training is not None and training is not False:
-            self._check_initialized()
         self.apply_masks()
-        if training is not None and training is not False:
+        if training_call:
             in_admm = tf.equal(mode, MODE_ADMM)
             tf.debugging.Assert(
                 tf.logical_or(tf.logical_not(in_admm), tf.convert_to_tensor(self.step) >= 0),
@@ -354,8 +347,6 @@ class ADMMWrapper(keras.layers.Wrapper):
             if not isinstance(training, bool):
                 loss *= tf.cast(training, tf.float32)
             self.add_loss(loss)
-        if self._accepts_training:
-            kwargs["training"] = training
         return self.layer(inputs, *args, **kwargs)
 
     def compute_output_shape(self, input_shape, *args, **kwargs):
