@@ -69,7 +69,7 @@ def dequantized_constants(path: str) -> list[tuple[object, np.ndarray]]:
     with open(path, "rb") as handle:
         file = TFLiteFile(handle.read())
     out = []
-    for const in file.constants.values():
+    for const in file.all_constants():
         if len(const.shape) < 2:
             continue
         stored = const.dense().astype(np.float64)

@@ -118,7 +118,7 @@ def test_sparse_tensors_decode_to_the_dense_weights(quantized_3bit, tmp_path):
     plain = tf_admm.strip_admm(model)
     hidden = plain.get_layer("hidden").get_weights()[0]
     file = TFLiteFile(open(path, "rb").read())
-    sparse = [c for c in file.constants.values() if c.sparse]
+    sparse = [c for c in file.all_constants() if c.sparse]
     assert sparse
     match = [c for c in sparse if c.data.size == np.count_nonzero(hidden)]
     assert len(match) == 1

@@ -50,9 +50,9 @@ def _admm_pruned(sparsity):
 
 def _int8_weight(content, shape):
     matches = [
-        c for c in TFLiteFile(content).constants.values() if c.shape == shape and c.dtype is np.int8
+        c for c in TFLiteFile(content).all_constants() if c.shape == shape and c.dtype is np.int8
     ]
-    assert len(matches) == 1, [c.shape for c in TFLiteFile(content).constants.values()]
+    assert len(matches) == 1, [c.shape for c in TFLiteFile(content).all_constants()]
     return matches[0].dense()
 
 

@@ -187,8 +187,8 @@ class ExportResult:
             if not t.exact
         ]
         return lines + [
-            f"{name}: not found in the file's main graph (a kernel the converter transformed, "
-            "or one inside a WHILE loop of a recurrent layer)"
+            f"{name}: not found in the file (a kernel the converter transformed, e.g. split "
+            "into the gate tensors of a fused LSTM op)"
             for name in self.missing
         ]
 
@@ -363,6 +363,30 @@ def _convert(model, quantization, sparse, representative, batch_size, configure)
         return converter.convert()
 
 
+def _has_loop(content: bytes) -> bool:
+    """Whether a converted file runs a WHILE loop (a recurrent layer the converter could not
+    fuse into one op)."""
+    file = TFLiteFile(content)
+    return any(
+        graph.is_op(j, "WHILE") for graph in file.subgraphs for j in range(len(graph.operators))
+    )
+
+
+def _check_int8_convertible(model, batch_size, configure) -> None:
+    """Full-int8 calibration of a WHILE loop crashes the TensorFlow Lite converter (a
+    segmentation fault, TF 2.21, plain converter too): refuse it before it takes the process."""
+    if not _has_recurrent_layer(model):
+        return
+    if _has_loop(_convert(model, None, False, None, batch_size, configure)):
+        raise ValueError(
+            'quantization="int8" (full integer) is not available for this model: its recurrent '
+            "layers convert to a WHILE loop, and full-int8 calibration of such a loop crashes "
+            "the TensorFlow Lite converter (segmentation fault). Use "
+            'quantization="int8_weights" (int8 weights, float activations), which stores the '
+            "same exact ADMM grids, or None."
+        )
+
+
 def plain_model(model):
     """``model`` without training wrappers: :func:`tf_admm.strip_admm` of a wrapped model, the
     model itself when it has none or when they were stripped in place (subclassed models)."""
@@ -491,8 +515,9 @@ def _patch(file: TFLiteFile, const: ConstTensor, arranged: np.ndarray) -> bool:
         return False
     const.write(ints)
     const.scales[...] = new_scales.astype(np.float32)
-    for copy in file.densified(const.index):
-        copy_scales, _ = file.scales(copy)
+    graph = file.subgraphs[const.subgraph]
+    for copy in graph.densified(const.index):
+        copy_scales, _ = graph.scales(copy)
         if copy_scales is not None and copy_scales.size == new_scales.size:
             copy_scales[...] = new_scales.astype(np.float32)
     _patch_biases(file, const, const.scales.astype(np.float64))
@@ -501,16 +526,17 @@ def _patch(file: TFLiteFile, const: ConstTensor, arranged: np.ndarray) -> bool:
 
 def _patch_biases(file: TFLiteFile, const: ConstTensor, new_w: np.ndarray) -> None:
     """Full-int8 ops hold int32 biases with scale input_scale * weight_scale: rescale them."""
-    for operator, slot in file.readers(const.index):
+    graph = file.subgraphs[const.subgraph]
+    for operator, slot in graph.readers(const.index):
         if slot != 1:
             continue
-        inputs = file.operators[operator][1]
-        if len(inputs) < 3 or inputs[2] < 0 or inputs[2] not in file.constants:
+        inputs = graph.operators[operator][1]
+        if len(inputs) < 3 or inputs[2] < 0 or inputs[2] not in graph.constants:
             continue
-        bias = file.constants[inputs[2]]
+        bias = graph.constants[inputs[2]]
         if bias.dtype is not np.int32 or bias.scales is None:
             continue
-        input_scales, _ = file.scales(inputs[0])
+        input_scales, _ = graph.scales(inputs[0])
         if input_scales is None:
             continue
         real = bias.dense().astype(np.float64) * bias.scales.astype(np.float64)
@@ -580,7 +606,7 @@ def _analyse(
     factors = _batchnorm_factors(plain)
     used: set[int] = set()
     found, by_layer = [], {}
-    for const in file.constants.values():
+    for const in file.all_constants():
         if const.dtype not in (np.int8, np.float32, np.float16) or len(const.shape) < 2:
             continue
         hit = _match(const, candidates, used, factors)
@@ -660,7 +686,9 @@ def export_tflite(
         Keras weight found in the file, whether its stored values are exact.
 
     Raises:
-        ValueError / FileExistsError: on bad arguments, before converting.
+        ValueError / FileExistsError: on bad arguments, before converting; ValueError for
+        ``"int8"`` on a model whose recurrent layers become a WHILE loop (the converter's
+        full-int8 calibration crashes on it; ``"int8_weights"`` works).
     """
     path = _check_export_args(model, path, quantization, sparse, representative_data, overwrite)
     _check_projected(model, allow_dense, "export_tflite")
@@ -676,6 +704,8 @@ def export_tflite(
     plain = plain_model(model)
     if _input_shapes(plain) and uses_reduced_precision(plain):
         plain = float32_copy(plain)
+    if quantization == "int8":
+        _check_int8_convertible(plain, batch_size, configure)
     file = TFLiteFile(_convert(plain, quantization, sparse, representative, batch_size, configure))
     tensors, by_layer, missing = _analyse(file, plain, patch=quantization is not None)
     content = file.tobytes()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ConstTensor", "TFLiteFile"]
+__all__ = ["ConstTensor", "Subgraph", "TFLiteFile"]
 
 
 def _schema():
@@ -36,7 +36,7 @@ _NUMPY_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.in
 
 @dataclass
 class ConstTensor:
-    """A tensor of the main subgraph whose values are stored in the file."""
+    """A tensor whose values are stored in the file (``index`` within subgraph ``subgraph``)."""
 
     index: int
     name: str
@@ -48,6 +48,7 @@ class ConstTensor:
     positions: np.ndarray | None = None  # sparse: coordinates [n_values, ndim] of the values
     metadata_bytes: int = 0  # sparse index arrays
     consumers: list[tuple[int, int]] = field(default_factory=list)  # (operator, input slot)
+    subgraph: int = 0  # 0: the main graph
 
     @property
     def sparse(self) -> bool:
@@ -134,35 +135,23 @@ def _sparse_positions(schema, tensor, shape) -> tuple[np.ndarray, int]:
     return out, metadata
 
 
-class TFLiteFile:
-    """A ``.tflite`` model held in memory, with its constant tensors as writable views.
+class Subgraph:
+    """One subgraph of a ``.tflite`` file: its operators and its constant tensors.
 
-    >>> import os, tempfile, tf_admm
-    >>> from tf_admm import keras
-    >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="fc")])
-    >>> path = os.path.join(tempfile.mkdtemp(), "m.tflite")
-    >>> _ = tf_admm.export_tflite(m, path)
-    >>> f = TFLiteFile(open(path, "rb").read())
-    >>> [c.shape for c in f.constants.values() if len(c.shape) == 2]  # Dense kernel, transposed
-    [(2, 4)]
+    Subgraph 0 is the model's main graph; control flow (a WHILE loop, as in a Keras 3 LSTM)
+    keeps the loop body, with its own constants, in further subgraphs.
     """
 
-    def __init__(self, content: bytes):
-        schema = _schema()
-        self.schema = schema
-        self.buffer = bytearray(content)
-        self.model = schema.Model.GetRootAsModel(self.buffer, 0)
-        graph = self.model.Subgraphs(0)
-        self.opcodes = []
-        for i in range(self.model.OperatorCodesLength()):
-            code = self.model.OperatorCodes(i)
-            self.opcodes.append(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+    def __init__(self, file: TFLiteFile, number: int):
+        graph = file.model.Subgraphs(number)
+        self.number = number
+        self.schema = file.schema
         self.operators = []  # (builtin code, inputs, outputs)
         for j in range(graph.OperatorsLength()):
             op = graph.Operators(j)
             self.operators.append(
                 (
-                    self.opcodes[op.OpcodeIndex()],
+                    file.opcodes[op.OpcodeIndex()],
                     op.InputsAsNumpy().tolist() if op.InputsLength() else [],
                     op.OutputsAsNumpy().tolist() if op.OutputsLength() else [],
                 )
@@ -170,7 +159,7 @@ class TFLiteFile:
         self.tensors = [graph.Tensors(i) for i in range(graph.TensorsLength())]
         self.constants: dict[int, ConstTensor] = {}
         for i, tensor in enumerate(self.tensors):
-            const = self._constant(i, tensor)
+            const = self._constant(file, i, tensor)
             if const is not None:
                 self.constants[i] = const
         for j, (_, inputs, _) in enumerate(self.operators):
@@ -178,8 +167,8 @@ class TFLiteFile:
                 if t in self.constants:
                     self.constants[t].consumers.append((j, slot))
 
-    def _constant(self, index, tensor) -> ConstTensor | None:
-        buffer = self.model.Buffers(tensor.Buffer())
+    def _constant(self, file: TFLiteFile, index, tensor) -> ConstTensor | None:
+        buffer = file.model.Buffers(tensor.Buffer())
         if buffer is None or buffer.DataLength() == 0 or tensor.Type() not in _NUMPY_TYPES:
             return None
         shape = tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
@@ -200,6 +189,7 @@ class TFLiteFile:
             quantized_dimension=qdim,
             positions=positions,
             metadata_bytes=metadata,
+            subgraph=self.number,
         )
 
     def scales(self, index: int) -> tuple[np.ndarray | None, int]:
@@ -230,11 +220,42 @@ class TFLiteFile:
             if t in ids
         ]
 
+
+class TFLiteFile:
+    """A ``.tflite`` model held in memory, with its constant tensors as writable views.
+
+    ``subgraphs[0]`` is the main graph; :meth:`all_constants` walks every subgraph (loop
+    bodies included).
+
+    >>> import os, tempfile, tf_admm
+    >>> from tf_admm import keras
+    >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="fc")])
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.tflite")
+    >>> _ = tf_admm.export_tflite(m, path)
+    >>> f = TFLiteFile(open(path, "rb").read())
+    >>> [c.shape for c in f.all_constants() if len(c.shape) == 2]  # Dense kernel, transposed
+    [(2, 4)]
+    """
+
+    def __init__(self, content: bytes):
+        self.schema = _schema()
+        self.buffer = bytearray(content)
+        self.model = self.schema.Model.GetRootAsModel(self.buffer, 0)
+        self.opcodes = []
+        for i in range(self.model.OperatorCodesLength()):
+            code = self.model.OperatorCodes(i)
+            self.opcodes.append(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+        self.subgraphs = [Subgraph(self, k) for k in range(self.model.SubgraphsLength())]
+
+    def all_constants(self) -> list[ConstTensor]:
+        """The constant tensors of every subgraph, main graph first."""
+        return [c for graph in self.subgraphs for c in graph.constants.values()]
+
     def has_sparse_tensors(self) -> bool:
-        return any(c.sparse for c in self.constants.values())
+        return any(c.sparse for c in self.all_constants())
 
     def has_int8_weights(self) -> bool:
-        return any(c.dtype is np.int8 for c in self.constants.values())
+        return any(c.dtype is np.int8 for c in self.all_constants())
 
     def tobytes(self) -> bytes:
         return bytes(self.buffer)
