@@ -34,6 +34,9 @@ Methods (:data:`METHODS`; every ADMM method ends with a hard projection and mask
   retraining at the targets for the last 30%.
 - ``progressive``: three stages geometric in log-rate, each ADMM + retraining, seeded by the last
   (``tf_admm.geometric_stages``), the epochs split evenly.
+- ``progressive_gradual``: ``progressive`` whose stages each run gradual ADMM with the library's
+  own options (``UpdateADMM(ramp_steps=..., rho_final=0.1)``, Z/U every 100 steps; ramp from
+  the last stage's zeros over 70% of the stage's epochs, then hard projection and retraining).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 
 DEFAULT_METHOD = "admm"
-METHODS = ("gmp", "admm", "admm_sgd", "admm_gradual", "progressive")
+METHODS = ("gmp", "admm", "admm_sgd", "admm_gradual", "progressive", "progressive_gradual")
 NETWORKS = {
     # network: (builder in examples/common.py, compressible layers, rates, epochs after dense)
     "lenet5": ("lenet5", ("conv1", "conv2", "fc1", "fc2"), (50.0, 100.0, 246.0, 400.0), 24),
@@ -287,7 +290,8 @@ def run_admm(spec: dict, quick: bool) -> dict:
     schedule = spec["schedule"]
     dense = _dense(keras, spec)
 
-    if method == "progressive":
+    if method in ("progressive", "progressive_gradual"):
+        gradual = method == "progressive_gradual"
         stages = tf_admm.geometric_stages(
             targets,
             3,
@@ -299,7 +303,9 @@ def run_admm(spec: dict, quick: bool) -> dict:
         share = [epochs // 3 + (1 if i < epochs % 3 else 0) for i in range(3)]
         current = dense
         for stage, stage_epochs in zip(stages, share):
-            admm_epochs = round(stage_epochs * 3 / 8)
+            admm_epochs = (
+                math.ceil(stage_epochs * GMP_END) if gradual else round(stage_epochs * 3 / 8)
+            )
             current = _one_shot(
                 keras,
                 tf_admm,
@@ -312,6 +318,7 @@ def run_admm(spec: dict, quick: bool) -> dict:
                 schedule,
                 per_epoch,
                 spec["update_every"],
+                ramp_steps=int(GMP_END * stage_epochs * per_epoch) if gradual else 0,
             )
         return _finish(keras, current, spec, data, cpu0)
     if method == "admm_gradual":
@@ -375,8 +382,11 @@ def _one_shot(
     schedule,
     per_epoch,
     update_every,
+    ramp_steps=0,
 ):
-    """ADMM at ``targets`` (weights already zero stay zero), hard projection, retraining."""
+    """ADMM at ``targets`` (weights already zero stay zero), hard projection, retraining.
+    With ``ramp_steps``: gradual ADMM through the library's options (ramp from the zeros
+    already there, Z/U every 100 steps or a tenth of the ramp, rho to 0.1 at its end)."""
     from tf_admm.report import layer_sparsity
 
     have = layer_sparsity(model)
@@ -386,7 +396,13 @@ def _one_shot(
     for wrapper in tf_admm.find_wrappers(wrapped):  # earlier zeros masked from the start
         for weight, mask in zip(wrapper.constrained, wrapper.mask_vars):
             mask.assign((np.asarray(weight) != 0).astype("float32"))
-    callback = tf_admm.UpdateADMM(update_every=update_every, unit="step")
+    if ramp_steps:
+        every = min(100, max(1, ramp_steps // 10))
+        callback = tf_admm.UpdateADMM(
+            update_every=every, unit="step", ramp_steps=ramp_steps, rho_final=0.1
+        )
+    else:
+        callback = tf_admm.UpdateADMM(update_every=update_every, unit="step")
     _admm_fit(
         keras,
         tf_admm,

@@ -419,3 +419,29 @@ def test_ramp_equals_the_benchmark_prototype():
         results.append(state)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def test_rho_final_takes_rho_there_over_the_ramp_and_stops():
+    x, y = small_data(64)
+    model = _wrapped({"hidden": 0.9}, rho=1e-3)
+    admm = tf_admm.UpdateADMM(update_every=2, unit="step", ramp_steps=8, rho_final=0.1)
+    history = model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0, callbacks=[admm])
+    # 4 steps per epoch: the 4 updates of the ramp (steps 2, 4, 6, 8) take rho from 1e-3 to 0.1
+    # by a factor 10 ** 0.5 each; the 2 updates after the ramp keep it at 0.1
+    assert admm.schedule["rho_growth"] == pytest.approx(10**0.5)
+    np.testing.assert_allclose(history.history["admm_rho"], [0.01, 0.1, 0.1], rtol=1e-5)
+    assert int(to_np(wrappers(model)[0].num_updates)) == 6
+
+
+def test_rho_final_is_checked():
+    with pytest.raises(ValueError, match="needs ramp_steps > 0 and unit='step'.*ramp_steps=0"):
+        tf_admm.UpdateADMM(update_every=2, unit="step", rho_final=0.1)
+    with pytest.raises(ValueError, match="unit='epoch'"):
+        tf_admm.UpdateADMM(ramp_steps=8, rho_final=0.1)
+    with pytest.raises(ValueError, match="rho_final must be a number > 0"):
+        tf_admm.UpdateADMM(unit="step", ramp_steps=8, rho_final=-1.0)
+    x, y = small_data(16)
+    model = _wrapped({"hidden": 0.9})
+    too_low = tf_admm.UpdateADMM(unit="step", ramp_steps=8, rho_final=1e-6)
+    with pytest.raises(ValueError, match="rho_final must be >= the wrappers' rho"):
+        model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[too_low])

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tf_admm import updates
 from tf_admm._keras import keras
-from tf_admm.validation import check_int, check_unit
+from tf_admm.validation import check_int, check_positive, check_unit
 
 __all__ = ["UpdateADMM"]
 
@@ -43,6 +43,16 @@ class UpdateADMM(keras.callbacks.Callback):
             sparsity Z is projected onto from the layer's current zeros to the target over the
             first N training steps, on gradual magnitude pruning's cubic schedule
             (:func:`tf_admm.updates.ramped_constraint`); counted in steps whatever ``unit``.
+        rho_final: None (default) or the rho reached at the end of the ramp: the growth per
+            update is then ``(rho_final / rho) ** (1 / (ramp_steps // update_every))`` from
+            the wrappers' initial rho, and rho stops at ``rho_final`` (``rho_growth`` and
+            ``rho_max`` are not used). Needs ``ramp_steps`` and ``unit="step"``.
+
+    The recipe measured best in ``docs/results.md`` (gradual ADMM) ramps over the whole ADMM
+    phase, updates every 100 steps and takes rho from 1e-3 to 0.1:
+
+    >>> phase = 17 * 430  # epochs of the ADMM phase * steps per epoch
+    >>> callback = UpdateADMM(update_every=100, unit="step", ramp_steps=phase, rho_final=0.1)
     """
 
     def __init__(
@@ -53,6 +63,7 @@ class UpdateADMM(keras.callbacks.Callback):
         rho_max: float = 1.0,
         rescale_dual: bool = True,
         ramp_steps: int = 0,
+        rho_final: float | None = None,
     ):
         super().__init__()
         self.update_every = check_int("update_every", update_every, 1)
@@ -64,6 +75,13 @@ class UpdateADMM(keras.callbacks.Callback):
             "rescale_dual": bool(rescale_dual),
             "ramp_steps": updates.check_ramp(ramp_steps),
         }
+        self.rho_final = None if rho_final is None else check_positive("rho_final", rho_final)
+        if self.rho_final is not None and (not self.schedule["ramp_steps"] or self.unit != "step"):
+            raise ValueError(
+                "rho_final sets rho at the end of the ramp, so it needs ramp_steps > 0 and "
+                f"unit='step'. Received: rho_final={rho_final!r}, ramp_steps={ramp_steps!r}, "
+                f"unit={unit!r}"
+            )
         self._wrappers: list = []
         self._last: dict[str, float] = {}
         self._pending_steps = 0  # steps not yet added to the wrappers' step variables
@@ -71,9 +89,24 @@ class UpdateADMM(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._wrappers = updates.built_wrappers(self.model, "UpdateADMM")
+        if self.rho_final is not None:
+            self._schedule_to_rho_final()
         updates.initialize_admm(self.model, ramp_steps=self.schedule["ramp_steps"])
         self._pending_steps = 0
         self._step = None  # read at the first epoch, after every callback's on_train_begin
+
+    def _schedule_to_rho_final(self) -> None:
+        """The growth that takes the wrappers' initial rho to ``rho_final`` over the ramp
+        (from the initial rho, not the current one, so a resumed fit keeps the schedule)."""
+        rho = min(w.rho_init for w in self._wrappers)
+        if self.rho_final < rho:
+            raise ValueError(
+                f"rho_final must be >= the wrappers' rho (rho never shrinks). Received: "
+                f"rho_final={self.rho_final}, rho={rho}"
+            )
+        count = max(1, self.schedule["ramp_steps"] // self.update_every)
+        self.schedule["rho_growth"] = (self.rho_final / rho) ** (1.0 / count)
+        self.schedule["rho_max"] = self.rho_final
 
     def _sync(self) -> None:
         """Read the step counter and residuals once per fit, at the first epoch or batch: not in
