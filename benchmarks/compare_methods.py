@@ -66,7 +66,8 @@ DENSE_EPOCHS = 10
 GMP_END = 0.7  # the share of the steps over which GMP (and admm_gradual) raise the sparsity
 # admm_gradual's options (--variant): ramp end (share of the steps), steps between Z/U updates,
 # rho at the start and at the end of the ramp
-VARIANT_OPTIONS = {"end": GMP_END, "every": 100.0, "rho": 1e-3, "rho_final": 0.1}
+# gscale: rho per layer times (its loss-gradient RMS / the layers' geometric mean) ** gscale
+VARIANT_OPTIONS = {"end": GMP_END, "every": 100.0, "rho": 1e-3, "rho_final": 0.1, "gscale": 0.0}
 LEARNING_RATE = 1e-3
 
 
@@ -274,6 +275,36 @@ class GradualADMM:
         return _Callback()
 
 
+def _rho_by_gradient_scale(model, train, rho: float, power: float, batches: int = 20):
+    """rho per layer: ``rho * (g_l / mean_g) ** power``, with ``g_l`` the RMS of the loss
+    gradient of layer l's kernel over ``batches`` batches (dense model, before ADMM) and
+    ``mean_g`` their geometric mean. Under Adam a layer whose weights carry large loss
+    gradients feels a fixed rho less (benchmarks/adam_pull.py); this scales it up there."""
+    import tensorflow as tf
+
+    layers = {n: model.get_layer(n) for n in _compressible_names(model)}
+    loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    sums = {n: 0.0 for n in layers}
+    for x, y in train.take(batches):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        kernels = [layers[n].kernel for n in layers]
+        grads = tape.gradient(loss, kernels)
+        for n, g in zip(layers, grads):
+            sums[n] += float(tf.reduce_mean(tf.square(g)))
+    rms = {n: (v / batches) ** 0.5 for n, v in sums.items()}
+    mean = float(np.exp(np.mean(np.log(list(rms.values())))))
+    return {n: rho * (g / mean) ** power for n, g in rms.items()}
+
+
+def _compressible_names(model) -> list[str]:
+    names = {layer.name for layer in model.layers}
+    for _, layers, _, _ in NETWORKS.values():
+        if set(layers) <= names:
+            return list(layers)
+    raise ValueError(f"unknown network with layers {sorted(names)}")
+
+
 def run_admm(spec: dict, quick: bool) -> dict:
     import common
 
@@ -329,7 +360,12 @@ def run_admm(spec: dict, quick: bool) -> dict:
         every = min(int(options["every"]), max(1, end // 10))  # 100 in full runs, as GMP
         # rho from options["rho"] (1e-3) to options["rho_final"] (0.1) over the gradual phase
         growth = (options["rho_final"] / options["rho"]) ** (1 / max(1, end // every))
+        layer_rho = None
+        if options["gscale"]:
+            layer_rho = _rho_by_gradient_scale(dense, train, options["rho"], options["gscale"])
         wrapped = tf_admm.prune_low_magnitude(dense, targets, rho=options["rho"])
+        for wrapper in tf_admm.find_wrappers(wrapped) if layer_rho else []:
+            wrapper.rho.assign(layer_rho[wrapper.layer.name])
         callback = GradualADMM.make(keras, tf_admm, targets, end, every, growth)
         _admm_fit(
             keras,
