@@ -21,19 +21,15 @@ def test_recurrent_model_exports_and_matches_keras(tmp_path, cell):
     x = np.random.default_rng(0).random((7, 5, 8)).astype("float32")
     report = tf_admm.check_tflite(wrapped, path, x)  # 7 samples through a batch-1 file
     assert report["samples"] == 7 and report["max_abs_diff"] <= 1e-5
-    names = {t.weight for t in result.tensors}
+    assert result.exact and not result.missing, result.inexact()
+    rnn = [t.weight for t in result.tensors if t.layer == "rnn"]
     if cell == "LSTM" and not keras.__version__.startswith("3."):
-        # tf_keras's LSTM becomes the fused op, which splits each kernel into 4 gate tensors:
-        # listed as missing, never called exact
-        assert not result.exact and len(result.missing) == 2
-        assert all(name.startswith("rnn/") for name in result.missing)
+        # tf_keras's LSTM becomes TFLite's fused op, which stores each kernel as its 4 gate
+        # blocks: all 8 are found
+        assert len(rnn) == 8 and all("[gate " in n for n in rnn), rnn
     else:
         # a WHILE loop: the kernels live in the loop body's subgraph, which is read too
-        assert result.exact and not result.missing, result.inexact()
-        assert {n.rsplit("/", 1)[-1].split(":")[0] for n in names} >= {
-            "kernel",
-            "recurrent_kernel",
-        }
+        assert len(rnn) == 2 and not any("[gate " in n for n in rnn), rnn
 
 
 def _recurrent_4bit(cell):
@@ -112,3 +108,28 @@ def test_configure_reaches_the_converter_and_options_are_checked(tmp_path):
         with pytest.raises(ValueError, match=match):
             tf_admm.export_tflite(model, str(tmp_path / "c.tflite"), **kwargs)
         assert not (tmp_path / "c.tflite").exists()
+
+
+@pytest.mark.skipif(
+    keras.__version__.startswith("3."), reason="Keras 3's LSTM converts to a WHILE loop"
+)
+@pytest.mark.parametrize("quantization", ["int8_weights", "int8"])
+def test_fused_lstm_gates_get_the_exact_grid_with_one_scale_per_weight(tmp_path, quantization):
+    # the fused op keeps one int8 scale per gate tensor: a per-tensor ADMM grid fits it exactly
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((5, 40))
+    outputs = L.Dense(3, name="head")(L.LSTM(32, name="rnn")(inputs))
+    model = keras.Model(inputs, outputs)
+    wrapped = tf_admm.compress(model, sparsity=0.7, bits=4, per_channel=False)
+    tf_admm.hard_project(wrapped)
+    x = np.random.default_rng(0).random((16, 5, 40)).astype("float32")
+    path = str(tmp_path / "lstm.tflite")
+    result = (
+        tf_admm.export_tflite(wrapped, path, quantization=quantization, representative_data=x)
+        if quantization == "int8"
+        else tf_admm.export_tflite(wrapped, path, quantization=quantization)
+    )
+    gates = [t for t in result.tensors if t.layer == "rnn"]
+    assert len(gates) == 8 and all(t.dtype == "int8" and t.patched for t in gates), gates
+    assert result.exact, result.inexact()
+    assert tf_admm.check_tflite(wrapped, path, x)["top1_agreement"] >= 0.9

@@ -425,6 +425,37 @@ def _keras_weights(model) -> list[tuple[str, str, np.ndarray, Layout]]:
     return out
 
 
+def _lstm_layer_names(model) -> set[str]:
+    """Names of the compressible layers that run an LSTMCell (alone or in Bidirectional)."""
+    names = set()
+    for layer in _compressible_layers(model):
+        inner = [
+            layer,
+            getattr(layer, "forward_layer", None),
+            getattr(layer, "backward_layer", None),
+        ]
+        if any(isinstance(getattr(x, "cell", None), keras.layers.LSTMCell) for x in inner):
+            names.add(layer.name)
+    return names
+
+
+def _with_gate_pieces(model, candidates: list) -> tuple[list, dict[int, int]]:
+    """``candidates`` plus, for every 2-D LSTM kernel, its four gate blocks (input, forget,
+    cell, output: ``kernel[:, k*units:(k+1)*units]``), the tensors TFLite's fused LSTM op stores
+    (tf_keras's LSTM converts to it); and the map piece key -> whole key."""
+    lstm = _lstm_layer_names(model)
+    out, parts = list(candidates), {}
+    for key, (layer, name, values, layout) in enumerate(candidates):
+        if layer not in lstm or values.ndim != 2 or values.shape[1] % 4:
+            continue
+        units = values.shape[1] // 4
+        for k in range(4):
+            parts[len(out)] = key
+            piece = np.ascontiguousarray(values[:, k * units : (k + 1) * units])
+            out.append((layer, f"{name}[gate {k}]", piece, layout))
+    return out, parts
+
+
 def _batchnorm_factors(model) -> list[np.ndarray]:
     """``gamma / sqrt(moving_variance + epsilon)`` of every BatchNormalization over the last
     axis (nested models included): the per-channel factor the converter folds into the kernel
@@ -602,7 +633,7 @@ def layer_sizes(
 def _analyse(
     file: TFLiteFile, plain, patch: bool
 ) -> tuple[list[TensorMatch], dict[str, list[ConstTensor]]]:
-    candidates = _keras_weights(plain)
+    candidates, parts = _with_gate_pieces(plain, _keras_weights(plain))
     factors = _batchnorm_factors(plain)
     used: set[int] = set()
     found, by_layer = [], {}
@@ -614,6 +645,10 @@ def _analyse(
             continue
         key, arranged, folded = hit
         used.add(key)
+        if key in parts:  # one gate of a fused LSTM: the whole kernel is no longer a candidate
+            used.add(parts[key])
+        else:  # the whole kernel: its gates are no longer candidates
+            used.update(p for p, whole in parts.items() if whole == key)
         layer, name, _, _ = candidates[key]
         patched = patch and const.dtype is np.int8 and _patch(file, const, arranged)
         stored = _dequantized(const)
@@ -634,9 +669,15 @@ def _analyse(
             )
         )
         by_layer.setdefault(layer, []).append(const)
-    missing = [
-        f"{layer}/{name}" for key, (layer, name, _, _) in enumerate(candidates) if key not in used
-    ]
+    matched = {t.weight for t in found}
+    missing = []
+    for key, (layer, name, _, _) in enumerate(candidates):
+        if key in parts:
+            continue
+        pieces = [candidates[p][1] for p, whole in parts.items() if whole == key]
+        if name in matched or (pieces and all(p in matched for p in pieces)):
+            continue
+        missing.append(f"{layer}/{name}")
     return found, by_layer, missing
 
 
