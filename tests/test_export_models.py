@@ -124,11 +124,8 @@ def test_fused_lstm_gates_get_the_exact_grid_with_one_scale_per_weight(tmp_path,
     tf_admm.hard_project(wrapped)
     x = np.random.default_rng(0).random((16, 5, 40)).astype("float32")
     path = str(tmp_path / "lstm.tflite")
-    result = (
-        tf_admm.export_tflite(wrapped, path, quantization=quantization, representative_data=x)
-        if quantization == "int8"
-        else tf_admm.export_tflite(wrapped, path, quantization=quantization)
-    )
+    extra = {"representative_data": x} if quantization == "int8" else {}
+    result = tf_admm.export_tflite(wrapped, path, quantization=quantization, **extra)
     gates = [t for t in result.tensors if t.layer == "rnn"]
     assert len(gates) == 8 and all(t.dtype == "int8" and t.patched for t in gates), gates
     assert result.exact, result.inexact()
