@@ -258,3 +258,54 @@ def test_argument_errors_name_what_was_received():
         tf_admm.BlockSparsity(0.5, 4)
     with pytest.raises(ValueError, match="Received: sparsity=None"):
         tf_admm.prune_low_magnitude(small_cnn(), None)
+
+
+def _int8_scales(path, shape):
+    (const,) = [c for c in TFLiteFile(open(path, "rb").read()).all_constants() if c.shape == shape]
+    return const.scales.astype(np.float64)
+
+
+def test_export_writes_the_recorded_grid_not_one_fitted_to_the_values(tmp_path):
+    # a 4-bit channel that happens to use only even levels: the values alone suggest a step of
+    # 2 * alpha; the wrapper recorded alpha, and the file gets alpha (both grids are exact)
+    model = keras.Sequential([keras.Input((32,)), keras.layers.Dense(64, name="fc")])
+    wrapped = tf_admm.quantize(model, 4)
+    tf_admm.hard_project(wrapped)
+    (wrapper,) = tf_admm.find_wrappers(wrapped)
+    alpha = np.asarray(wrapper.scale_vars[0], np.float64).reshape(-1)
+    kernel = np.asarray(wrapper.constrained[0], np.float64)
+    levels = np.round(kernel / alpha)
+    assert np.abs(levels * alpha - kernel).max() <= 1e-6 * np.abs(kernel).max()  # on the grid
+    levels[:, 0] = 2 * np.clip(np.round(levels[:, 0] / 2), -3, 3)  # channel 0: even levels only
+    assert np.abs(levels[:, 0]).min() == 0 and (np.abs(levels[:, 0]) == 2).any()
+    wrapper.constrained[0].assign((levels * alpha).astype("float32"))
+
+    recorded = str(tmp_path / "recorded.tflite")
+    result = tf_admm.export_tflite(wrapped, recorded, quantization="int8_weights")
+    assert result.exact, result.inexact()
+    scales = _int8_scales(recorded, (64, 32))
+    np.testing.assert_allclose(scales, alpha, rtol=1e-6)  # alpha for every channel, channel 0 too
+
+    fitted = str(tmp_path / "fitted.tflite")  # stripped first: no record, the grid is fitted
+    result = tf_admm.export_tflite(tf_admm.strip_admm(wrapped), fitted, quantization="int8_weights")
+    assert result.exact, result.inexact()
+    assert _int8_scales(fitted, (64, 32))[0] == pytest.approx(2 * alpha[0], rel=1e-6)
+
+
+def test_compression_record_says_what_each_wrapper_enforced():
+    from tf_admm.record import compression_record
+
+    model = keras.Sequential(
+        [keras.Input((16,)), keras.layers.Dense(8, name="a"), keras.layers.Dense(4, name="b")]
+    )
+    wrapped = tf_admm.compress(model, sparsity={"a": 0.75, "b": 0.5}, bits={"a": 3})
+    assert compression_record(wrapped) == {}  # nothing enforced before the hard projection
+    tf_admm.hard_project(wrapped)
+    record = compression_record(wrapped)
+    assert sorted(record) == [("a", 0), ("b", 0)]
+    a, b = record[("a", 0)], record[("b", 0)]
+    assert (a.sparsity, a.bits, a.max_level, a.step.shape) == (0.75, 3, 3, (8,))
+    assert (b.sparsity, b.bits, b.step, b.max_level) == (0.5, None, None, None)
+    kernel = np.asarray(tf_admm.find_wrappers(wrapped)[0].constrained[0], np.float64)
+    units = kernel / a.step
+    np.testing.assert_allclose(units, np.round(units), atol=1e-5)  # integer multiples of the step

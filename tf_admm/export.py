@@ -27,10 +27,11 @@ import io
 import itertools
 import math
 import os
+import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -40,6 +41,7 @@ from tf_admm._keras import is_keras_object, is_model, keras, other_flavour_hint
 from tf_admm.cloning import flat_layers, float32_copy, uses_reduced_precision
 from tf_admm.layouts import Layout
 from tf_admm.prune import strip_admm
+from tf_admm.record import compression_record
 from tf_admm.tflite_file import ConstTensor, TFLiteFile
 from tf_admm.updates import find_wrappers
 
@@ -413,15 +415,28 @@ def _wrapper_state_size(model) -> int:
     return size
 
 
-def _keras_weights(model) -> list[tuple[str, str, np.ndarray, Layout]]:
-    """(layer, weight name, values, layout) of every compressible weight, nested models
-    included."""
+class _Candidate(NamedTuple):
+    """A Keras weight export looks for in the file."""
+
+    layer: str
+    name: str
+    values: np.ndarray
+    layout: Layout
+    step: np.ndarray | None  # the recorded grid step per output channel (quantized weights)
+
+
+def _keras_weights(model, records: dict | None = None) -> list[_Candidate]:
+    """Every compressible weight (nested models included), with the grid step the wrappers
+    recorded for it (:func:`tf_admm.record.compression_record`) when there is one."""
+    records = records or {}
     out = []
     for layer in _compressible_layers(model):
         layouts = registry.weight_layouts(layer)
-        for weight, layout in zip(registry.compressible_weights(layer), layouts):
+        for i, (weight, layout) in enumerate(zip(registry.compressible_weights(layer), layouts)):
             name = getattr(weight, "path", None) or weight.name
-            out.append((layer.name, name, np.asarray(weight), layout))
+            record = records.get((layer.name, i))
+            step = record.step if record is not None else None
+            out.append(_Candidate(layer.name, name, np.asarray(weight), layout, step))
     return out
 
 
@@ -445,14 +460,16 @@ def _with_gate_pieces(model, candidates: list) -> tuple[list, dict[int, int]]:
     (tf_keras's LSTM converts to it); and the map piece key -> whole key."""
     lstm = _lstm_layer_names(model)
     out, parts = list(candidates), {}
-    for key, (layer, name, values, layout) in enumerate(candidates):
+    for key, (layer, name, values, layout, step) in enumerate(candidates):
         if layer not in lstm or values.ndim != 2 or values.shape[1] % 4:
             continue
         units = values.shape[1] // 4
         for k in range(4):
             parts[len(out)] = key
-            piece = np.ascontiguousarray(values[:, k * units : (k + 1) * units])
-            out.append((layer, f"{name}[gate {k}]", piece, layout))
+            gate = slice(k * units, (k + 1) * units)
+            piece = np.ascontiguousarray(values[:, gate])
+            piece_step = step if step is None or step.size == 1 else step[gate]
+            out.append(_Candidate(layer, f"{name}[gate {k}]", piece, layout, piece_step))
     return out, parts
 
 
@@ -480,11 +497,11 @@ def _batchnorm_factors(model) -> list[np.ndarray]:
 def _as_stored(values: np.ndarray, layout: Layout, factors: list[np.ndarray]):
     """``values`` as the file may hold them: unchanged, then times each per-channel factor of
     the right size (BatchNormalization folded in), in float64."""
-    yield values.astype(np.float64), False
+    yield values.astype(np.float64), None
     canonical = layout.canonical(values).astype(np.float64)
     for factor in factors:
         if canonical.ndim >= 2 and factor.shape == (canonical.shape[-1],):
-            yield layout.restore(canonical * factor, values.shape), True
+            yield layout.restore(canonical * factor, values.shape), factor
 
 
 def _arrangements(values: np.ndarray, shape: tuple[int, ...]):
@@ -508,40 +525,82 @@ def _dequantized(const: ConstTensor) -> np.ndarray:
     return dense * const.scales.astype(np.float64).reshape(shape)
 
 
-def _match(const: ConstTensor, candidates, used: set, factors: list[np.ndarray]):
-    """``(key, arranged, folded)``: the Keras weight this file tensor stores, laid out (and,
-    when ``folded``, scaled by a folded BatchNormalization) as in the file; None if none fits."""
+def _named_first(const: ConstTensor, candidates: list[_Candidate]) -> list[int]:
+    """Candidate keys, those whose layer the tensor's name mentions first (the converter names
+    tensors after the ops of the layers, e.g. ``model/conv1/Conv2D``): two weights with equal
+    values (both still at their initializer, say) then go to the right layers."""
+    tokens = set(re.split(r"[/;:]", const.name))
+    return sorted(range(len(candidates)), key=lambda k: candidates[k].layer not in tokens)
+
+
+def _match(const: ConstTensor, candidates: list[_Candidate], used: set, factors: list[np.ndarray]):
+    """``(key, arranged, factor)``: the Keras weight this file tensor stores, laid out (and,
+    when ``factor`` is not None, scaled by that folded BatchNormalization's per-channel factor)
+    as in the file; None if none fits."""
     stored = _dequantized(const)
     step = float(np.abs(const.scales).max()) if const.dtype is np.int8 else 0.0
-    for key, (_, _, values, layout) in enumerate(candidates):
+    for key in _named_first(const, candidates):
+        values, layout = candidates[key].values, candidates[key].layout
         if key in used or values.size != stored.size:
             continue
-        for expected, folded in _as_stored(values, layout, factors):
+        for expected, factor in _as_stored(values, layout, factors):
             tolerance = 0.51 * step + 1e-6 * max(float(np.abs(expected).max()), 1e-30)
             for arranged in _arrangements(expected, const.shape):
                 if np.abs(arranged - stored).max() <= tolerance:
-                    return key, arranged, folded
+                    return key, arranged, factor
     return None
 
 
-def _patch(file: TFLiteFile, const: ConstTensor, arranged: np.ndarray) -> bool:
-    """Give an int8 tensor the grid of its Keras weight (if it has one); True when patched.
+def _recorded_grid(const: ConstTensor, arranged: np.ndarray, step: np.ndarray):
+    """``(scales, ints)`` of the recorded grid (``step`` per output channel, already times a
+    folded BatchNormalization's factor) in the file's quantization layout; None when the file
+    keeps its scales another way (e.g. one per tensor for several channel steps) or the
+    values are not on it."""
+    n, qdim = const.scales.size, const.quantized_dimension
+    if step.size == n:
+        scales = step
+    elif n == 1 and np.allclose(step, step[0], rtol=1e-7, atol=0):
+        scales = step[:1]
+    elif step.size == 1:
+        scales = np.full(n, float(step[0]))
+    else:
+        return None
+    scales = np.where(scales > 0, scales, 1.0)  # a channel pruned away: zeros on any grid
+    shape = [1] * arranged.ndim
+    if n > 1:
+        shape[qdim] = n
+    ints = np.round(arranged / scales.reshape(shape))
+    error = np.abs(ints * scales.reshape(shape) - arranged).max()
+    if np.abs(ints).max() > 127 or error > 1e-6 * max(float(np.abs(arranged).max()), 1e-30):
+        return None
+    return scales, ints.astype(np.int64)
 
-    ``arranged`` is the Keras weight in the file's layout. The grid is fitted per quantized
-    channel of the file (a depthwise file channel is part of one Keras channel)."""
-    if const.scales is None:
-        return False
+
+def _fitted_grid(const: ConstTensor, arranged: np.ndarray):
+    """``(scales, ints)`` fitted to the values (no record: a model stripped before export)."""
     qdim = const.quantized_dimension
     if const.scales.size > 1:
         grid = int8_grid(np.moveaxis(arranged, qdim, -1))
-        if grid is None:
-            return False
-        new_scales, ints = grid[0], np.moveaxis(grid[1], -1, qdim)
-    else:
-        grid = int8_grid(arranged.reshape(-1, 1))
-        if grid is None:
-            return False
-        new_scales, ints = grid[0], grid[1].reshape(const.shape)
+        return None if grid is None else (grid[0], np.moveaxis(grid[1], -1, qdim))
+    grid = int8_grid(arranged.reshape(-1, 1))
+    return None if grid is None else (grid[0], grid[1].reshape(const.shape))
+
+
+def _patch(
+    file: TFLiteFile, const: ConstTensor, arranged: np.ndarray, step: np.ndarray | None
+) -> bool:
+    """Give an int8 tensor the grid of its Keras weight (if it has one); True when patched.
+
+    ``arranged`` is the Keras weight in the file's layout; ``step`` the grid step per output
+    channel the wrapper recorded (None: fit the grid to the values, per quantized channel of
+    the file; a depthwise file channel is part of one Keras channel)."""
+    if const.scales is None:
+        return False
+    grid = _recorded_grid(const, arranged, step) if step is not None else None
+    grid = grid or _fitted_grid(const, arranged)
+    if grid is None:
+        return False
+    new_scales, ints = grid
     if new_scales.size != const.scales.size:
         return False
     const.write(ints)
@@ -578,12 +637,8 @@ def _patch_biases(file: TFLiteFile, const: ConstTensor, new_w: np.ndarray) -> No
 
 def format_bits(model) -> dict[str, int]:
     """Bits per value of the wrapped layers whose weights are on their levels (after
-    :func:`tf_admm.hard_project`), by inner layer name."""
-    return {
-        w.layer.name: w.constraint.bits
-        for w in find_wrappers(model)
-        if w.built and w.quantized and w.masked
-    }
+    :func:`tf_admm.hard_project`), by inner layer name, from their compression record."""
+    return {r.layer: r.bits for r in compression_record(model).values() if r.bits is not None}
 
 
 def layer_sizes(
@@ -631,9 +686,9 @@ def layer_sizes(
 
 
 def _analyse(
-    file: TFLiteFile, plain, patch: bool
+    file: TFLiteFile, plain, patch: bool, records: dict | None = None
 ) -> tuple[list[TensorMatch], dict[str, list[ConstTensor]]]:
-    candidates, parts = _with_gate_pieces(plain, _keras_weights(plain))
+    candidates, parts = _with_gate_pieces(plain, _keras_weights(plain, records))
     factors = _batchnorm_factors(plain)
     used: set[int] = set()
     found, by_layer = [], {}
@@ -643,14 +698,16 @@ def _analyse(
         hit = _match(const, candidates, used, factors)
         if hit is None:
             continue
-        key, arranged, folded = hit
+        key, arranged, factor = hit
         used.add(key)
         if key in parts:  # one gate of a fused LSTM: the whole kernel is no longer a candidate
             used.add(parts[key])
         else:  # the whole kernel: its gates are no longer candidates
             used.update(p for p, whole in parts.items() if whole == key)
-        layer, name, _, _ = candidates[key]
-        patched = patch and const.dtype is np.int8 and _patch(file, const, arranged)
+        layer, name, _, _, step = candidates[key]
+        if step is not None and factor is not None:
+            step = step * factor if step.size in (1, factor.size) else None
+        patched = patch and const.dtype is np.int8 and _patch(file, const, arranged, step)
         stored = _dequantized(const)
         scale = max(float(np.abs(arranged).max()), 1e-30)
         error = float(np.abs(stored - arranged.astype(np.float64)).max()) / scale
@@ -665,13 +722,13 @@ def _analyse(
                 exact=error <= 1e-6,
                 max_rel_error=error,
                 patched=bool(patched),
-                folded=folded,
+                folded=factor is not None,
             )
         )
         by_layer.setdefault(layer, []).append(const)
     matched = {t.weight for t in found}
     missing = []
-    for key, (layer, name, _, _) in enumerate(candidates):
+    for key, (layer, name, *_) in enumerate(candidates):
         if key in parts:
             continue
         pieces = [candidates[p][1] for p, whole in parts.items() if whole == key]
@@ -747,8 +804,9 @@ def export_tflite(
         plain = float32_copy(plain)
     if quantization == "int8":
         _check_int8_convertible(plain, batch_size, configure)
+    records = compression_record(model)  # what the wrappers enforced: the grids to write
     file = TFLiteFile(_convert(plain, quantization, sparse, representative, batch_size, configure))
-    tensors, by_layer, missing = _analyse(file, plain, patch=quantization is not None)
+    tensors, by_layer, missing = _analyse(file, plain, quantization is not None, records)
     content = file.tobytes()
     with open(path, "wb" if overwrite else "xb") as handle:
         handle.write(content)
