@@ -31,6 +31,7 @@ from tf_admm import (  # noqa: F401  (submodules, importable as tf_admm.NAME)
     progressive,
     projections,
     quantizers,
+    record,
     registry,
     report,
     reporting,
@@ -54,6 +55,7 @@ from tf_admm.progressive import (
     stages_to_json,
 )
 from tf_admm.prune import compress, prune_low_magnitude, quantize, strip_admm
+from tf_admm.record import compression_record
 from tf_admm.registry import register_compressible
 from tf_admm.report import summary
 from tf_admm.updates import find_wrappers, hard_project, initialize_admm, update_admm
@@ -79,6 +81,7 @@ __all__ = [
     "allocation_table",
     "check_tflite",
     "compress",
+    "compression_record",
     "export_tflite",
     "find_wrappers",
     "geometric_stages",

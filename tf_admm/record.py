@@ -10,7 +10,7 @@ saved) before export has no wrappers, and export then fits the grid from the val
 >>> from tf_admm import keras
 >>> m = tf_admm.quantize(keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="fc")]), 3)
 >>> _ = tf_admm.hard_project(m)
->>> r = compression_record(m)[("fc", 0)]
+>>> r = tf_admm.compression_record(m)[("fc", 0)]
 >>> (r.bits, r.max_level, r.step.shape)
 (3, 3, (3,))
 """
