@@ -170,3 +170,16 @@ def test_registered_user_layer_is_compressible_and_checked():
     ):
         with pytest.raises(ValueError, match=match):
             tf_admm.register_compressible(**kwargs)
+
+
+def test_a_built_layer_with_no_prunable_weights_is_not_compressible(tmp_path):
+    # TFMOT gives the layers it never prunes (DepthwiseConv2D) a get_prunable_weights() that
+    # returns []; such a model must still get a summary and an export
+    model = keras.Sequential(
+        [keras.Input((6, 6, 2)), keras.layers.DepthwiseConv2D(3, name="dw"), keras.layers.Flatten()]
+    )
+    model.add(keras.layers.Dense(3, name="fc"))
+    model.get_layer("dw").get_prunable_weights = lambda: []
+    assert [l.name for l in tf_admm.registry.compressible_layers(model)] == ["fc"]
+    result = tf_admm.export_tflite(model, str(tmp_path / "m.tflite"))
+    assert [l.layer for l in result.layers] == ["fc"] and result.exact

@@ -168,7 +168,9 @@ def compressible_layers(model) -> list:
     for layer in model.layers:
         if is_model(layer):
             found.extend(compressible_layers(layer))
-        elif is_compressible(layer):
+        elif is_compressible(layer) and not (layer.built and not compressible_weights(layer)):
+            # a built layer with nothing to constrain is left out: e.g. one whose
+            # get_prunable_weights() returns [] (TFMOT marks the layers it never prunes so)
             found.append(layer)
     return found
 
