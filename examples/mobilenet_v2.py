@@ -9,7 +9,10 @@ Steps: dense training (Adam, cosine decay); per-layer targets from one global ra
 epochs with Z/U updates; ``hard_project``; masked 4-bit retraining; export of a float file, a
 full-int8 file (exact: the converter folds each BatchNormalization into the conv before it, and
 the 4-bit grid times the BN factor is written), and for comparison the dense model's float and
-post-training int8 files. Every file is run by LiteRT on the whole test set. Results go to
+post-training int8 files and TFMOT's gradual magnitude pruning of the same dense model (same
+per-layer targets, same epochs as ADMM + retraining; TFMOT needs tf_keras, so it runs in a
+child process with ``TF_USE_LEGACY_KERAS=1`` on the same architecture and weights;
+``--notfmot`` skips it). Every file is run by LiteRT on the whole test set. Results go to
 ``--output_dir``/report.json.
 """
 
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 
 import common  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
@@ -40,6 +45,8 @@ flags.DEFINE_integer("batch_size", 128, "Batch size.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_bool("quick", False, "A smoke test: 2,000 images, 1 epoch per phase.")
 flags.DEFINE_string("output_dir", "runs/mobilenet_v2", "Where the files and report go.")
+flags.DEFINE_bool("tfmot", True, "Also prune the dense model with TFMOT (tf_keras child).")
+flags.DEFINE_string("tfmot_child", None, "Internal: run the TFMOT part from this spec file.")
 
 
 def to_rgb32(x: np.ndarray) -> np.ndarray:
@@ -83,15 +90,97 @@ def litert_row(name: str, model, export, x_test, y_test) -> dict:
     }
 
 
-def main(_):
-    logging.set_verbosity(logging.ERROR)
-    keras.utils.set_random_seed(FLAGS.seed)
+def load_data(quick: bool):
     (x_train, y_train), (x_test, y_test) = common.load_mnist(FLAGS.data)
     (x_train, y_train), _ = common.hold_out(x_train, y_train)
-    images = 2000 if FLAGS.quick else FLAGS.train_images
+    images = 2000 if quick else FLAGS.train_images
     x_train, y_train = to_rgb32(x_train[:images]), y_train[:images]
-    x_test = to_rgb32(x_test[:1000] if FLAGS.quick else x_test)
-    y_test = y_test[: len(x_test)]
+    x_test = to_rgb32(x_test[:1000] if quick else x_test)
+    return (x_train, y_train), (x_test, y_test[: len(x_test)])
+
+
+def run_tfmot(spec_path: str) -> None:
+    """The child (tf_keras): TFMOT's PolynomialDecay pruning of the parent's dense model to its
+    per-layer targets, strip, float and post-training full-int8 files, each run in LiteRT."""
+    with open(spec_path) as handle:
+        spec = json.load(handle)
+    keras.utils.set_random_seed(FLAGS.seed)
+    (x_train, y_train), (x_test, y_test) = load_data(spec["quick"])
+    dense = build(FLAGS.alpha)
+    with np.load(spec["weights"]) as stored:
+        weights = [stored[f"w{i}"] for i in range(len(stored.files))]
+    shapes = [tuple(w.shape) for w in dense.get_weights()]
+    if shapes != [w.shape for w in weights]:
+        raise SystemExit("the tf_keras MobileNetV2 does not have the Keras 3 model's weights")
+    dense.set_weights(weights)
+    train = common.dataset(x_train, y_train, FLAGS.batch_size, shuffle=True, seed=FLAGS.seed)
+    steps = -(-len(x_train) // FLAGS.batch_size)
+    epochs = spec["epochs"]
+    import tensorflow_model_optimization as tfmot
+
+    end = int(0.7 * epochs * steps)  # as compare_methods: 70% of the steps, masks every 100
+    pruned = common.tfmot_gmp(dense, spec["targets"], end, frequency=max(1, min(100, end // 10)))
+    compile_model(pruned, steps * epochs)
+    pruned.fit(
+        train,
+        epochs=epochs,
+        verbose=2,
+        shuffle=False,
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+    )
+    final = tfmot.sparsity.keras.strip_pruning(pruned)
+    compile_model(final, 1)
+    out = os.path.dirname(spec_path)
+    rows = []
+    for name, path, options in (
+        ("TFMOT GMP float", "tfmot_float.tflite", {}),
+        (
+            "TFMOT GMP full int8",
+            "tfmot_int8.tflite",
+            {"quantization": "int8", "representative_data": x_train[:200]},
+        ),
+    ):
+        export = tf_admm.export_tflite(final, f"{out}/{path}", overwrite=True, **options)
+        rows.append(litert_row(name, final, export, x_test, y_test))
+    sparsity = tf_admm.summary(final, print_fn=None)["total"]["sparsity"]
+    with open(spec["result"], "w") as handle:
+        json.dump({"rows": rows, "sparsity": sparsity}, handle)
+
+
+def tfmot_rows(dense, targets: dict, epochs: int, out: str) -> tuple[list[dict], float]:
+    """Run :func:`run_tfmot` in a tf_keras child process on ``dense``'s weights."""
+    weights = f"{out}/dense_weights.npz"
+    np.savez(weights, **{f"w{i}": w for i, w in enumerate(dense.get_weights())})
+    spec = {
+        "weights": weights,
+        "targets": targets,
+        "epochs": epochs,
+        "quick": FLAGS.quick,
+        "result": f"{out}/tfmot_result.json",
+    }
+    with open(f"{out}/tfmot_spec.json", "w") as handle:
+        json.dump(spec, handle)
+    args = [
+        f"--tfmot_child={out}/tfmot_spec.json",
+        f"--alpha={FLAGS.alpha}",
+        f"--train_images={FLAGS.train_images}",
+        f"--batch_size={FLAGS.batch_size}",
+        f"--seed={FLAGS.seed}",
+    ] + ([f"--data={FLAGS.data}"] if FLAGS.data else [])
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
+    subprocess.run([sys.executable, os.path.abspath(__file__), *args], env=env, check=True)
+    with open(spec["result"]) as handle:
+        result = json.load(handle)
+    return result["rows"], result["sparsity"]
+
+
+def main(_):
+    logging.set_verbosity(logging.ERROR)
+    if FLAGS.tfmot_child:
+        run_tfmot(FLAGS.tfmot_child)
+        return
+    keras.utils.set_random_seed(FLAGS.seed)
+    (x_train, y_train), (x_test, y_test) = load_data(FLAGS.quick)
     epochs = (
         (1, 1, 1)
         if FLAGS.quick
@@ -114,6 +203,9 @@ def main(_):
     print(f"dense accuracy: {dense_acc:.4f}")
 
     targets = tf_admm.allocate_sparsity(dense, FLAGS.rate)
+    tfmot, tfmot_sparsity = [], None
+    if FLAGS.tfmot:  # before ADMM touches anything: the same dense weights and targets
+        tfmot, tfmot_sparsity = tfmot_rows(dense, targets, epochs[1] + epochs[2], out)
     model = tf_admm.compress(dense, sparsity=targets, bits=FLAGS.bits)
     compile_model(model, steps * epochs[1])
     update = tf_admm.UpdateADMM(update_every=min(FLAGS.update_every, steps), unit="step")
@@ -158,7 +250,7 @@ def main(_):
             ),
         ),
     ]
-    rows = [litert_row(name, m, export, x_test, y_test) for name, m, export in files]
+    rows = [litert_row(name, m, export, x_test, y_test) for name, m, export in files] + tfmot
     int8 = files[-1][2]
     report = {
         "quick": FLAGS.quick,
@@ -169,6 +261,7 @@ def main(_):
         "dense_accuracy": round(dense_acc, 4),
         "compressed_accuracy": round(final_acc, 4),
         "sparsity": round(totals["sparsity"], 4),
+        "tfmot_sparsity": None if tfmot_sparsity is None else round(tfmot_sparsity, 4),
         "bits": FLAGS.bits,
         "int8_exact": int8.exact,
         "int8_weights_folded": sum(t.folded for t in int8.tensors),
