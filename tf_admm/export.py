@@ -785,8 +785,8 @@ def export_tflite(
 
     Raises:
         ValueError / FileExistsError: on bad arguments, before converting; ValueError for
-        ``"int8"`` on a model whose recurrent layers become a WHILE loop (the converter's
-        full-int8 calibration crashes on it; ``"int8_weights"`` works).
+            ``"int8"`` on a model whose recurrent layers become a WHILE loop (the converter's
+            full-int8 calibration crashes on it; ``"int8_weights"`` works).
     """
     path = _check_export_args(model, path, quantization, sparse, representative_data, overwrite)
     _check_projected(model, allow_dense, "export_tflite")
