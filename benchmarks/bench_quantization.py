@@ -7,7 +7,7 @@
 Rows, all from the same dense LeNet-5 (trained here first, float TFLite file as the size base):
   (a) ADMM 3-bit quantization of every layer, exported as full int8 with the ADMM scales;
   (b) fully binarized LeNet-5: conv2 and fc1 first, then conv1 and fc2 too (the paper's order);
-  (c) the 71.2x pruning of examples/lenet5_admm_oneshot.py, then 3-bit on the survivors,
+  (c) the 71.2x pruning of examples/lenet5_admm.py, then 3-bit on the survivors,
       exported as full int8 with sparse tensors;
   (d) TFMOT int8 quantization-aware training (tf_keras, in a subprocess);
   (e) TFMOT/TFLite post-training full int8 of the dense model (same subprocess).
