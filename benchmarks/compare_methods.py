@@ -275,14 +275,14 @@ class GradualADMM:
         return _Callback()
 
 
-def _rho_by_gradient_scale(model, train, rho: float, power: float, batches: int = 20):
+def _rho_by_gradient_scale(model, names, train, rho: float, power: float, batches: int = 20):
     """rho per layer: ``rho * (g_l / mean_g) ** power``, with ``g_l`` the RMS of the loss
     gradient of layer l's kernel over ``batches`` batches (dense model, before ADMM) and
     ``mean_g`` their geometric mean. Under Adam a layer whose weights carry large loss
     gradients feels a fixed rho less (benchmarks/adam_pull.py); this scales it up there."""
     import tensorflow as tf
 
-    layers = {n: model.get_layer(n) for n in _compressible_names(model)}
+    layers = {n: model.get_layer(n) for n in names}
     loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     sums = {n: 0.0 for n in layers}
     for x, y in train.take(batches):
@@ -295,14 +295,6 @@ def _rho_by_gradient_scale(model, train, rho: float, power: float, batches: int 
     rms = {n: (v / batches) ** 0.5 for n, v in sums.items()}
     mean = float(np.exp(np.mean(np.log(list(rms.values())))))
     return {n: rho * (g / mean) ** power for n, g in rms.items()}
-
-
-def _compressible_names(model) -> list[str]:
-    names = {layer.name for layer in model.layers}
-    for _, layers, _, _ in NETWORKS.values():
-        if set(layers) <= names:
-            return list(layers)
-    raise ValueError(f"unknown network with layers {sorted(names)}")
 
 
 def run_admm(spec: dict, quick: bool) -> dict:
@@ -362,7 +354,9 @@ def run_admm(spec: dict, quick: bool) -> dict:
         growth = (options["rho_final"] / options["rho"]) ** (1 / max(1, end // every))
         layer_rho = None
         if options["gscale"]:
-            layer_rho = _rho_by_gradient_scale(dense, train, options["rho"], options["gscale"])
+            layer_rho = _rho_by_gradient_scale(
+                dense, spec["layers"], train, options["rho"], options["gscale"]
+            )
         wrapped = tf_admm.prune_low_magnitude(dense, targets, rho=options["rho"])
         for wrapper in tf_admm.find_wrappers(wrapped) if layer_rho else []:
             wrapper.rho.assign(layer_rho[wrapper.layer.name])

@@ -41,7 +41,7 @@ from tf_admm._keras import is_keras_object, is_model, keras, other_flavour_hint
 from tf_admm.cloning import flat_layers, float32_copy, uses_reduced_precision
 from tf_admm.layouts import Layout
 from tf_admm.prune import strip_admm
-from tf_admm.record import compression_record
+from tf_admm.record import bits_by_layer, compression_record
 from tf_admm.tflite_file import ConstTensor, TFLiteFile
 from tf_admm.updates import find_wrappers
 
@@ -638,7 +638,7 @@ def _patch_biases(file: TFLiteFile, const: ConstTensor, new_w: np.ndarray) -> No
 def format_bits(model) -> dict[str, int]:
     """Bits per value of the wrapped layers whose weights are on their levels (after
     :func:`tf_admm.hard_project`), by inner layer name, from their compression record."""
-    return {r.layer: r.bits for r in compression_record(model).values() if r.bits is not None}
+    return bits_by_layer(compression_record(model))
 
 
 def layer_sizes(
@@ -689,6 +689,9 @@ def _analyse(
     file: TFLiteFile, plain, patch: bool, records: dict | None = None
 ) -> tuple[list[TensorMatch], dict[str, list[ConstTensor]]]:
     candidates, parts = _with_gate_pieces(plain, _keras_weights(plain, records))
+    gates: dict[int, list[int]] = {}  # whole key -> its gate keys
+    for piece, whole in parts.items():
+        gates.setdefault(whole, []).append(piece)
     factors = _batchnorm_factors(plain)
     used: set[int] = set()
     found, by_layer = [], {}
@@ -703,7 +706,7 @@ def _analyse(
         if key in parts:  # one gate of a fused LSTM: the whole kernel is no longer a candidate
             used.add(parts[key])
         else:  # the whole kernel: its gates are no longer candidates
-            used.update(p for p, whole in parts.items() if whole == key)
+            used.update(gates.get(key, []))
         layer, name, _, _, step = candidates[key]
         if step is not None and factor is not None:
             step = step * factor if step.size in (1, factor.size) else None
@@ -731,7 +734,7 @@ def _analyse(
     for key, (layer, name, *_) in enumerate(candidates):
         if key in parts:
             continue
-        pieces = [candidates[p][1] for p, whole in parts.items() if whole == key]
+        pieces = [candidates[p].name for p in gates.get(key, [])]
         if name in matched or (pieces and all(p in matched for p in pieces)):
             continue
         missing.append(f"{layer}/{name}")
@@ -810,7 +813,7 @@ def export_tflite(
     content = file.tobytes()
     with open(path, "wb" if overwrite else "xb") as handle:
         handle.write(content)
-    layers, others = layer_sizes(plain, by_layer, format_bits(model))
+    layers, others = layer_sizes(plain, by_layer, bits_by_layer(records))
     return ExportResult(
         path=path,
         quantization=quantization,

@@ -25,7 +25,7 @@ import tensorflow as tf
 from tf_admm.layouts import Layout
 from tf_admm.updates import find_wrappers
 
-__all__ = ["WeightRecord", "compression_record"]
+__all__ = ["WeightRecord", "bits_by_layer", "compression_record"]
 
 
 @dataclass(frozen=True)
@@ -85,3 +85,8 @@ def compression_record(model) -> dict[tuple[str, int], WeightRecord]:
                 max_level=max_level,
             )
     return records
+
+
+def bits_by_layer(records: dict[tuple[str, int], WeightRecord]) -> dict[str, int]:
+    """Bits per value of each quantized layer of a record (the format's bits, by layer name)."""
+    return {r.layer: r.bits for r in records.values() if r.bits is not None}
