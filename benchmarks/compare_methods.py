@@ -69,6 +69,10 @@ GMP_END = 0.7  # the share of the steps over which GMP (and admm_gradual) raise 
 # gscale: rho per layer times (its loss-gradient RMS / the layers' geometric mean) ** gscale
 VARIANT_OPTIONS = {"end": GMP_END, "every": 100.0, "rho": 1e-3, "rho_final": 0.1, "gscale": 0.0}
 LEARNING_RATE = 1e-3
+# --allocation: "lamp" (tf_admm.allocate_sparsity) or a hand-set shape, the share of each layer
+# kept, scaled by one factor to the rate. sparsevd: Sparse VD's LeNet-5 at 280x (Molchanov et
+# al. 2017, table 1: 33% / 2% / 0.2% / 5% of conv1 / conv2 / fc1 / fc2 kept)
+SHAPES = {"sparsevd": {"lenet5": {"conv1": 0.33, "conv2": 0.02, "fc1": 0.002, "fc2": 0.05}}}
 
 
 # -- shared by parent and child ----------------------------------------------------------------
@@ -96,9 +100,22 @@ def parse_variant(text: str) -> dict[str, float]:
     return options
 
 
+def allocation_of(row: dict) -> str:
+    """How the per-layer targets were chosen (rows written before the option existed: lamp)."""
+    return row.get("recipe", {}).get("allocation", "lamp")
+
+
+def shape_targets(shape: dict[str, float], sizes: dict[str, int], rate: float) -> dict:
+    """Per-layer sparsity keeping ``c * shape[layer]`` of each layer, c chosen so that the
+    whole network is ``rate`` times smaller (a layer kept whole stays whole)."""
+    total = sum(sizes.values())
+    c = total / (rate * sum(sizes[n] * k for n, k in shape.items()))
+    return {n: 1.0 - min(1.0, c * k) for n, k in shape.items()}
+
+
 def _key(row: dict) -> tuple:
-    """(network, method, rate, epochs, schedule, variant, seed): one run; without the seed,
-    one point of a curve."""
+    """(network, method, rate, epochs, schedule, variant, allocation, seed): one run; without
+    the seed, one point of a curve."""
     return (
         row["network"],
         row["method"],
@@ -106,6 +123,7 @@ def _key(row: dict) -> tuple:
         int(row["epochs"]),
         schedule_of(row),
         variant_of(row),
+        allocation_of(row),
         int(row["seed"]),
     )
 
@@ -275,28 +293,6 @@ class GradualADMM:
         return _Callback()
 
 
-def _rho_by_gradient_scale(model, names, train, rho: float, power: float, batches: int = 20):
-    """rho per layer: ``rho * (g_l / mean_g) ** power``, with ``g_l`` the RMS of the loss
-    gradient of layer l's kernel over ``batches`` batches (dense model, before ADMM) and
-    ``mean_g`` their geometric mean. Under Adam a layer whose weights carry large loss
-    gradients feels a fixed rho less (benchmarks/adam_pull.py); this scales it up there."""
-    import tensorflow as tf
-
-    layers = {n: model.get_layer(n) for n in names}
-    loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    sums = {n: 0.0 for n in layers}
-    for x, y in train.take(batches):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
-        kernels = [layers[n].kernel for n in layers]
-        grads = tape.gradient(loss, kernels)
-        for n, g in zip(layers, grads):
-            sums[n] += float(tf.reduce_mean(tf.square(g)))
-    rms = {n: (v / batches) ** 0.5 for n, v in sums.items()}
-    mean = float(np.exp(np.mean(np.log(list(rms.values())))))
-    return {n: rho * (g / mean) ** power for n, g in rms.items()}
-
-
 def run_admm(spec: dict, quick: bool) -> dict:
     import common
 
@@ -352,14 +348,10 @@ def run_admm(spec: dict, quick: bool) -> dict:
         every = min(int(options["every"]), max(1, end // 10))  # 100 in full runs, as GMP
         # rho from options["rho"] (1e-3) to options["rho_final"] (0.1) over the gradual phase
         growth = (options["rho_final"] / options["rho"]) ** (1 / max(1, end // every))
-        layer_rho = None
-        if options["gscale"]:
-            layer_rho = _rho_by_gradient_scale(
-                dense, spec["layers"], train, options["rho"], options["gscale"]
-            )
         wrapped = tf_admm.prune_low_magnitude(dense, targets, rho=options["rho"])
-        for wrapper in tf_admm.find_wrappers(wrapped) if layer_rho else []:
-            wrapper.rho.assign(layer_rho[wrapper.layer.name])
+        if options["gscale"]:  # rho per layer by loss-gradient RMS, 20 training batches
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            tf_admm.scale_rho_by_gradient(wrapped, train, loss, power=options["gscale"])
         callback = GradualADMM.make(keras, tf_admm, targets, end, every, growth)
         _admm_fit(
             keras,
@@ -509,6 +501,14 @@ def dense_model(network: str, seed: int, args) -> tuple[str, float, dict]:
     return path, meta["dense_accuracy"], meta["targets"]
 
 
+def layer_sizes(network: str) -> dict[str, int]:
+    """Weights per compressible layer (kernels) of ``network``."""
+    import common
+
+    model = getattr(common, NETWORKS[network][0])()
+    return {n: int(np.prod(model.get_layer(n).kernel.shape)) for n in NETWORKS[network][1]}
+
+
 def run_one(spec: dict, quick: bool) -> dict:
     env = dict(os.environ)
     env.pop("TF_USE_LEGACY_KERAS", None)
@@ -530,9 +530,10 @@ def summarize(rows: list[dict]) -> list[dict]:
     """Mean and std (over seeds, ddof=1) of test accuracy per (network, method, rate, epochs)."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault(_key(row)[:6], []).append(row)
+        groups.setdefault(_key(row)[:7], []).append(row)
     table = []
-    for (network, method, rate, epochs, schedule, variant), group in sorted(groups.items()):
+    for key, group in sorted(groups.items()):
+        network, method, rate, epochs, schedule, variant, allocation = key
         acc = np.array([r["test_accuracy"] for r in group])
         dense = np.array([r["dense_accuracy"] for r in group])
         table.append(
@@ -543,6 +544,7 @@ def summarize(rows: list[dict]) -> list[dict]:
                 "epochs": epochs,
                 "schedule": schedule,
                 "variant": variant,
+                "allocation": allocation,
                 "seeds": sorted(r["seed"] for r in group),
                 "mean": float(acc.mean()),
                 "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
@@ -561,7 +563,11 @@ def plot(rows: list[dict], path: str) -> None:
 
     # the methods as run by default (constant learning rate, no --variant); the variants are
     # single points of the table, which would only crowd the curves
-    table = [t for t in summarize(rows) if t["schedule"] == "constant" and not t["variant"]]
+    table = [
+        t
+        for t in summarize(rows)
+        if t["schedule"] == "constant" and not t["variant"] and t["allocation"] == "lamp"
+    ]
     networks = sorted({t["network"] for t in table})
     if not networks:
         return
@@ -602,7 +608,7 @@ def paired_vs_gmp(rows: list[dict]) -> dict[tuple, tuple[float, float, int]]:
     """(mean, std, n) over seeds of (method - GMP) test accuracy, in points, pairing runs of
     the same network, rate, epochs and seed (same dense model, targets and batches)."""
 
-    def pair(r):  # the GMP run of the same network, rate, epochs, schedule and seed
+    def pair(r):  # the GMP run of the same network, rate, epochs, schedule, allocation, seed
         k = _key(r)
         return k[:1] + k[2:5] + k[6:]
 
@@ -611,7 +617,7 @@ def paired_vs_gmp(rows: list[dict]) -> dict[tuple, tuple[float, float, int]]:
     for r in rows:
         ref = gmp.get(pair(r))
         if r["method"] != "gmp" and ref is not None:
-            diffs.setdefault(_key(r)[:6], []).append(100 * (r["test_accuracy"] - ref))
+            diffs.setdefault(_key(r)[:7], []).append(100 * (r["test_accuracy"] - ref))
     return {
         k: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v))
         for k, v in diffs.items()
@@ -628,12 +634,23 @@ def print_table(rows: list[dict]) -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for t in summarize(rows):
         d = paired.get(
-            (t["network"], t["method"], t["rate"], t["epochs"], t["schedule"], t["variant"])
+            (
+                t["network"],
+                t["method"],
+                t["rate"],
+                t["epochs"],
+                t["schedule"],
+                t["variant"],
+                t["allocation"],
+            )
         )
         diff = "" if d is None else f"{d[0]:+.2f} ± {d[1]:.2f} (n={d[2]})"
+        options = ", ".join(
+            o for o in (t["variant"], "" if t["allocation"] == "lamp" else t["allocation"]) if o
+        )
         print(
             f"| {t['network']} | {t['rate']:g}x | {t['method']}"
-            f"{' (' + t['variant'] + ')' if t['variant'] else ''} | {t['epochs']} | "
+            f"{' (' + options + ')' if options else ''} | {t['epochs']} | "
             f"{t['schedule']} | "
             f"{len(t['seeds'])} | {100 * t['mean']:.2f} ± {100 * t['std']:.2f} | {diff} | "
             f"{100 * t['dense_mean']:.2f} |"
@@ -657,6 +674,12 @@ def main(argv=None) -> None:
         default="",
         help="admm_gradual options, e.g. 'rho_final=0.01,every=50,end=0.5' "
         f"(defaults {VARIANT_OPTIONS})",
+    )
+    parser.add_argument(
+        "--allocation",
+        default="lamp",
+        choices=("lamp", *SHAPES),
+        help="per-layer targets: LAMP, or a hand-set shape scaled to each rate",
     )
     parser.add_argument("--data", default=None, help="mnist.npz (Keras layout)")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "method_comparison.json"))
@@ -685,6 +708,14 @@ def main(argv=None) -> None:
             epochs = 2 if args.quick else (args.epochs or NETWORKS[network][3])
             for seed in seeds:
                 path, dense_acc, all_targets = dense_model(network, seed, args)
+                if args.allocation != "lamp":
+                    if network not in SHAPES[args.allocation]:
+                        raise SystemExit(f"no {args.allocation} shape for {network}")
+                    sizes = layer_sizes(network)
+                    shape = SHAPES[args.allocation][network]
+                    all_targets = {
+                        str(r): shape_targets(shape, sizes, r) for r in args.rates_for(network)
+                    }
                 for rate in args.rates_for(network):
                     for method in methods:
                         variant = args.variant if method == "admm_gradual" else ""
@@ -694,7 +725,11 @@ def main(argv=None) -> None:
                             "rate": rate,
                             "epochs": epochs,
                             "seed": seed,
-                            "recipe": {"schedule": args.schedule, "variant": variant},
+                            "recipe": {
+                                "schedule": args.schedule,
+                                "variant": variant,
+                                "allocation": args.allocation,
+                            },
                         }
                         done = {_key(r) for r in read_rows(args.out)}
                         if _key(base) in done:
@@ -721,6 +756,8 @@ def main(argv=None) -> None:
                             k: spec[k]
                             for k in ("batch_size", "update_every", "schedule", "variant")
                         }
+                        if args.allocation != "lamp":
+                            row["recipe"]["allocation"] = args.allocation
                         if args.quick:
                             row["quick"] = True
                         write_rows(args.out, read_rows(args.out) + [row])

@@ -86,7 +86,8 @@ def test_paired_difference_pairs_runs_of_the_same_seed():
         dict(base, method="admm", seed=1, test_accuracy=0.83),
         dict(base, method="admm", seed=2, test_accuracy=0.99),  # no GMP run to pair with
     ]
-    mean, std, n = compare_methods.paired_vs_gmp(rows)[("n", "admm", 2.0, 3, "constant", "")]
+    paired = compare_methods.paired_vs_gmp(rows)
+    mean, std, n = paired[("n", "admm", 2.0, 3, "constant", "", "lamp")]
     assert n == 2 and mean == pytest.approx(2.0) and std == pytest.approx(1.4142, rel=1e-3)
 
 
@@ -101,9 +102,10 @@ def test_variants_and_schedules_are_separate_points_paired_with_plain_gmp():
         dict(gradual, seed=0, test_accuracy=0.85, recipe={"schedule": "finetune"}),
     ]
     paired = compare_methods.paired_vs_gmp(rows)
-    assert paired[("n", "admm_gradual", 2.0, 3, "constant", "")][0] == pytest.approx(1.0)
-    assert paired[("n", "admm_gradual", 2.0, 3, "constant", "every=50")][0] == pytest.approx(5.0)
-    assert paired[("n", "admm_gradual", 2.0, 3, "finetune", "")][0] == pytest.approx(5.0)
+    key = ("n", "admm_gradual", 2.0, 3)
+    assert paired[(*key, "constant", "", "lamp")][0] == pytest.approx(1.0)
+    assert paired[(*key, "constant", "every=50", "lamp")][0] == pytest.approx(5.0)
+    assert paired[(*key, "finetune", "", "lamp")][0] == pytest.approx(5.0)
     assert len(compare_methods.summarize(rows)) == 5
     assert compare_methods.parse_variant("every=50,rho_final=0.01") == {
         "every": 50.0,
@@ -111,3 +113,24 @@ def test_variants_and_schedules_are_separate_points_paired_with_plain_gmp():
     }
     with pytest.raises(SystemExit, match="unknown variant option 'evry'"):
         compare_methods.parse_variant("evry=50")
+
+
+def test_a_hand_set_shape_is_scaled_to_the_rate_and_paired_with_gmp_on_it():
+    sizes = {"a": 100, "b": 1000}
+    targets = compare_methods.shape_targets({"a": 0.5, "b": 0.05}, sizes, 11.0)
+    kept = sum(n * (1 - targets[k]) for k, n in sizes.items())
+    assert sum(sizes.values()) / kept == pytest.approx(11.0)
+    assert (1 - targets["a"]) / (1 - targets["b"]) == pytest.approx(10.0)  # the shape kept
+    whole = compare_methods.shape_targets({"a": 1.0, "b": 0.01}, sizes, 1.05)
+    assert whole["a"] == 0.0  # a layer is never asked to keep more than all of it
+    base = {"network": "n", "rate": 2.0, "epochs": 3, "dense_accuracy": 0.9, "cpu_seconds": 1}
+    shaped = {"allocation": "sparsevd"}
+    rows = [
+        dict(base, method="gmp", seed=0, test_accuracy=0.90),
+        dict(base, method="gmp", seed=0, test_accuracy=0.80, recipe=shaped),
+        dict(base, method="admm_gradual", seed=0, test_accuracy=0.95, recipe=shaped),
+    ]
+    paired = compare_methods.paired_vs_gmp(rows)
+    assert paired == {
+        ("n", "admm_gradual", 2.0, 3, "constant", "", "sparsevd"): (pytest.approx(15.0), 0.0, 1)
+    }

@@ -61,6 +61,7 @@ def test_plan_round_trip_through_json_file(tmp_path):
         (dict(sparsity=0.5, ramp=1.5), r"ramp must be a fraction in \[0, 1\]"),
         (dict(sparsity=0.5, rho=1e-2, rho_final=1e-3), "rho_final must be >= rho"),
         (dict(sparsity=0.5, schedule="linear"), "schedule must be one of"),
+        (dict(sparsity=0.5, rho_by_gradient=True), "rho_by_gradient must be a number >= 0"),
         (dict(sparsity=0.5, optimizer="nope"), "nope"),
     ],
 )

@@ -64,10 +64,10 @@ STAGES = [
 ]
 
 
-def _run(model, x, y, directory, callbacks=()):
+def _run(model, x, y, directory, callbacks=(), stages=STAGES):
     return tf_admm.ProgressiveCompressor(
         model,
-        STAGES,
+        stages,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         train_data=(x, y),
         validation_data=(x, y),
@@ -230,8 +230,30 @@ def test_a_plan_saved_without_newer_stage_options_still_resumes(tmp_path, uninte
     state = json.loads((tmp_path / "state.json").read_text())
     for key in ("original_plan", "plan"):  # as written by a version without these options
         for config in state[key]:
-            del config["ramp"], config["rho_final"]
+            del config["ramp"], config["rho_final"], config["rho_by_gradient"]
     (tmp_path / "state.json").write_text(json.dumps(state))
     run = _run(model, x, y, tmp_path)
     run.run()
     _assert_same(_final_weights(run), expected)
+
+
+def test_rho_by_gradient_resumes_to_the_uninterrupted_run(tmp_path):
+    # the scales are measured again on the same first batches and the phase backup restores
+    # rho and the rho_scale variable
+    stages = [
+        tf_admm.Stage.from_config(dict(s.get_config(), rho_by_gradient=1.0, rho_final=0.05))
+        for s in STAGES
+    ]
+    keras.utils.set_random_seed(0)
+    model, x, y = _dense()
+    full = _run(model, x, y, tmp_path / "full", stages=stages)
+    full.run()
+    plain = _run(model, x, y, tmp_path / "plain")
+    plain.run()
+    rho = [r["history"]["admm"]["admm_rho"][0] for r in (full.reports[1], plain.reports[1])]
+    assert rho[0] > rho[1] * 1.05  # the largest layer scale is above 1: the option is on
+    with pytest.raises(RuntimeError, match="killed"):
+        _run(model, x, y, tmp_path / "cut", [_Interrupt(8)], stages=stages).run()
+    resumed = _run(model, x, y, tmp_path / "cut", stages=stages)
+    resumed.run()
+    _assert_same(_final_weights(resumed), _final_weights(full))

@@ -445,3 +445,28 @@ def test_rho_final_is_checked():
     too_low = tf_admm.UpdateADMM(unit="step", ramp_steps=8, rho_final=1e-6)
     with pytest.raises(ValueError, match="rho_final must be >= the wrappers' rho"):
         model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[too_low])
+
+
+def test_ramp_over_the_fit_equals_the_ramp_given_in_steps():
+    x, y = small_data(64)
+    states = []
+    for ramp in ("fit", 12):  # 3 epochs x 4 steps
+        keras.utils.set_random_seed(0)
+        model = _wrapped({"hidden": 0.9}, rho=1e-3)
+        admm = tf_admm.UpdateADMM(update_every=2, unit="step", ramp_steps=ramp, rho_final=0.1)
+        model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0, callbacks=[admm])
+        assert admm.schedule["ramp_steps"] == 12
+        states.append(_state(model))
+    for a, b in zip(*states):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_ramp_over_the_fit_needs_a_known_length():
+    with pytest.raises(ValueError, match="ramp_steps must be an int >= 0 or 'fit'. Received: "):
+        tf_admm.UpdateADMM(ramp_steps="all")
+    x, y = small_data(32)
+    model = _wrapped({"hidden": 0.9})
+    unknown = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: True).batch(16)
+    admm = tf_admm.UpdateADMM(update_every=2, unit="step", ramp_steps="fit", rho_final=0.1)
+    with pytest.raises(ValueError, match="reads the number of steps from fit"):
+        model.fit(unknown, epochs=1, verbose=0, callbacks=[admm])

@@ -35,6 +35,7 @@ from tf_admm import (  # noqa: F401  (submodules, importable as tf_admm.NAME)
     registry,
     report,
     reporting,
+    rho_scaling,
     run_store,
     stage_runner,
     tflite_file,
@@ -58,6 +59,7 @@ from tf_admm.prune import compress, prune_low_magnitude, quantize, strip_admm
 from tf_admm.record import compression_record
 from tf_admm.registry import register_compressible
 from tf_admm.report import summary
+from tf_admm.rho_scaling import scale_rho_by_gradient
 from tf_admm.updates import find_wrappers, hard_project, initialize_admm, update_admm
 from tf_admm.wrapper import ADMMWrapper
 
@@ -90,6 +92,7 @@ __all__ = [
     "prune_low_magnitude",
     "quantize",
     "register_compressible",
+    "scale_rho_by_gradient",
     "size_report",
     "stages_from_json",
     "stages_to_json",

@@ -22,6 +22,14 @@ from tf_admm.validation import check_int, check_positive, check_unit
 __all__ = ["UpdateADMM"]
 
 
+def _check_ramp_steps(ramp_steps) -> int:
+    if isinstance(ramp_steps, str):
+        raise ValueError(
+            f"ramp_steps must be an int >= 0 or 'fit'. Received: ramp_steps={ramp_steps!r}"
+        )
+    return updates.check_ramp(ramp_steps)
+
+
 class UpdateADMM(keras.callbacks.Callback):
     """Runs ADMM's Z/U updates between training steps and grows rho.
 
@@ -43,16 +51,21 @@ class UpdateADMM(keras.callbacks.Callback):
             sparsity Z is projected onto from the layer's current zeros to the target over the
             first N training steps, on gradual magnitude pruning's cubic schedule
             (:func:`tf_admm.updates.ramped_constraint`); counted in steps whatever ``unit``.
+            ``"fit"``: N is every step of the ``fit`` call (its epochs times steps per epoch,
+            read from ``fit`` when training begins; needs data of known length).
         rho_final: None (default) or the rho reached at the end of the ramp: the growth per
             update is then ``(rho_final / rho) ** (1 / (ramp_steps // update_every))`` from
             the wrappers' initial rho, and rho stops at ``rho_final`` (``rho_growth`` and
-            ``rho_max`` are not used). Needs ``ramp_steps`` and ``unit="step"``.
+            ``rho_max`` are not used). Needs ``ramp_steps`` and ``unit="step"``. A wrapper
+            with a ``rho_scale`` (:func:`tf_admm.scale_rho_by_gradient`) starts and stops at
+            ``rho_scale`` times those values: every layer grows by the same factor.
 
     The recipe measured best in ``docs/results.md`` (gradual ADMM) ramps over the whole ADMM
     phase, updates every 100 steps and takes rho from 1e-3 to 0.1:
 
-    >>> phase = 17 * 430  # epochs of the ADMM phase * steps per epoch
-    >>> callback = UpdateADMM(update_every=100, unit="step", ramp_steps=phase, rho_final=0.1)
+    >>> callback = UpdateADMM(update_every=100, unit="step", ramp_steps="fit", rho_final=0.1)
+
+    (``ramp_steps="fit"`` ramps over the whole ``fit``; an int gives the steps.)
     """
 
     def __init__(
@@ -62,21 +75,23 @@ class UpdateADMM(keras.callbacks.Callback):
         rho_growth: float = 1.3,
         rho_max: float = 1.0,
         rescale_dual: bool = True,
-        ramp_steps: int = 0,
+        ramp_steps: int | str = 0,
         rho_final: float | None = None,
     ):
         super().__init__()
         self.update_every = check_int("update_every", update_every, 1)
         self.unit = check_unit(unit)
         updates.check_schedule(rho_growth, rho_max)
+        self.ramp_over_fit = ramp_steps == "fit"
         self.schedule = {
             "rho_growth": float(rho_growth),
             "rho_max": float(rho_max),
             "rescale_dual": bool(rescale_dual),
-            "ramp_steps": updates.check_ramp(ramp_steps),
+            "ramp_steps": 0 if self.ramp_over_fit else _check_ramp_steps(ramp_steps),
         }
         self.rho_final = None if rho_final is None else check_positive("rho_final", rho_final)
-        if self.rho_final is not None and (not self.schedule["ramp_steps"] or self.unit != "step"):
+        ramped = self.ramp_over_fit or self.schedule["ramp_steps"]
+        if self.rho_final is not None and (not ramped or self.unit != "step"):
             raise ValueError(
                 "rho_final sets rho at the end of the ramp, so it needs ramp_steps > 0 and "
                 f"unit='step'. Received: rho_final={rho_final!r}, ramp_steps={ramp_steps!r}, "
@@ -89,16 +104,31 @@ class UpdateADMM(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._wrappers = updates.built_wrappers(self.model, "UpdateADMM")
+        if self.ramp_over_fit:
+            self.schedule["ramp_steps"] = self._steps_of_fit()
         if self.rho_final is not None:
             self._schedule_to_rho_final()
         updates.initialize_admm(self.model, ramp_steps=self.schedule["ramp_steps"])
         self._pending_steps = 0
         self._step = None  # read at the first epoch, after every callback's on_train_begin
 
+    def _steps_of_fit(self) -> int:
+        """Epochs times steps per epoch of the running ``fit`` (ramp_steps="fit")."""
+        params = self.params or {}
+        epochs, steps = params.get("epochs"), params.get("steps")
+        if not epochs or not steps:
+            raise ValueError(
+                "UpdateADMM(ramp_steps='fit') reads the number of steps from fit(), which does "
+                "not know it here (a dataset of unknown length, or a loop without fit). Pass "
+                "steps_per_epoch to fit or give ramp_steps as a number. Received: "
+                f"epochs={epochs!r}, steps per epoch={steps!r}"
+            )
+        return int(epochs) * int(steps)
+
     def _schedule_to_rho_final(self) -> None:
         """The growth that takes the wrappers' initial rho to ``rho_final`` over the ramp
         (from the initial rho, not the current one, so a resumed fit keeps the schedule)."""
-        rho = min(w.rho_init for w in self._wrappers)
+        rho = min(w.rho_init for w in self._wrappers)  # before rho_scale: see update_admm
         if self.rho_final < rho:
             raise ValueError(
                 f"rho_final must be >= the wrappers' rho (rho never shrinks). Received: "

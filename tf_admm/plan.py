@@ -84,6 +84,10 @@ class Stage:
         rho, rho_growth, rho_max: the rho schedule.
         rho_final: when set, the growth per Z/U update is derived so that rho goes from
             ``rho`` to ``rho_final`` over the ADMM phase (``rho_growth`` is then ignored).
+        rho_by_gradient: 0 (default) gives every layer the same rho; a power p > 0 scales each
+            layer's rho schedule by (its loss-gradient RMS / their geometric mean) ** p,
+            measured on 20 training batches before the ADMM phase
+            (:func:`tf_admm.scale_rho_by_gradient`; 1 is the measured recipe).
         optimizer: a Keras optimizer name (``"adam"``, ``"sgd"``, ...).
         learning_rate: for the ADMM phase; ``retrain_learning_rate`` for retraining (default
             the same).
@@ -110,6 +114,7 @@ class Stage:
         rho_growth: float = 1.3,
         rho_max: float = 1.0,
         rho_final: float | None = None,
+        rho_by_gradient: float = 0.0,
         optimizer: str = "adam",
         learning_rate: float = 1e-3,
         retrain_learning_rate: float | None = None,
@@ -142,6 +147,16 @@ class Stage:
                 f"rho_final must be >= rho (rho never shrinks). Received: rho={rho!r}, "
                 f"rho_final={rho_final!r}"
             )
+        if (
+            isinstance(rho_by_gradient, bool)
+            or not isinstance(rho_by_gradient, numbers.Real)
+            or not rho_by_gradient >= 0
+        ):
+            raise ValueError(
+                "rho_by_gradient must be a number >= 0. Received: "
+                f"rho_by_gradient={rho_by_gradient!r}"
+            )
+        self.rho_by_gradient = float(rho_by_gradient)
         if not isinstance(optimizer, str):
             raise ValueError(f"optimizer must be a Keras optimizer name. Received: {optimizer!r}")
         keras.optimizers.get(optimizer)  # raises on unknown names
@@ -172,6 +187,7 @@ class Stage:
             "rho_growth": self.rho_growth,
             "rho_max": self.rho_max,
             "rho_final": self.rho_final,
+            "rho_by_gradient": self.rho_by_gradient,
             "optimizer": self.optimizer,
             "learning_rate": self.learning_rate,
             "retrain_learning_rate": self.retrain_learning_rate,

@@ -35,6 +35,7 @@ from tf_admm.callbacks import UpdateADMM
 from tf_admm.plan import Stage
 from tf_admm.prune import compress, strip_admm
 from tf_admm.report import layer_sparsity
+from tf_admm.rho_scaling import scale_rho_by_gradient
 from tf_admm.run_store import RunStore
 from tf_admm.updates import find_wrappers, hard_project
 from tf_admm.validation import check_int
@@ -298,6 +299,9 @@ def run_stage(
     else:
         wrapped = wrap_for_stage(seed, stage)
         compile_for_phase(wrapped, stage, loss, metric, train.steps, stage.admm_epochs, False)
+        if stage.rho_by_gradient and stage.admm_epochs:
+            # before the phase backup is read: a resumed phase keeps its started wrappers
+            scale_rho_by_gradient(wrapped, train.epochs(0, 1), power=stage.rho_by_gradient)
         admm = UpdateADMM(
             update_every=stage.update_every,
             unit=stage.unit,

@@ -128,7 +128,7 @@ def initialize_admm(model, *, ramp_steps: int = 0) -> None:
         ):
             z.assign(wrapper.constraint_for(i, constraint).project(_np(weight)))
             u.assign(tf.zeros_like(tf.convert_to_tensor(u)))
-        wrapper.rho.assign(wrapper.rho_init)
+        wrapper.rho.assign(wrapper.initial_rho)
         wrapper.step.assign(0)
 
 
@@ -188,7 +188,8 @@ def update_admm(
 ) -> dict[str, float]:
     """One ADMM Z/U update of every wrapper in ADMM mode; returns the residuals.
 
-    Z <- Proj(W + U); U <- U + W - Z; then rho <- min(rho * rho_growth, rho_max). With
+    Z <- Proj(W + U); U <- U + W - Z; then rho <- min(rho * rho_growth, rho_max * s), with s
+    the wrapper's ``rho_scale`` (1 unless :func:`tf_admm.scale_rho_by_gradient` set it). With
     ``ramp_steps``, Proj is onto the sparsity of the gradual ramp at the wrapper's step
     (:func:`ramped_constraint`): ADMM's pull towards a mask that grows like gradual magnitude
     pruning's, instead of towards the final mask from the first step. With
@@ -209,7 +210,8 @@ def update_admm(
         if int(tf.convert_to_tensor(wrapper.mode)) != MODE_ADMM:
             continue
         rho = float(tf.convert_to_tensor(wrapper.rho))
-        rho_next = min(rho * rho_growth, max(rho_max, rho))
+        cap = rho_max * wrapper.rho_scale
+        rho_next = min(rho * rho_growth, max(cap, rho))
         constraint = ramped_constraint(wrapper, ramp_steps)
         scale_t = tf.constant(rho / rho_next if rescale_dual else 1.0, tf.float32)
         for i, (weight, z, u) in enumerate(

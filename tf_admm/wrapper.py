@@ -77,6 +77,10 @@ class ADMMWrapper(keras.layers.Wrapper):
             :class:`tf_admm.constraints.Constraint`, or its config dict.
         rho: initial ADMM penalty weight (> 0).
         penalty: the penalty object; defaults to :class:`tf_admm.ADMMPenalty`.
+        rho_scale: this layer's multiplier on the whole rho schedule (> 0, default 1): ADMM
+            starts at ``rho * rho_scale`` and every cap on rho (``rho_max``, ``rho_final``) is
+            multiplied by it too, so the layers keep their ratios while rho grows. Set by
+            :func:`tf_admm.scale_rho_by_gradient`.
 
     Example:
 
@@ -93,6 +97,7 @@ class ADMMWrapper(keras.layers.Wrapper):
         constraint: Any,
         rho: float = 1e-3,
         penalty: ADMMPenalty | dict | None = None,
+        rho_scale: float = 1.0,
         **kwargs,
     ):
         if not isinstance(layer, keras.layers.Layer):
@@ -116,6 +121,7 @@ class ADMMWrapper(keras.layers.Wrapper):
         if constraint is None:
             raise ValueError("ADMMWrapper needs a constraint. Received: constraint=None")
         rho = check_positive("rho", rho)
+        rho_scale = check_positive("rho_scale", rho_scale)
         if isinstance(penalty, dict):
             penalty = penalty_lib.deserialize(penalty)
         kwargs.setdefault("name", f"admm_{layer.name}")
@@ -125,6 +131,8 @@ class ADMMWrapper(keras.layers.Wrapper):
         super().__init__(layer, **kwargs)
         self.constraint = constraint
         self.rho_init = float(rho)
+        self._rho_scale = float(rho_scale)  # until build; then the rho_scale variable
+        self.rho_scale_var = None
         self.penalty = penalty or ADMMPenalty()
         self._accepts_training = "training" in inspect.signature(layer.call).parameters
         self._slots = _Slots()
@@ -178,7 +186,7 @@ class ADMMWrapper(keras.layers.Wrapper):
         self.rho = self.add_weight(
             name="rho",
             dtype="float32",
-            initializer=keras.initializers.Constant(self.rho_init),
+            initializer=keras.initializers.Constant(self.initial_rho),
             **scalar,
             **_no_autocast(),
         )
@@ -190,6 +198,14 @@ class ADMMWrapper(keras.layers.Wrapper):
             name="num_updates", dtype="int64", initializer="zeros", **scalar
         )
         self.mode = self.add_weight(name="mode", dtype="int32", initializer="zeros", **scalar)
+        # a variable, so phase backups and checkpoints restore it with rho
+        self.rho_scale_var = self.add_weight(
+            name="rho_scale",
+            dtype="float32",
+            initializer=keras.initializers.Constant(self._rho_scale),
+            **scalar,
+            **_no_autocast(),
+        )
         self.built = True
 
     def constraint_for(self, index: int, constraint: Any = None) -> OnLayout:
@@ -230,6 +246,40 @@ class ADMMWrapper(keras.layers.Wrapper):
     def quantized(self) -> bool:
         """True when the constraint quantizes (the weights go onto levels, not only zeros)."""
         return self.constraint.quantizer is not None
+
+    @property
+    def rho_scale(self) -> float:
+        """This layer's multiplier on the rho schedule (see the ``rho_scale`` argument)."""
+        if self.rho_scale_var is not None:
+            return float(tf.convert_to_tensor(self.rho_scale_var))
+        return self._rho_scale
+
+    @property
+    def initial_rho(self) -> float:
+        """The rho ADMM starts from: ``rho * rho_scale``."""
+        return self.rho_init * self.rho_scale
+
+    def set_rho_scale(self, rho_scale: float) -> None:
+        """Set this layer's multiplier on the rho schedule (before ADMM starts).
+
+        >>> import tf_admm
+        >>> from tf_admm import keras
+        >>> w = tf_admm.ADMMWrapper(keras.layers.Dense(8), 0.9, rho=1e-3)
+        >>> w.set_rho_scale(2.0)
+        >>> w.initial_rho
+        0.002
+        """
+        rho_scale = check_positive("rho_scale", rho_scale)
+        if self.initialized:
+            raise ValueError(
+                f"{self.name!r} has started ADMM (Z and U are set), so its rho schedule is "
+                "fixed; set rho_scale before initialize_admm or the first fit. Received: "
+                f"rho_scale={rho_scale!r}"
+            )
+        self._rho_scale = rho_scale
+        if self.rho_scale_var is not None:
+            self.rho_scale_var.assign(rho_scale)
+            self.rho.assign(self.initial_rho)
 
     @property
     def initialized(self) -> bool:
@@ -368,6 +418,7 @@ class ADMMWrapper(keras.layers.Wrapper):
             {
                 "constraint": constraints_lib.serialize(self.constraint),
                 "rho": self.rho_init,
+                "rho_scale": self.rho_scale,
                 "penalty": penalty_lib.serialize(self.penalty),
             }
         )
