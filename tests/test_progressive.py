@@ -196,6 +196,31 @@ def test_allocation_meets_the_global_target_with_floors():
         tf_admm.allocate_sparsity(model, rate=0.5)
 
 
+def test_allocation_of_a_wrapped_model_ranks_its_current_weights():
+    model, _, _ = _dense(epochs=1)
+    plain = tf_admm.allocate_sparsity(model, rate=10, min_density=0.0, min_keep=0)
+    wrapped = tf_admm.prune_low_magnitude(model, {"hidden": 0.5})  # one layer wrapped
+    assert tf_admm.allocate_sparsity(wrapped, rate=10, min_density=0.0, min_keep=0) == plain
+    layer = tf_admm.find_wrappers(wrapped)[0].layer
+    layer.kernel.assign(layer.kernel * 0.0)  # its weights now rank last everywhere
+    moved = tf_admm.allocate_sparsity(wrapped, rate=10, min_density=0.0, min_keep=0)
+    assert moved["hidden"] > plain["hidden"]
+
+
+def test_allocation_counts_every_kernel_of_a_bidirectional_layer():
+    model = keras.Sequential(
+        [
+            keras.Input((5, 3)),
+            keras.layers.Bidirectional(keras.layers.LSTM(4), name="bi"),
+            keras.layers.Dense(2, name="d"),
+        ]
+    )
+    targets = tf_admm.allocate_sparsity(model, rate=4, min_density=0.0, min_keep=0)
+    sizes = {"bi": 2 * (3 * 16 + 4 * 16), "d": 8 * 2}  # both directions: 224 weights
+    kept = sum(n - int(np.floor(n * targets[k] + 1e-9)) for k, n in sizes.items())
+    assert kept == round(sum(sizes.values()) / 4)
+
+
 def test_summary_numbers_equal_counted_weights():
     model, x, y = _dense(epochs=1)
     wrapped = tf_admm.compress(model, sparsity={"hidden": 0.9}, bits={"hidden": 4, "conv": 2})

@@ -26,18 +26,21 @@ import numpy as np
 
 from tf_admm import registry
 from tf_admm._keras import is_keras_object, is_model, other_flavour_hint
+from tf_admm.updates import find_wrappers
 
 __all__ = ["allocate_sparsity", "allocation_table"]
 
 
 def _layers(model):
-    return [layer for layer in registry.compressible_layers(model) if layer.built]
+    """The built compressible layers; a wrapped layer counts as itself (its inner layer), so a
+    model wrapped by prune_low_magnitude can be re-allocated from its current weights."""
+    wrapped = [w.layer for w in find_wrappers(model)]
+    return [layer for layer in registry.compressible_layers(model) + wrapped if layer.built]
 
 
 def _magnitudes(layer) -> np.ndarray:
-    inner = getattr(layer, "layer", layer)  # a wrapper ranks its inner layer's weights
     return np.concatenate(
-        [np.abs(np.asarray(w)).ravel() for w in registry.compressible_weights(inner)]
+        [np.abs(np.asarray(w)).ravel() for w in registry.compressible_weights(layer)]
     )
 
 
@@ -62,7 +65,8 @@ def allocate_sparsity(
     ranking with per-layer floors).
 
     Args:
-        model: a built Keras model (trained: the ranking uses its weights).
+        model: a built Keras model (trained: the ranking uses its weights); wrapped layers
+            count under their own names, with their current weights.
         rate: the global pruning rate (weights / nonzeros), e.g. 246 for 246x.
         min_density: each layer keeps at least this fraction of its weights...
         min_keep: ...and at least this many (or all, when smaller).
