@@ -67,7 +67,15 @@ GMP_END = 0.7  # the share of the steps over which GMP (and admm_gradual) raise 
 # admm_gradual's options (--variant): ramp end (share of the steps), steps between Z/U updates,
 # rho at the start and at the end of the ramp
 # gscale: rho per layer times (its loss-gradient RMS / the layers' geometric mean) ** gscale
-VARIANT_OPTIONS = {"end": GMP_END, "every": 100.0, "rho": 1e-3, "rho_final": 0.1, "gscale": 0.0}
+# realloc: 1 re-allocates the targets from the ADMM weights at every Z/U update (see GradualADMM)
+VARIANT_OPTIONS = {
+    "end": GMP_END,
+    "every": 100.0,
+    "rho": 1e-3,
+    "rho_final": 0.1,
+    "gscale": 0.0,
+    "realloc": 0.0,
+}
 LEARNING_RATE = 1e-3
 # --allocation: "lamp" (tf_admm.allocate_sparsity) or a hand-set shape, the share of each layer
 # kept, scaled by one factor to the rate. sparsevd: Sparse VD's LeNet-5 at 280x (Molchanov et
@@ -268,17 +276,25 @@ class GradualADMM:
     option; uses only public tf_admm functions)."""
 
     @staticmethod
-    def make(keras, tf_admm, targets, end, every, rho_growth):
+    def make(keras, tf_admm, targets, end, every, rho_growth, realloc_rate=0.0):
+        """``realloc_rate``: when set, the final targets are re-allocated (LAMP at that rate,
+        no floors) from the current weights at every Z/U update and at the end."""
+
         class _Callback(keras.callbacks.Callback):
             def on_train_begin(self, logs=None):
                 self.t = 0
+                self.targets = dict(targets)
                 self.wrappers = tf_admm.find_wrappers(self.model)
                 self._set(0.0)
                 tf_admm.initialize_admm(self.model)
 
             def _set(self, fraction):
+                if realloc_rate and fraction > 0:
+                    self.targets = tf_admm.allocate_sparsity(
+                        self.model, realloc_rate, min_density=0.0, min_keep=0
+                    )
                 for w in self.wrappers:
-                    final = targets[w.layer.name]
+                    final = self.targets[w.layer.name]
                     w.constraint = tf_admm.Sparsity(final * (1 - (1 - min(fraction, 1.0)) ** 3))
 
             def on_train_batch_end(self, batch, logs=None):
@@ -352,7 +368,8 @@ def run_admm(spec: dict, quick: bool) -> dict:
         if options["gscale"]:  # rho per layer by loss-gradient RMS, 20 training batches
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
             tf_admm.scale_rho_by_gradient(wrapped, train, loss, power=options["gscale"])
-        callback = GradualADMM.make(keras, tf_admm, targets, end, every, growth)
+        realloc = spec["rate"] if options["realloc"] else 0.0
+        callback = GradualADMM.make(keras, tf_admm, targets, end, every, growth, realloc)
         _admm_fit(
             keras,
             tf_admm,
