@@ -61,7 +61,10 @@ class UpdateADMM(keras.callbacks.Callback):
             ``rho_scale`` times those values: every layer grows by the same factor.
 
     The recipe measured best in ``docs/results.md`` (gradual ADMM) ramps over the whole ADMM
-    phase, updates every 100 steps and takes rho from 1e-3 to 0.1:
+    phase, updates every 100 steps and takes rho from 1e-3 to 0.1, with each layer's rho
+    scaled by :func:`tf_admm.scale_rho_by_gradient` and a constant learning rate over the ramp
+    (the ramp cuts most weights of the sparsest layers at its end, where a decayed rate leaves
+    W unable to follow Z):
 
     >>> callback = UpdateADMM(update_every=100, unit="step", ramp_steps="fit", rho_final=0.1)
 

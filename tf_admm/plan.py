@@ -80,7 +80,9 @@ class Stage:
         update_every, unit: Z/U update interval (see :class:`tf_admm.UpdateADMM`).
         ramp: 0 projects Z onto the stage's targets from the first step; a fraction in (0, 1]
             ramps the sparsity Z is projected onto from the seed's zeros to the targets over
-            that share of the ADMM phase's steps (``UpdateADMM(ramp_steps=...)``).
+            that share of the ADMM phase's steps (``UpdateADMM(ramp_steps=...)``). Use it with
+            ``schedule="constant"``: under a cosine-decayed rate W cannot follow Z at the end
+            of the ramp, where most weights of the sparsest layers are cut.
         rho, rho_growth, rho_max: the rho schedule.
         rho_final: when set, the growth per Z/U update is derived so that rho goes from
             ``rho`` to ``rho_final`` over the ADMM phase (``rho_growth`` is then ignored).
