@@ -80,6 +80,7 @@ LEARNING_RATE = 1e-3
 # --allocation: "lamp" (tf_admm.allocate_sparsity) or a hand-set shape, the share of each layer
 # kept, scaled by one factor to the rate. sparsevd: Sparse VD's LeNet-5 at 280x (Molchanov et
 # al. 2017, table 1: 33% / 2% / 0.2% / 5% of conv1 / conv2 / fc1 / fc2 kept)
+PLOTTED_VARIANT = "gscale=1"  # admm_gradual with rho per layer: the recipe the README shows
 SHAPES = {"sparsevd": {"lenet5": {"conv1": 0.33, "conv2": 0.02, "fc1": 0.002, "fc2": 0.05}}}
 
 
@@ -578,12 +579,16 @@ def plot(rows: list[dict], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # the methods as run by default (constant learning rate, no --variant); the variants are
+    # the methods as run by default (constant learning rate, LAMP targets, each network's
+    # epochs, no --variant) and the recommended recipe (PLOTTED_VARIANT); other variants are
     # single points of the table, which would only crowd the curves
     table = [
         t
         for t in summarize(rows)
-        if t["schedule"] == "constant" and not t["variant"] and t["allocation"] == "lamp"
+        if t["schedule"] == "constant"
+        and t["variant"] in ("", PLOTTED_VARIANT)
+        and t["allocation"] == "lamp"
+        and t["epochs"] == NETWORKS.get(t["network"], (0, 0, 0, t["epochs"]))[3]
     ]
     networks = sorted({t["network"] for t in table})
     if not networks:
@@ -591,11 +596,16 @@ def plot(rows: list[dict], path: str) -> None:
     fig, axes = plt.subplots(1, len(networks), figsize=(5.5 * len(networks), 4), squeeze=False)
     for ax, network in zip(axes[0], networks):
         part = [t for t in table if t["network"] == network]
-        curves = sorted({t["method"] for t in part})
-        for i, method in enumerate(curves):
-            points = sorted((t for t in part if t["method"] == method), key=lambda t: t["rate"])
+        curves = sorted({(t["method"], t["variant"]) for t in part})
+        for i, (method, variant) in enumerate(curves):
+            points = sorted(
+                (t for t in part if (t["method"], t["variant"]) == (method, variant)),
+                key=lambda t: t["rate"],
+            )
             shift = 1 + 0.02 * (i - (len(curves) - 1) / 2)  # side by side, not on top
             color = f"C{METHODS.index(method)}" if method in METHODS else None
+            color = "black" if variant else color  # the recommended recipe stands out
+            name = f"{method} ({variant})" if variant else method
             ax.errorbar(
                 [t["rate"] * shift for t in points],
                 [100 * t["mean"] for t in points],
@@ -603,7 +613,7 @@ def plot(rows: list[dict], path: str) -> None:
                 marker="o",
                 capsize=3,
                 color=color,
-                label=f"{method} (n={min(len(t['seeds']) for t in points)})",
+                label=f"{name} (n={min(len(t['seeds']) for t in points)})",
             )
         dense = np.mean([t["dense_mean"] for t in part])
         ax.axhline(100 * dense, color="gray", ls="--", label="dense (mean)")
