@@ -588,8 +588,16 @@ def plot(rows: list[dict], path: str) -> None:
         if t["schedule"] == "constant"
         and t["variant"] in ("", PLOTTED_VARIANT)
         and t["allocation"] == "lamp"
-        and t["epochs"] == NETWORKS.get(t["network"], (0, 0, 0, t["epochs"]))[3]
     ]
+    # one budget per network: its default epochs where measured (else the smallest, e.g. quick)
+    budgets: dict[str, set] = {}
+    for t in table:
+        budgets.setdefault(t["network"], set()).add(t["epochs"])
+    chosen = {
+        n: NETWORKS[n][3] if n in NETWORKS and NETWORKS[n][3] in e else min(e)
+        for n, e in budgets.items()
+    }
+    table = [t for t in table if t["epochs"] == chosen[t["network"]]]
     networks = sorted({t["network"] for t in table})
     if not networks:
         return
