@@ -22,6 +22,7 @@ from tf_admm._keras import keras
 from tf_admm.validation import (
     check_bool,
     check_int,
+    check_non_negative,
     check_positive,
     check_scheme,
     check_sparsity,
@@ -149,16 +150,7 @@ class Stage:
                 f"rho_final must be >= rho (rho never shrinks). Received: rho={rho!r}, "
                 f"rho_final={rho_final!r}"
             )
-        if (
-            isinstance(rho_by_gradient, bool)
-            or not isinstance(rho_by_gradient, numbers.Real)
-            or not rho_by_gradient >= 0
-        ):
-            raise ValueError(
-                "rho_by_gradient must be a number >= 0. Received: "
-                f"rho_by_gradient={rho_by_gradient!r}"
-            )
-        self.rho_by_gradient = float(rho_by_gradient)
+        self.rho_by_gradient = check_non_negative("rho_by_gradient", rho_by_gradient)
         if not isinstance(optimizer, str):
             raise ValueError(f"optimizer must be a Keras optimizer name. Received: {optimizer!r}")
         keras.optimizers.get(optimizer)  # raises on unknown names

@@ -24,7 +24,6 @@ factor. On LeNet-5 at 246x this raised gradual ADMM by 0.2 points on each of 3 s
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,7 @@ import tensorflow as tf
 
 from tf_admm._keras import keras
 from tf_admm.updates import built_wrappers
-from tf_admm.validation import check_int
+from tf_admm.validation import check_int, check_non_negative
 
 __all__ = ["rho_scales", "scale_rho_by_gradient"]
 
@@ -48,8 +47,7 @@ def rho_scales(gradient_rms: dict[str, float], power: float = 1.0) -> dict[str, 
     >>> rho_scales({"a": 4.0, "b": 1.0}, power=0.0)
     {'a': 1.0, 'b': 1.0}
     """
-    if isinstance(power, bool) or not isinstance(power, numbers.Real) or not power >= 0:
-        raise ValueError(f"power must be a number >= 0. Received: power={power!r}")
+    check_non_negative("power", power)
     positive = [g for g in gradient_rms.values() if g > 0]
     if not positive:
         return {name: 1.0 for name in gradient_rms}

@@ -19,6 +19,7 @@ __all__ = [
     "check_bool",
     "check_choice",
     "check_int",
+    "check_non_negative",
     "check_positive",
     "check_scheme",
     "check_sparsity",
@@ -39,6 +40,13 @@ def check_positive(name: str, value: Any, low: float = 0.0) -> float:
     """``value`` as a float > ``low`` (bools refused)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > low:
         raise ValueError(f"{name} must be a number > {low:g}. Received: {name}={value!r}")
+    return float(value)
+
+
+def check_non_negative(name: str, value: Any) -> float:
+    """``value`` as a float >= 0 (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+        raise ValueError(f"{name} must be a number >= 0. Received: {name}={value!r}")
     return float(value)
 
 
