@@ -332,3 +332,29 @@ def test_a_ramped_stage_reaches_its_targets_exactly():
         tf_admm.stage_runner.run_stage(
             model, stage, loss=loss, train=tf_admm.stage_runner.TrainData(unknown), verbose=0
         )
+
+
+def _learning_rate_config(model):
+    return model.optimizer.get_config()["learning_rate"]
+
+
+@pytest.mark.parametrize(
+    "schedule,ramp,admm_decays,retrain_decays",
+    [
+        ("auto", 0.0, True, True),
+        ("auto", 0.7, False, True),  # W must follow Z to the end of the ramp
+        ("cosine", 0.7, True, True),
+        ("constant", 0.0, False, False),
+    ],
+)
+def test_schedule_decays_each_phase_as_documented(schedule, ramp, admm_decays, retrain_decays):
+    model, _, _ = _dense(epochs=1)
+    stage = tf_admm.Stage(sparsity=0.5, ramp=ramp, schedule=schedule, unit="step")
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    compile_phase = tf_admm.stage_runner.compile_for_phase
+    for retrain, decays in ((False, admm_decays), (True, retrain_decays)):
+        compile_phase(model, stage, loss, "accuracy", steps=3, epochs=2, retrain=retrain)
+        rate = _learning_rate_config(model)
+        assert isinstance(rate, dict) == decays, (retrain, rate)
+        if not decays:
+            assert rate == pytest.approx(1e-3)

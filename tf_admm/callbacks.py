@@ -138,7 +138,7 @@ class UpdateADMM(keras.callbacks.Callback):
                 f"rho_final={self.rho_final}, rho={rho}"
             )
         count = max(1, self.schedule["ramp_steps"] // self.update_every)
-        self.schedule["rho_growth"] = (self.rho_final / rho) ** (1.0 / count)
+        self.schedule["rho_growth"] = updates.growth_to_reach(rho, self.rho_final, count)
         self.schedule["rho_max"] = self.rho_final
 
     def _sync(self) -> None:

@@ -37,7 +37,7 @@ __all__ = [
     "stages_to_json",
 ]
 
-_SCHEDULES = ("cosine", "constant")
+_SCHEDULES = ("auto", "cosine", "constant")
 
 
 def _check_sparsity_spec(value: Any) -> Any:
@@ -81,9 +81,10 @@ class Stage:
         update_every, unit: Z/U update interval (see :class:`tf_admm.UpdateADMM`).
         ramp: 0 projects Z onto the stage's targets from the first step; a fraction in (0, 1]
             ramps the sparsity Z is projected onto from the seed's zeros to the targets over
-            that share of the ADMM phase's steps (``UpdateADMM(ramp_steps=...)``). Use it with
-            ``schedule="constant"``: under a cosine-decayed rate W cannot follow Z at the end
-            of the ramp, where most weights of the sparsest layers are cut.
+            that share of the ADMM phase's steps (``UpdateADMM(ramp_steps=...)``). The default
+            ``schedule="auto"`` then keeps the ADMM phase's rate constant: under a decayed
+            rate W cannot follow Z at the end of the ramp, where most weights of the sparsest
+            layers are cut.
         rho, rho_growth, rho_max: the rho schedule.
         rho_final: when set, the growth per Z/U update is derived so that rho goes from
             ``rho`` to ``rho_final`` over the ADMM phase (``rho_growth`` is then ignored).
@@ -94,7 +95,9 @@ class Stage:
         optimizer: a Keras optimizer name (``"adam"``, ``"sgd"``, ...).
         learning_rate: for the ADMM phase; ``retrain_learning_rate`` for retraining (default
             the same).
-        schedule: ``"cosine"`` decay over each phase, or ``"constant"``.
+        schedule: ``"auto"`` (default): cosine decay over each phase, except a constant rate
+            over an ADMM phase with ``ramp > 0``; ``"cosine"``: cosine decay over each phase;
+            ``"constant"``: no decay.
 
     >>> Stage("s1", sparsity=0.9, admm_epochs=2).get_config()["sparsity"]
     0.9
@@ -121,7 +124,7 @@ class Stage:
         optimizer: str = "adam",
         learning_rate: float = 1e-3,
         retrain_learning_rate: float | None = None,
-        schedule: str = "cosine",
+        schedule: str = "auto",
     ):
         if name is not None and not isinstance(name, str):
             raise ValueError(f"name must be a str or None. Received: name={name!r}")

@@ -37,7 +37,7 @@ from tf_admm.prune import compress, strip_admm
 from tf_admm.report import layer_sparsity
 from tf_admm.rho_scaling import scale_rho_by_gradient
 from tf_admm.run_store import RunStore
-from tf_admm.updates import find_wrappers, hard_project
+from tf_admm.updates import find_wrappers, growth_to_reach, hard_project
 from tf_admm.validation import check_int
 
 __all__ = ["PhaseBackup", "TrainData", "run_stage", "wrap_for_stage"]
@@ -130,11 +130,12 @@ def wrap_for_stage(seed, stage: Stage):
 def compile_for_phase(
     model, stage: Stage, loss, metric: str, steps: int | None, epochs: int, retrain: bool
 ) -> None:
-    """Compile with the stage's optimizer and learning rate (cosine over the phase, or
-    constant)."""
+    """Compile with the stage's optimizer and learning rate: cosine over the phase, or constant
+    (``schedule="constant"``, or ``"auto"`` in an ADMM phase whose targets ramp)."""
     lr = stage.retrain_learning_rate if retrain and stage.retrain_learning_rate else None
     lr = lr or stage.learning_rate
-    if stage.schedule == "cosine" and steps and epochs > 0:
+    decay = stage.schedule == "cosine" or (stage.schedule == "auto" and (retrain or not stage.ramp))
+    if decay and steps and epochs > 0:
         lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps * epochs)
     optimizer = keras.optimizers.get({"class_name": stage.optimizer, "config": {}})
     config = optimizer.get_config()
@@ -254,8 +255,7 @@ def _rho_growth(stage: Stage, train: TrainData) -> float:
                 "of steps per epoch; the training dataset's cardinality is unknown."
             )
         units *= train.steps
-    updates = units // stage.update_every
-    return (stage.rho_final / stage.rho) ** (1.0 / updates) if updates else 1.0
+    return growth_to_reach(stage.rho, stage.rho_final, units // stage.update_every)
 
 
 def _ramp_steps(stage: Stage, train: TrainData) -> int:

@@ -153,6 +153,16 @@ def check_schedule(rho_growth, rho_max) -> None:
         raise ValueError(f"rho_max must be > 0. Received: rho_max={rho_max}")
 
 
+def growth_to_reach(rho: float, rho_final: float, count: int) -> float:
+    """The factor per Z/U update that takes ``rho`` to ``rho_final`` in ``count`` updates
+    (1 when there is none).
+
+    >>> round(growth_to_reach(1e-3, 0.1, 2), 6)
+    10.0
+    """
+    return (rho_final / rho) ** (1.0 / count) if count > 0 else 1.0
+
+
 def _zu_rest(v, w, z_old, z, scale):
     u_new = v - z  # = U + W - Z
     sums = tf.stack(
