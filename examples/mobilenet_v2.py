@@ -6,9 +6,11 @@ weights, then a full-int8 .tflite whose weights are exact through BatchNorm fold
 
 Steps: dense training (Adam, cosine decay); per-layer targets from one global rate
 (``tf_admm.allocate_sparsity``, LAMP); ``tf_admm.compress(sparsity=targets, bits=4)``; gradual
-ADMM epochs (Z projected onto a sparsity rising to the targets over the phase, Z/U every 100
-steps, rho from 1e-3 to 0.1: ``UpdateADMM(ramp_steps=..., rho_final=0.1)``); ``hard_project``;
-masked 4-bit retraining; export of a float file, a
+ADMM epochs (the library's recommended recipe: rho per layer by loss-gradient scale,
+``tf_admm.scale_rho_by_gradient``; Z projected onto a sparsity rising to the targets over the
+phase, Z/U every 100 steps, rho from 1e-3 to 0.1: ``UpdateADMM(ramp_steps="fit",
+rho_final=0.1)``; a constant learning rate over the ramp); ``hard_project``; masked 4-bit
+retraining (cosine decay); export of a float file, a
 full-int8 file (exact: the converter folds each BatchNormalization into the conv before it, and
 the 4-bit grid times the BN factor is written), and for comparison the dense model's float and
 post-training int8 files and TFMOT's gradual magnitude pruning of the same dense model (same
@@ -70,8 +72,9 @@ def build(alpha: float, bn_momentum: float = 0.9):
     return keras.Model.from_config(config)
 
 
-def compile_model(model, steps: int, rate: float = 1e-3):
-    schedule = keras.optimizers.schedules.CosineDecay(rate, max(steps, 1))
+def compile_model(model, steps: int, rate: float = 1e-3, decay: bool = True):
+    """Adam at ``rate``, cosine-decayed over ``steps`` unless ``decay`` is False."""
+    schedule = keras.optimizers.schedules.CosineDecay(rate, max(steps, 1)) if decay else rate
     model.compile(
         optimizer=keras.optimizers.Adam(schedule),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -215,12 +218,14 @@ def main(_):
     if FLAGS.tfmot:  # before ADMM touches anything: the same dense weights and targets
         tfmot, tfmot_sparsity = tfmot_rows(dense, targets, epochs[1] + epochs[2], out)
     model = tf_admm.compress(dense, sparsity=targets, bits=FLAGS.bits)
-    compile_model(model, steps * epochs[1])
-    ramp = steps * epochs[1]  # the sparsity Z is projected onto rises over the whole phase
+    # a constant rate over the ramp: it cuts most weights in its last steps, and W must follow Z
+    compile_model(model, steps * epochs[1], decay=False)
+    tf_admm.scale_rho_by_gradient(model, train)
+    ramp = steps * epochs[1]  # steps of the ADMM phase: the ramp covers them all ("fit")
     update = tf_admm.UpdateADMM(
         update_every=min(FLAGS.update_every, max(1, ramp // 10)),
         unit="step",
-        ramp_steps=ramp,
+        ramp_steps="fit",
         rho_final=0.1,
     )
     model.fit(train, epochs=epochs[1], verbose=2, callbacks=[update], shuffle=False)
