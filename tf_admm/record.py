@@ -20,10 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
 
 from tf_admm.layouts import Layout
-from tf_admm.updates import find_wrappers
+from tf_admm.updates import find_wrappers, to_numpy
 
 __all__ = ["WeightRecord", "bits_by_layer", "compression_record"]
 
@@ -54,10 +53,6 @@ class WeightRecord:
     max_level: int | None
 
 
-def _np(variable) -> np.ndarray:
-    return np.asarray(tf.convert_to_tensor(variable))
-
-
 def compression_record(model) -> dict[tuple[str, int], WeightRecord]:
     """``{(layer name, weight index): WeightRecord}`` for every weight of a wrapper that was hard
     projected (wrappers still in their ADMM phase enforce nothing yet and are left out)."""
@@ -67,13 +62,13 @@ def compression_record(model) -> dict[tuple[str, int], WeightRecord]:
             continue
         quantizer = wrapper.constraint.quantizer
         for i, mask in enumerate(wrapper.mask_vars):
-            keep = _np(mask)
+            keep = to_numpy(mask)
             step = max_level = bits = None
             if quantizer is not None:
                 magnitudes = np.abs(quantizer.levels[quantizer.levels != 0])
                 unit = float(magnitudes.min())
                 max_level = int(round(float(magnitudes.max()) / unit))
-                step = _np(wrapper.scale_vars[i]).astype(np.float64).reshape(-1) * unit
+                step = to_numpy(wrapper.scale_vars[i]).astype(np.float64).reshape(-1) * unit
                 bits = quantizer.bits
             records[(wrapper.layer.name, i)] = WeightRecord(
                 layer=wrapper.layer.name,

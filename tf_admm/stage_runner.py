@@ -37,7 +37,7 @@ from tf_admm.prune import compress, strip_admm
 from tf_admm.report import layer_sparsity
 from tf_admm.rho_scaling import scale_rho_by_gradient
 from tf_admm.run_store import RunStore
-from tf_admm.updates import find_wrappers, growth_to_reach, hard_project
+from tf_admm.updates import find_wrappers, growth_to_reach, hard_project, to_numpy
 from tf_admm.validation import check_int
 
 __all__ = ["PhaseBackup", "TrainData", "run_stage", "wrap_for_stage"]
@@ -169,9 +169,9 @@ class PhaseBackup(keras.callbacks.Callback):
             self.history.setdefault(key, []).append(float(value))
         arrays = {"epoch": np.array(epoch + 1), "history": np.array(json.dumps(self.history))}
         for i, v in enumerate(self.model.weights):
-            arrays[f"w{i}"] = np.asarray(tf.convert_to_tensor(v))
+            arrays[f"w{i}"] = to_numpy(v)
         for i, v in enumerate(_optimizer_variables(self.model)):
-            arrays[f"o{i}"] = np.asarray(tf.convert_to_tensor(v))
+            arrays[f"o{i}"] = to_numpy(v)
         self.store.save_arrays(self.rel, arrays)
 
     @staticmethod

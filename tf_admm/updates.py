@@ -79,7 +79,8 @@ def built_wrappers(model, caller: str) -> list[ADMMWrapper]:
     return wrappers
 
 
-def _np(variable) -> np.ndarray:
+def to_numpy(variable) -> np.ndarray:
+    """A variable's value as a NumPy array (any flavour's variable, inside a strategy too)."""
     return np.asarray(tf.convert_to_tensor(variable))
 
 
@@ -98,7 +99,7 @@ def ramped_constraint(wrapper: ADMMWrapper, ramp_steps: int):
     step = max(int(tf.convert_to_tensor(wrapper.step)), 0)
     if step >= ramp_steps:
         return constraint
-    masks = [_np(m) for m in wrapper.mask_vars]
+    masks = [to_numpy(m) for m in wrapper.mask_vars]
     start = 1.0 - sum(float(m.sum()) for m in masks) / sum(m.size for m in masks)
     final = constraint.sparsity
     if final <= start:
@@ -126,7 +127,7 @@ def initialize_admm(model, *, ramp_steps: int = 0) -> None:
         for i, (weight, z, u) in enumerate(
             zip(wrapper.constrained, wrapper.z_vars, wrapper.u_vars)
         ):
-            z.assign(wrapper.constraint_for(i, constraint).project(_np(weight)))
+            z.assign(wrapper.constraint_for(i, constraint).project(to_numpy(weight)))
             u.assign(tf.zeros_like(tf.convert_to_tensor(u)))
         wrapper.rho.assign(wrapper.initial_rho)
         wrapper.step.assign(0)
@@ -276,7 +277,7 @@ def hard_project(model) -> dict[str, float]:
         for i, (weight, mask, z) in enumerate(
             zip(wrapper.constrained, wrapper.mask_vars, wrapper.z_vars)
         ):
-            w_np = _np(weight)
+            w_np = to_numpy(weight)
             on_layout = wrapper.constraint_for(i)
             if wrapper.quantized:
                 scale, keep, projected = on_layout.fit(w_np)
