@@ -2,6 +2,7 @@
 files never leave a directory that cannot resume."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -119,9 +120,14 @@ def test_resumed_in_admm_phase_retrains_all_its_epochs(tmp_path, uninterrupted):
     with pytest.raises(RuntimeError, match="killed"):
         _run(model, x, y, tmp_path, [_Interrupt(7)]).run()  # stage 2, second ADMM epoch
     run = _run(model, x, y, tmp_path)
-    run.run()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run.run()
     history = run.reports[1]["history"]
     assert len(history["admm"]["loss"]) == 3 and len(history["retrain"]["loss"]) == 4
+    # the stage models are loaded without their optimizer (each phase compiles its own): the
+    # saved one no longer fails to load into it with Keras 3's "Skipping variable loading"
+    assert not [w for w in caught if "Skipping variable loading" in str(w.message)]
 
 
 @pytest.mark.parametrize("damaged", ["stage_02/projected.keras", "stage_02/retrain_backup.npz"])

@@ -138,7 +138,11 @@ class RunStore:
             return None
 
     def load_model(self, rel: str):
-        """The loaded ``.keras`` model, or None when missing or damaged."""
+        """The loaded ``.keras`` model, or None when missing or damaged.
+
+        Loaded without its optimizer (``compile=False``): every phase compiles a fresh one and
+        restores the optimizer's state from its own backup, and loading the saved optimizer
+        into a model compiled with another one only warned ("Skipping variable loading")."""
         final = self.path(rel)
         if not os.path.exists(final):
             return None
@@ -146,7 +150,7 @@ class RunStore:
             self.discard(rel, "not a complete .keras archive")
             return None
         try:
-            return keras.models.load_model(final)
+            return keras.models.load_model(final, compile=False)
         except Exception as error:  # noqa: BLE001 - any failure to load means damaged
             self.discard(rel, f"{type(error).__name__}: {error}")
             return None
