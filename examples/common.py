@@ -9,6 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no TensorFlow start-up noi
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import tf_admm  # noqa: E402
 from tf_admm import keras  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -111,12 +112,9 @@ def compile_for_mnist(model: keras.Model, learning_rate: float, decay_steps: int
 
 
 def weight_counts(model: keras.Model, names) -> dict[str, tuple[int, int]]:
-    """{layer: (weights, nonzeros)} of the kernels of the named layers of a plain model."""
-    out = {}
-    for name in names:
-        kernel = np.asarray(model.get_layer(name).kernel)
-        out[name] = (int(kernel.size), int(np.count_nonzero(kernel)))
-    return out
+    """{layer: (weights, nonzeros)} of the named layers of a plain model (from tf_admm.summary)."""
+    rows = {row["layer"]: row for row in tf_admm.summary(model, print_fn=None)["layers"]}
+    return {name: (rows[name]["weights"], rows[name]["nonzeros"]) for name in names}
 
 
 def tfmot_gmp(model, targets: dict, end_step: int, frequency: int = 100):
