@@ -348,7 +348,7 @@ def _learning_rate_config(model):
     ],
 )
 def test_schedule_decays_each_phase_as_documented(schedule, ramp, admm_decays, retrain_decays):
-    model, _, _ = _dense(epochs=1)
+    model = small_cnn()  # compiling needs no trained weights
     stage = tf_admm.Stage(sparsity=0.5, ramp=ramp, schedule=schedule, unit="step")
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     compile_phase = tf_admm.stage_runner.compile_for_phase
