@@ -12,6 +12,9 @@ object to ``--out``:
      "test_accuracy", "per_layer_sparsity", "cpu_seconds", "recipe"}
 
 ``"default": true`` marks the library's default ADMM recipe (:data:`DEFAULT_METHOD`).
+``admm_gradual`` rows also hold ``"projected_accuracy"``, the test accuracy right after the hard
+projection (before masked retraining). ``--shift N`` moves the training images by up to N pixels
+in the compression epochs of every method (recorded as ``recipe.shift``, its own point).
 A run already in ``--out`` (same network, method, rate, epochs, seed) is skipped, so an
 interrupted study resumes where it stopped, and subsets run with ``--networks``, ``--methods``,
 ``--rates``, ``--seeds``. ``--plot`` draws test accuracy against compression rate, mean and
@@ -122,9 +125,15 @@ def shape_targets(shape: dict[str, float], sizes: dict[str, int], rate: float) -
     return {n: 1.0 - min(1.0, c * k) for n, k in shape.items()}
 
 
+def augment_of(row: dict) -> str:
+    """The data augmentation of a run's compression epochs (``--shift``; "" for none)."""
+    shift = row.get("recipe", {}).get("shift", 0)
+    return f"shift={shift}" if shift else ""
+
+
 def _key(row: dict) -> tuple:
-    """(network, method, rate, epochs, schedule, variant, allocation, seed): one run; without
-    the seed, one point of a curve."""
+    """(network, method, rate, epochs, schedule, variant, allocation, augment, seed): one run;
+    without the seed, one point of a curve."""
     return (
         row["network"],
         row["method"],
@@ -133,6 +142,7 @@ def _key(row: dict) -> tuple:
         schedule_of(row),
         variant_of(row),
         allocation_of(row),
+        augment_of(row),
         int(row["seed"]),
     )
 
@@ -169,6 +179,19 @@ def _data(spec: dict, quick: bool):
             y_test[:2000],
         )
     return (x_train, y_train), (x_test, y_test)
+
+
+def _train_batches(common, x_train, y_train, spec: dict):
+    """The compression epochs' batches: shuffled by the seed, shifted by up to ``shift``
+    pixels when the run asks for it (the same for every method)."""
+    return common.dataset(
+        x_train,
+        y_train,
+        spec["batch_size"],
+        shuffle=True,
+        seed=spec["seed"],
+        shift=int(spec.get("shift", 0)),
+    )
 
 
 def _hold_then_cosine(keras, rate: float, hold: int, decay: int):
@@ -246,7 +269,7 @@ def run_gmp(spec: dict, quick: bool) -> dict:
     cpu0 = time.process_time()
     data = _data(spec, quick)
     (x_train, y_train), _ = data
-    train = common.dataset(x_train, y_train, spec["batch_size"], shuffle=True, seed=spec["seed"])
+    train = _train_batches(common, x_train, y_train, spec)
     steps = int(train.cardinality()) * spec["epochs"]
     targets = spec["targets"]
 
@@ -320,7 +343,7 @@ def run_admm(spec: dict, quick: bool) -> dict:
     data = _data(spec, quick)
     (x_train, y_train), _ = data
     keras.utils.set_random_seed(spec["seed"])
-    train = common.dataset(x_train, y_train, spec["batch_size"], shuffle=True, seed=spec["seed"])
+    train = _train_batches(common, x_train, y_train, spec)
     per_epoch = int(train.cardinality())
     epochs, method, targets = spec["epochs"], spec["method"], spec["targets"]
     schedule = spec["schedule"]
@@ -381,6 +404,8 @@ def run_admm(spec: dict, quick: bool) -> dict:
             callback,
         )
         tf_admm.hard_project(wrapped)
+        _, (x_test, y_test) = data
+        projected = float(wrapped.evaluate(x_test, y_test, batch_size=1000, verbose=0)[1])
         retrain = epochs - admm_epochs
         _admm_fit(
             keras,
@@ -391,7 +416,8 @@ def run_admm(spec: dict, quick: bool) -> dict:
             _optimizer(keras, "adam", retrain * per_epoch, schedule, masked=True),
             tf_admm.UpdateADMM(),
         )
-        return _finish(keras, tf_admm.strip_admm(wrapped), spec, data, cpu0)
+        result = _finish(keras, tf_admm.strip_admm(wrapped), spec, data, cpu0)
+        return dict(result, projected_accuracy=projected)
     admm_epochs = round(epochs * 3 / 8)
     optimizer = "sgd" if method == "admm_sgd" else "adam"
     final = _one_shot(
@@ -548,10 +574,10 @@ def summarize(rows: list[dict]) -> list[dict]:
     """Mean and std (over seeds, ddof=1) of test accuracy per (network, method, rate, epochs)."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault(_key(row)[:7], []).append(row)
+        groups.setdefault(_key(row)[:8], []).append(row)
     table = []
     for key, group in sorted(groups.items()):
-        network, method, rate, epochs, schedule, variant, allocation = key
+        network, method, rate, epochs, schedule, variant, allocation, augment = key
         acc = np.array([r["test_accuracy"] for r in group])
         dense = np.array([r["dense_accuracy"] for r in group])
         table.append(
@@ -563,6 +589,7 @@ def summarize(rows: list[dict]) -> list[dict]:
                 "schedule": schedule,
                 "variant": variant,
                 "allocation": allocation,
+                "augment": augment,
                 "seeds": sorted(r["seed"] for r in group),
                 "mean": float(acc.mean()),
                 "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
@@ -588,6 +615,7 @@ def plot(rows: list[dict], path: str) -> None:
         if t["schedule"] == "constant"
         and t["variant"] in ("", PLOTTED_VARIANT)
         and t["allocation"] == "lamp"
+        and not t["augment"]
     ]
     # one budget per network: its default epochs where measured (else the smallest, e.g. quick)
     budgets: dict[str, set] = {}
@@ -643,7 +671,8 @@ def paired_vs_gmp(rows: list[dict]) -> dict[tuple, tuple[float, float, int]]:
     """(mean, std, n) over seeds of (method - GMP) test accuracy, in points, pairing runs of
     the same network, rate, epochs and seed (same dense model, targets and batches)."""
 
-    def pair(r):  # the GMP run of the same network, rate, epochs, schedule, allocation, seed
+    def pair(r):  # GMP's run of the same network, rate, epochs, schedule, allocation, augment
+        # and seed
         k = _key(r)
         return k[:1] + k[2:5] + k[6:]
 
@@ -652,7 +681,7 @@ def paired_vs_gmp(rows: list[dict]) -> dict[tuple, tuple[float, float, int]]:
     for r in rows:
         ref = gmp.get(pair(r))
         if r["method"] != "gmp" and ref is not None:
-            diffs.setdefault(_key(r)[:7], []).append(100 * (r["test_accuracy"] - ref))
+            diffs.setdefault(_key(r)[:8], []).append(100 * (r["test_accuracy"] - ref))
     return {
         k: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v))
         for k, v in diffs.items()
@@ -677,11 +706,18 @@ def print_table(rows: list[dict]) -> None:
                 t["schedule"],
                 t["variant"],
                 t["allocation"],
+                t["augment"],
             )
         )
         diff = "" if d is None else f"{d[0]:+.2f} ± {d[1]:.2f} (n={d[2]})"
         options = ", ".join(
-            o for o in (t["variant"], "" if t["allocation"] == "lamp" else t["allocation"]) if o
+            o
+            for o in (
+                t["variant"],
+                "" if t["allocation"] == "lamp" else t["allocation"],
+                t["augment"],
+            )
+            if o
         )
         print(
             f"| {t['network']} | {t['rate']:g}x | {t['method']}"
@@ -715,6 +751,13 @@ def main(argv=None) -> None:
         default="lamp",
         choices=("lamp", *SHAPES),
         help="per-layer targets: LAMP, or a hand-set shape scaled to each rate",
+    )
+    parser.add_argument(
+        "--shift",
+        type=int,
+        default=0,
+        help="augment the compression epochs of every method: images moved by up to this "
+        "many pixels (the dense models are trained without)",
     )
     parser.add_argument("--data", default=None, help="mnist.npz (Keras layout)")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "method_comparison.json"))
@@ -764,6 +807,7 @@ def main(argv=None) -> None:
                                 "schedule": args.schedule,
                                 "variant": variant,
                                 "allocation": args.allocation,
+                                "shift": args.shift,
                             },
                         }
                         done = {_key(r) for r in read_rows(args.out)}
@@ -779,6 +823,7 @@ def main(argv=None) -> None:
                             update_every=args.update_every,
                             schedule=args.schedule,
                             variant=variant,
+                            shift=args.shift,
                         )
                         result = run_one(spec, args.quick)
                         row = dict(
@@ -793,6 +838,8 @@ def main(argv=None) -> None:
                         }
                         if args.allocation != "lamp":
                             row["recipe"]["allocation"] = args.allocation
+                        if args.shift:
+                            row["recipe"]["shift"] = args.shift
                         if args.quick:
                             row["quick"] = True
                         write_rows(args.out, read_rows(args.out) + [row])

@@ -51,6 +51,8 @@ def test_quick_grid_writes_the_schema_and_resumes(tmp_path, capsys):
         assert row["default"] == (row["method"] == compare_methods.DEFAULT_METHOD)
         assert row["rate_reached"] == pytest.approx(20, rel=0.01)  # the same targets for all
     assert rows[0]["per_layer_sparsity"] == rows[1]["per_layer_sparsity"]
+    assert 0.0 <= rows[1]["projected_accuracy"] <= 1.0  # after the hard projection
+    assert "projected_accuracy" not in rows[0]  # GMP has no projection
     assert os.path.exists(str(tmp_path / "runs.png"))
     compare_methods.main(args)  # everything is there: nothing runs again
     assert len(json.load(open(out))) == 2
@@ -87,7 +89,7 @@ def test_paired_difference_pairs_runs_of_the_same_seed():
         dict(base, method="admm", seed=2, test_accuracy=0.99),  # no GMP run to pair with
     ]
     paired = compare_methods.paired_vs_gmp(rows)
-    mean, std, n = paired[("n", "admm", 2.0, 3, "constant", "", "lamp")]
+    mean, std, n = paired[("n", "admm", 2.0, 3, "constant", "", "lamp", "")]
     assert n == 2 and mean == pytest.approx(2.0) and std == pytest.approx(1.4142, rel=1e-3)
 
 
@@ -103,9 +105,9 @@ def test_variants_and_schedules_are_separate_points_paired_with_plain_gmp():
     ]
     paired = compare_methods.paired_vs_gmp(rows)
     key = ("n", "admm_gradual", 2.0, 3)
-    assert paired[(*key, "constant", "", "lamp")][0] == pytest.approx(1.0)
-    assert paired[(*key, "constant", "every=50", "lamp")][0] == pytest.approx(5.0)
-    assert paired[(*key, "finetune", "", "lamp")][0] == pytest.approx(5.0)
+    assert paired[(*key, "constant", "", "lamp", "")][0] == pytest.approx(1.0)
+    assert paired[(*key, "constant", "every=50", "lamp", "")][0] == pytest.approx(5.0)
+    assert paired[(*key, "finetune", "", "lamp", "")][0] == pytest.approx(5.0)
     assert len(compare_methods.summarize(rows)) == 5
     assert compare_methods.parse_variant("every=50,rho_final=0.01") == {
         "every": 50.0,
@@ -132,5 +134,25 @@ def test_a_hand_set_shape_is_scaled_to_the_rate_and_paired_with_gmp_on_it():
     ]
     paired = compare_methods.paired_vs_gmp(rows)
     assert paired == {
-        ("n", "admm_gradual", 2.0, 3, "constant", "", "sparsevd"): (pytest.approx(15.0), 0.0, 1)
+        ("n", "admm_gradual", 2.0, 3, "constant", "", "sparsevd", ""): (
+            pytest.approx(15.0),
+            0.0,
+            1,
+        )
     }
+
+
+def test_shifted_runs_are_their_own_point_paired_with_shifted_gmp():
+    base = {"network": "n", "rate": 2.0, "epochs": 3, "dense_accuracy": 0.9, "cpu_seconds": 1}
+    shifted = {"shift": 1}
+    rows = [
+        dict(base, method="gmp", seed=0, test_accuracy=0.90),
+        dict(base, method="gmp", seed=0, test_accuracy=0.80, recipe=shifted),
+        dict(base, method="admm_gradual", seed=0, test_accuracy=0.95, recipe=shifted),
+        dict(base, method="admm_gradual", seed=0, test_accuracy=0.91, recipe={"shift": 0}),
+    ]
+    paired = compare_methods.paired_vs_gmp(rows)
+    key = ("n", "admm_gradual", 2.0, 3, "constant", "", "lamp")
+    assert paired[(*key, "shift=1")][0] == pytest.approx(15.0)
+    assert paired[(*key, "")][0] == pytest.approx(1.0)  # shift 0 is the plain point
+    assert len(compare_methods.summarize(rows)) == 4
