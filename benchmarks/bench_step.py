@@ -6,8 +6,9 @@
 Each variant trains on synthetic MNIST-shaped data (batch 128) for --epochs epochs of --steps
 steps; the first epoch (tracing) is dropped and the median epoch time is divided by the steps.
 Plain and wrapped alternate in rounds so drift on a shared machine hits both. The wrapped model
-trains in ADMM mode with UpdateADMM(update_every=100, unit="step"), so the penalty, the mask
-write, the callback's counters and the Z/U updates are all in the measured time. With --tfmot-only
+trains in ADMM mode with UpdateADMM(update_every=100, unit="step", recipe="oneshot"), so the
+penalty, the mask write, the callback's counters and the Z/U updates are all in the measured
+time. With --tfmot-only
 (used by the subprocess, under TF_USE_LEGACY_KERAS=1) it measures TFMOT's prune_low_magnitude
 with UpdatePruningStep against plain tf_keras instead.
 """
@@ -129,7 +130,7 @@ def main() -> None:
             lambda: compiled(
                 tf_admm.prune_low_magnitude(common.lenet5(), common.ECCV18_TARGETS), keras
             ),
-            lambda: [tf_admm.UpdateADMM(update_every=100, unit="step")],
+            lambda: [tf_admm.UpdateADMM(update_every=100, unit="step", recipe="oneshot")],
             args,
             keras,
         ),

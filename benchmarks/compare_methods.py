@@ -11,7 +11,8 @@ object to ``--out``:
     {"network", "method", "default", "rate", "epochs", "seed", "dense_accuracy",
      "test_accuracy", "per_layer_sparsity", "cpu_seconds", "recipe"}
 
-``"default": true`` marks the library's default ADMM recipe (:data:`DEFAULT_METHOD`).
+``"default": true`` marks the library's default ADMM recipe (:func:`is_default`: what
+``UpdateADMM()`` runs on a pruned model, gradual ADMM without rho per layer).
 ``admm_gradual`` rows also hold ``"projected_accuracy"``, the test accuracy right after the hard
 projection (before masked retraining). ``--shift N`` moves the training images by up to N pixels
 in the compression epochs of every method (recorded as ``recipe.shift``, its own point).
@@ -40,6 +41,8 @@ Methods (:data:`METHODS`; every ADMM method ends with a hard projection and mask
 - ``progressive_gradual``: ``progressive`` whose stages each run gradual ADMM with the library's
   own options (``UpdateADMM(ramp_steps=..., rho_final=0.1)``, Z/U every 100 steps; ramp from
   the last stage's zeros over 70% of the stage's epochs, then hard projection and retraining).
+- ``dense``: no compression: the dense model trained for the same epochs with the same batches,
+  optimizer and augmentation (what the extra training alone gives; ``rate`` is only a label).
 """
 
 from __future__ import annotations
@@ -58,8 +61,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 
-DEFAULT_METHOD = "admm"
-METHODS = ("gmp", "admm", "admm_sgd", "admm_gradual", "progressive", "progressive_gradual")
+DEFAULT_METHOD = "admm_gradual"  # UpdateADMM()'s recipe on pruned models (recipe="auto")
+METHODS = (
+    "gmp",
+    "admm",
+    "admm_sgd",
+    "admm_gradual",
+    "progressive",
+    "progressive_gradual",
+    "dense",
+)
 NETWORKS = {
     # network: (builder in examples/common.py, compressible layers, rates, epochs after dense)
     "lenet5": ("lenet5", ("conv1", "conv2", "fc1", "fc2"), (50.0, 100.0, 246.0, 400.0), 24),
@@ -88,6 +99,13 @@ SHAPES = {"sparsevd": {"lenet5": {"conv1": 0.33, "conv2": 0.02, "fc1": 0.002, "f
 
 
 # -- shared by parent and child ----------------------------------------------------------------
+def is_default(row: dict) -> bool:
+    """Whether a run is the library's default recipe: ``DEFAULT_METHOD`` with no ``--variant``
+    (rho per layer needs ``UpdateADMM(gradient_data=...)``, so ``gscale=1`` is not the
+    default)."""
+    return row["method"] == DEFAULT_METHOD and not variant_of(row)
+
+
 def schedule_of(row: dict) -> str:
     """The learning-rate recipe of a run (rows written before the option existed: constant)."""
     return row.get("recipe", {}).get("schedule", "constant")
@@ -468,7 +486,7 @@ def _one_shot(
             update_every=every, unit="step", ramp_steps=ramp_steps, rho_final=0.1
         )
     else:
-        callback = tf_admm.UpdateADMM(update_every=update_every, unit="step")
+        callback = tf_admm.UpdateADMM(update_every=update_every, unit="step", recipe="oneshot")
     _admm_fit(
         keras,
         tf_admm,
@@ -491,8 +509,26 @@ def _one_shot(
     return tf_admm.strip_admm(wrapped)
 
 
+def run_dense(spec: dict, quick: bool) -> dict:
+    import common
+
+    from tf_admm import keras
+
+    cpu0 = time.process_time()
+    data = _data(spec, quick)
+    (x_train, y_train), _ = data
+    keras.utils.set_random_seed(spec["seed"])
+    train = _train_batches(common, x_train, y_train, spec)
+    model = _dense(keras, spec)
+    steps = int(train.cardinality()) * spec["epochs"]
+    _compile(keras, model, _optimizer(keras, "adam", steps, spec["schedule"]))
+    model.fit(train, epochs=spec["epochs"], verbose=0)
+    return _finish(keras, model, spec, data, cpu0)
+
+
 def child(spec: dict, quick: bool) -> None:
-    result = run_gmp(spec, quick) if spec["method"] == "gmp" else run_admm(spec, quick)
+    run = {"gmp": run_gmp, "dense": run_dense}.get(spec["method"], run_admm)
+    result = run(spec, quick)
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -828,7 +864,7 @@ def main(argv=None) -> None:
                         result = run_one(spec, args.quick)
                         row = dict(
                             base,
-                            default=method == DEFAULT_METHOD,
+                            default=is_default(base),
                             dense_accuracy=dense_acc,
                             **result,
                         )

@@ -6,10 +6,10 @@ weights, then a full-int8 .tflite whose weights are exact through BatchNorm fold
 
 Steps: dense training (Adam, cosine decay); per-layer targets from one global rate
 (``tf_admm.allocate_sparsity``, LAMP); ``tf_admm.compress(sparsity=targets, bits=4)``; gradual
-ADMM epochs (the library's recommended recipe: rho per layer by loss-gradient scale,
-``tf_admm.scale_rho_by_gradient``; Z projected onto a sparsity rising to the targets over the
-phase, Z/U every 100 steps, rho from 1e-3 to 0.1: ``UpdateADMM(ramp_steps="fit",
-rho_final=0.1)``; a constant learning rate over the ramp); ``hard_project``; masked 4-bit
+ADMM epochs (the gradual recipe: rho per layer by loss-gradient scale, ``gradient_data``; Z
+projected onto the 4-bit levels with a sparsity rising to the targets over the phase, Z/U every
+100 steps, rho from 1e-3 to 0.1: ``UpdateADMM(recipe="gradual")``; a constant learning rate
+over the ramp); ``hard_project``; masked 4-bit
 retraining (cosine decay); export of a float file, a
 full-int8 file (exact: the converter folds each BatchNormalization into the conv before it, and
 the 4-bit grid times the BN factor is written), and for comparison the dense model's float and
@@ -44,7 +44,6 @@ flags.DEFINE_integer("train_images", 20000, "Training images used (of 55,000).")
 flags.DEFINE_integer("pretrain_epochs", 4, "Epochs of dense training.")
 flags.DEFINE_integer("admm_epochs", 4, "Epochs of gradual ADMM training.")
 flags.DEFINE_integer("retrain_epochs", 2, "Epochs of masked 4-bit retraining.")
-flags.DEFINE_integer("update_every", 100, "Training steps between two Z/U updates.")
 flags.DEFINE_integer("batch_size", 128, "Batch size.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_bool("quick", False, "A smoke test: 2,000 images, 1 epoch per phase.")
@@ -220,14 +219,10 @@ def main(_):
     model = tf_admm.compress(dense, sparsity=targets, bits=FLAGS.bits)
     # a constant rate over the ramp: it cuts most weights in its last steps, and W must follow Z
     compile_model(model, steps * epochs[1], decay=False)
-    tf_admm.scale_rho_by_gradient(model, train)
-    ramp = steps * epochs[1]  # steps of the ADMM phase: the ramp covers them all ("fit")
-    update = tf_admm.UpdateADMM(
-        update_every=min(FLAGS.update_every, max(1, ramp // 10)),
-        unit="step",
-        ramp_steps="fit",
-        rho_final=0.1,
-    )
+    # gradual (compress's models default to one-shot): the pruning inside each Quantization
+    # constraint ramps over the whole fit, Z/U every 100 steps (a tenth of a short phase), rho
+    # from 1e-3 to 0.1, each layer's rho scaled by its loss-gradient RMS
+    update = tf_admm.UpdateADMM(recipe="gradual", gradient_data=train)
     model.fit(train, epochs=epochs[1], verbose=2, callbacks=[update], shuffle=False)
     tf_admm.hard_project(model)
     compile_model(model, steps * epochs[2], 5e-4)

@@ -25,7 +25,7 @@ def test_quick_grid_writes_the_schema_and_resumes(tmp_path, capsys):
         "--seeds",
         "0",
         "--methods",
-        "gmp,admm_gradual",
+        "gmp,admm_gradual,dense",
         "--out",
         out,
         "--cache",
@@ -33,7 +33,9 @@ def test_quick_grid_writes_the_schema_and_resumes(tmp_path, capsys):
     ]
     compare_methods.main(args)
     rows = json.load(open(out))
-    assert [r["method"] for r in rows] == ["gmp", "admm_gradual"]
+    assert [r["method"] for r in rows] == ["gmp", "admm_gradual", "dense"]
+    dense = rows.pop()  # trained on, not compressed
+    assert dense["rate_reached"] == 1.0 and not any(dense["per_layer_sparsity"].values())
     keys = {
         "network",
         "method",
@@ -48,14 +50,14 @@ def test_quick_grid_writes_the_schema_and_resumes(tmp_path, capsys):
     }
     for row in rows:
         assert keys <= set(row)
-        assert row["default"] == (row["method"] == compare_methods.DEFAULT_METHOD)
+        assert row["default"] == (row["method"] == "admm_gradual")  # UpdateADMM()'s recipe
         assert row["rate_reached"] == pytest.approx(20, rel=0.01)  # the same targets for all
     assert rows[0]["per_layer_sparsity"] == rows[1]["per_layer_sparsity"]
     assert 0.0 <= rows[1]["projected_accuracy"] <= 1.0  # after the hard projection
     assert "projected_accuracy" not in rows[0]  # GMP has no projection
     assert os.path.exists(str(tmp_path / "runs.png"))
     compare_methods.main(args)  # everything is there: nothing runs again
-    assert len(json.load(open(out))) == 2
+    assert len(json.load(open(out))) == 3
     with pytest.raises(SystemExit, match="unknown methods"):
         compare_methods.main(["--methods", "nope", "--out", out])
 

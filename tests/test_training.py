@@ -179,23 +179,35 @@ def test_save_and_load_mid_admm_resumes_the_same_update(tmp_path):
         np.testing.assert_allclose(u, v, rtol=1e-6)
 
 
-def test_resume_from_saved_model_equals_uninterrupted(tmp_path):
+class _StopAfter(keras.callbacks.Callback):
+    """Ends fit after ``epochs`` epochs, as a killed job would (its ``fit`` asked for more)."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            self.model.stop_training = True
+
+
+@pytest.mark.parametrize("recipe", ["auto", "oneshot"])
+def test_resume_from_saved_model_equals_uninterrupted(tmp_path, recipe):
+    # auto is the gradual recipe here: its ramp spans the fit's 4 epochs, so the resumed fit
+    # says epochs=4 with initial_epoch=2, as Keras resumes a fit
     x, y = small_data()
+    kw = dict(epochs=4, batch_size=16, shuffle=False, verbose=0)
     full = _wrapped()
-    full.fit(
-        x, y, epochs=4, batch_size=16, shuffle=False, verbose=0, callbacks=[tf_admm.UpdateADMM()]
-    )
+    admm = tf_admm.UpdateADMM(recipe=recipe)
+    full.fit(x, y, callbacks=[admm], **kw)
+    assert admm.resolved == ("gradual" if recipe == "auto" else "oneshot")
     keras.utils.set_random_seed(0)
     part = _wrapped()
-    part.fit(
-        x, y, epochs=2, batch_size=16, shuffle=False, verbose=0, callbacks=[tf_admm.UpdateADMM()]
-    )
+    part.fit(x, y, callbacks=[tf_admm.UpdateADMM(recipe=recipe), _StopAfter(2)], **kw)
     path = str(tmp_path / "half.keras")
     part.save(path)
     resumed = keras.models.load_model(path)
-    resumed.fit(
-        x, y, epochs=2, batch_size=16, shuffle=False, verbose=0, callbacks=[tf_admm.UpdateADMM()]
-    )
+    resumed.fit(x, y, initial_epoch=2, callbacks=[tf_admm.UpdateADMM(recipe=recipe)], **kw)
     for a, b in zip(_state(full), _state(resumed)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(full.predict(x, verbose=0), resumed.predict(x, verbose=0), atol=1e-5)
@@ -211,11 +223,12 @@ class _StopAt(keras.callbacks.Callback):
             raise RuntimeError("interrupted")
 
 
-def test_backup_and_restore_resumes_admm(tmp_path):
+@pytest.mark.parametrize("recipe", ["auto", "oneshot"])
+def test_backup_and_restore_resumes_admm(tmp_path, recipe):
     x, y = small_data()
     kw = dict(epochs=4, batch_size=16, shuffle=False, verbose=0)
     full = _wrapped()
-    full.fit(x, y, callbacks=[tf_admm.UpdateADMM()], **kw)
+    full.fit(x, y, callbacks=[tf_admm.UpdateADMM(recipe=recipe)], **kw)
 
     keras.utils.set_random_seed(0)
     model = _wrapped()
@@ -224,16 +237,28 @@ def test_backup_and_restore_resumes_admm(tmp_path):
         model.fit(
             x,
             y,
-            callbacks=[tf_admm.UpdateADMM(), keras.callbacks.BackupAndRestore(backup), _StopAt(2)],
+            callbacks=[
+                tf_admm.UpdateADMM(recipe=recipe),
+                keras.callbacks.BackupAndRestore(backup),
+                _StopAt(2),
+            ],
             **kw,
         )
     keras.utils.set_random_seed(0)
     fresh = _wrapped()  # a new process would start from scratch like this
     fresh.fit(
-        x, y, callbacks=[tf_admm.UpdateADMM(), keras.callbacks.BackupAndRestore(backup)], **kw
+        x,
+        y,
+        callbacks=[
+            tf_admm.UpdateADMM(recipe=recipe),
+            keras.callbacks.BackupAndRestore(backup),
+        ],
+        **kw,
     )
     w_full, w_fresh = wrappers(full)[0], wrappers(fresh)[0]
-    assert int(to_np(w_fresh.num_updates)) == int(to_np(w_full.num_updates)) == 4
+    # one-shot: one update per epoch; gradual: every step here (a tenth of a 16-step ramp)
+    expected = 4 if recipe == "oneshot" else 16
+    assert int(to_np(w_fresh.num_updates)) == int(to_np(w_full.num_updates)) == expected
     for a, b in zip(_state(full), _state(fresh)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
@@ -264,6 +289,10 @@ def test_callback_argument_checks():
         tf_admm.UpdateADMM(unit="batch")
     with pytest.raises(ValueError, match=r"rho_growth must be >= 1"):
         tf_admm.UpdateADMM(rho_growth=0.5)
+    with pytest.raises(ValueError, match=r"recipe must be one of \('auto', 'gradual', 'oneshot'\)"):
+        tf_admm.UpdateADMM(recipe="fast")
+    with pytest.raises(ValueError, match=r"belong to one-shot ADMM: rho_growth=1.3, unit='epoch'"):
+        tf_admm.UpdateADMM(rho_growth=1.3, unit="epoch", recipe="gradual")
     plain = small_cnn()
     compile_model(plain)
     with pytest.raises(ValueError, match="found no ADMM-wrapped layer"):
@@ -434,10 +463,12 @@ def test_rho_final_takes_rho_there_over_the_ramp_and_stops():
 
 
 def test_rho_final_is_checked():
-    with pytest.raises(ValueError, match="needs ramp_steps > 0 and unit='step'.*ramp_steps=0"):
-        tf_admm.UpdateADMM(update_every=2, unit="step", rho_final=0.1)
+    with pytest.raises(ValueError, match="need a ramp counted in steps.*ramp_steps=0"):
+        tf_admm.UpdateADMM(update_every=2, unit="step", ramp_steps=0, rho_final=0.1)
     with pytest.raises(ValueError, match="unit='epoch'"):
-        tf_admm.UpdateADMM(ramp_steps=8, rho_final=0.1)
+        tf_admm.UpdateADMM(ramp_steps=8, rho_final=0.1, unit="epoch")
+    with pytest.raises(ValueError, match="update_every='auto' need a ramp.*recipe='oneshot'"):
+        tf_admm.UpdateADMM(update_every="auto", recipe="oneshot")
     with pytest.raises(ValueError, match="rho_final must be a number > 0"):
         tf_admm.UpdateADMM(unit="step", ramp_steps=8, rho_final=-1.0)
     x, y = small_data(16)
@@ -470,3 +501,69 @@ def test_ramp_over_the_fit_needs_a_known_length():
     admm = tf_admm.UpdateADMM(update_every=2, unit="step", ramp_steps="fit", rho_final=0.1)
     with pytest.raises(ValueError, match="reads the number of steps from fit"):
         model.fit(unknown, epochs=1, verbose=0, callbacks=[admm])
+
+
+def test_default_recipe_is_gradual_for_pruning_and_oneshot_for_quantization():
+    x, y = small_data(64)  # 4 steps per epoch of 16
+    pruned = _wrapped({"hidden": 0.9}, rho=1e-3)
+    admm = tf_admm.UpdateADMM()
+    history = pruned.fit(x, y, epochs=5, batch_size=16, shuffle=False, verbose=0, callbacks=[admm])
+    # gradual: a ramp over the fit's 20 steps, Z/U every 2 (a tenth), rho from 1e-3 to 0.1
+    assert admm.resolved == "gradual" and admm.unit == "step"
+    assert admm.schedule["ramp_steps"] == 20 and admm.update_every == 2
+    assert history.history["admm_rho"][-1] == pytest.approx(0.1, rel=1e-5)
+    assert int(to_np(wrappers(pruned)[0].num_updates)) == 10
+    z = to_np(wrappers(pruned)[0].z_vars[0])
+    assert np.mean(z == 0) == pytest.approx(0.9, abs=1 / z.size)  # the ramp reached the target
+
+    quantized = tf_admm.quantize(small_cnn(), {"hidden": 2}, rho=1e-3)
+    compile_model(quantized)
+    admm = tf_admm.UpdateADMM()
+    history = quantized.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[admm])
+    # one-shot: one update per epoch, rho x1.3 per update
+    assert admm.resolved == "oneshot" and admm.unit == "epoch"
+    np.testing.assert_allclose(history.history["admm_rho"], [1.3e-3, 1.69e-3], rtol=1e-5)
+
+    # arguments only one-shot ADMM uses keep their meaning under the default recipe
+    for kwargs in ({"rho_growth": 1.5}, {"update_every": 2}, {"unit": "epoch"}):
+        assert tf_admm.UpdateADMM(**kwargs).recipe == "oneshot"
+
+
+def test_gradient_data_scales_rho_per_layer_at_train_begin():
+    x, y = small_data(64)
+    keras.utils.set_random_seed(0)
+    expected = _wrapped(0.75, rho=1e-3)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    rho = tf_admm.scale_rho_by_gradient(expected, (x, y), loss, batch_size=16)
+    assert len(set(round(r, 9) for r in rho.values())) > 1  # layers differ
+    keras.utils.set_random_seed(0)
+    model = _wrapped(0.75, rho=1e-3)
+    admm = tf_admm.UpdateADMM(gradient_data=tf.data.Dataset.from_tensor_slices((x, y)).batch(16))
+    model.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0, callbacks=[admm])
+    for got, want in zip(wrappers(model), wrappers(expected)):
+        assert got.rho_scale == pytest.approx(want.rho_scale, rel=1e-5)
+        assert got.rho_init == want.rho_init == 1e-3
+
+
+def test_compress_ramps_its_pruning_under_the_gradual_recipe_and_defaults_to_oneshot():
+    x, y = small_data(64)  # 4 steps per epoch of 16
+    model = tf_admm.compress(small_cnn(), sparsity={"hidden": 0.9}, bits={"hidden": 2})
+    compile_model(model)
+    hidden = [w for w in wrappers(model) if w.layer.name == "hidden"][0]
+    zeros = []
+
+    class Watch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            zeros.append(float(np.mean(to_np(hidden.z_vars[0]) == 0)))
+
+    admm = tf_admm.UpdateADMM(recipe="gradual")
+    model.fit(x, y, epochs=5, batch_size=16, shuffle=False, verbose=0, callbacks=[admm, Watch()])
+    # Z rises through intermediate sparsities to 0.9 and stays on the levels
+    assert 0.0 < zeros[2] < zeros[10] < 0.9 and zeros[-1] == pytest.approx(0.9, abs=0.01)
+    z = to_np(hidden.z_vars[0])  # ternary, one scale per output channel: +-alpha only
+    assert max(len(np.unique(column[column != 0])) for column in z.T) <= 2
+    assert np.count_nonzero(z) > 2 * z.shape[1]  # more kept weights than levels
+    assert tf_admm.UpdateADMM().recipe == "auto"
+    auto = tf_admm.UpdateADMM()
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[auto])
+    assert auto.resolved == "oneshot"  # quantized: the schedule quantization was measured with

@@ -13,16 +13,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import tensorflow as tf
 
 from tf_admm import updates
 from tf_admm._keras import keras
-from tf_admm.validation import check_int, check_positive, check_unit
+from tf_admm.rho_scaling import scale_rho_by_gradient
+from tf_admm.validation import check_bool, check_choice, check_int, check_positive, check_unit
 
 __all__ = ["UpdateADMM"]
 
 
-def _check_ramp_steps(ramp_steps) -> int:
+RECIPES = ("auto", "gradual", "oneshot")
+GRADUAL_RHO_FINAL = 0.1  # rho at the end of the gradual recipe's ramp
+GRADUAL_EVERY = 100  # the gradual recipe's steps between Z/U updates (fewer on short fits)
+ONESHOT = {"update_every": 1, "unit": "epoch", "rho_growth": 1.3, "rho_max": 1.0, "ramp_steps": 0}
+
+
+def _check_ramp_steps(ramp_steps) -> int | str:
+    if ramp_steps == "fit":
+        return ramp_steps
     if isinstance(ramp_steps, str):
         raise ValueError(
             f"ramp_steps must be an int >= 0 or 'fit'. Received: ramp_steps={ramp_steps!r}"
@@ -30,86 +41,196 @@ def _check_ramp_steps(ramp_steps) -> int:
     return updates.check_ramp(ramp_steps)
 
 
+def _check_update_every(update_every) -> int | str:
+    if update_every == "auto":
+        return update_every
+    return check_int("update_every", update_every, 1)
+
+
+def _oneshot_arguments(given: dict) -> list[str]:
+    """The arguments given that only one-shot ADMM uses (rho grown by a factor per update,
+    no ramp, updates counted in epochs)."""
+    found = [f"{name}={given[name]!r}" for name in ("rho_growth", "rho_max") if name in given]
+    if given.get("unit") == "epoch":
+        found.append("unit='epoch'")
+    if given.get("ramp_steps") == 0:
+        found.append("ramp_steps=0")
+    return found
+
+
 class UpdateADMM(keras.callbacks.Callback):
     """Runs ADMM's Z/U updates between training steps and grows rho.
 
     On train begin it initializes every wrapper not yet initialized (Z = Proj(W), U = 0); a
-    resumed model keeps its state. Then every ``update_every`` epochs (or steps, with
-    ``unit="step"``) it calls :func:`tf_admm.update_admm`. ``admm_primal_residual``,
-    ``admm_dual_residual`` and ``admm_rho`` go into the logs at every epoch end (and at every
-    step in step mode), so they show in the progress bar, History, CSVLogger and TensorBoard
-    (place this callback before those in the list). In masked-retraining mode it only keeps the
-    stored weights masked.
+    resumed model keeps its state. Then every ``update_every`` epochs or steps it calls
+    :func:`tf_admm.update_admm`. ``admm_primal_residual``, ``admm_dual_residual`` and
+    ``admm_rho`` go into the logs at every epoch end (and at every step in step mode), so they
+    show in the progress bar, History, CSVLogger and TensorBoard (place this callback before
+    those in the list). In masked-retraining mode it only keeps the stored weights masked.
+
+    Two recipes fill the arguments left at None (``docs/results.md`` measures both):
+
+    - ``"gradual"``: Z is projected onto a sparsity that rises from the layer's current zeros
+      to the target over every step of the ``fit`` (gradual magnitude pruning's cubic
+      schedule), Z/U every ``min(100, ramp // 10)`` steps, rho from the wrappers' rho to 0.1
+      (``update_every="auto"``, ``unit="step"``, ``ramp_steps="fit"``, ``rho_final=0.1``).
+      Needs a ``fit`` of known length. It beat TFMOT's gradual magnitude pruning on LeNet-300
+      at every rate and on LeNet-5 from 100x up; pass ``gradient_data`` too for rho per layer
+      (the recipe measured best). Train it at a constant learning rate: a rate decayed over
+      the ramp leaves the weights unable to follow Z when the ramp cuts most of them.
+    - ``"oneshot"``: Z projected onto the target from the first update, Z/U every epoch, rho
+      x1.3 per update up to 1.0 (``update_every=1``, ``unit="epoch"``, ``rho_growth=1.3``,
+      ``rho_max=1.0``, ``ramp_steps=0``): the paper's schedule, and what quantization uses.
+    - ``"auto"`` (default): ``"gradual"`` when every wrapper in ADMM mode prunes with a free
+      sparsity (:attr:`tf_admm.constraints.Constraint.free_sparsity`) and does not quantize,
+      ``"oneshot"`` for quantization (pruned with ``compress`` too) and n:m sparsity, decided at
+      train begin. An argument only one-shot ADMM
+      uses (``rho_growth``, ``rho_max``, ``unit="epoch"``, ``ramp_steps=0``), or
+      ``update_every`` without ``unit`` (it counted epochs), selects ``"oneshot"``, so code
+      written before this default keeps its meaning.
 
     Args:
-        update_every: number of units between two Z/U updates (>= 1).
+        update_every: units between two Z/U updates (>= 1), or ``"auto"``: a tenth of the
+            ramp, at most 100 (needs a ramp and ``unit="step"``).
         unit: "epoch" or "step" (a step is one call of on_train_batch_end).
         rho_growth: rho is multiplied by this at every update (>= 1); the authors use 1.3.
         rho_max: cap on rho.
         rescale_dual: rescale U when rho grows (see :func:`tf_admm.update_admm`).
-        ramp_steps: 0 (default) projects Z onto the target from the start. N > 0 ramps the
-            sparsity Z is projected onto from the layer's current zeros to the target over the
-            first N training steps, on gradual magnitude pruning's cubic schedule
+        ramp_steps: 0 projects Z onto the target from the start. N > 0 ramps the sparsity Z
+            is projected onto from the layer's current zeros to the target over the first N
+            training steps, on gradual magnitude pruning's cubic schedule
             (:func:`tf_admm.updates.ramped_constraint`); counted in steps whatever ``unit``.
             ``"fit"``: N is every step of the ``fit`` call (its epochs times steps per epoch,
-            read from ``fit`` when training begins; needs data of known length).
-        rho_final: None (default) or the rho reached at the end of the ramp: the growth per
-            update is then ``(rho_final / rho) ** (1 / (ramp_steps // update_every))`` from
-            the wrappers' initial rho, and rho stops at ``rho_final`` (``rho_growth`` and
-            ``rho_max`` are not used). Needs ``ramp_steps`` and ``unit="step"``. A wrapper
-            with a ``rho_scale`` (:func:`tf_admm.scale_rho_by_gradient`) starts and stops at
-            ``rho_scale`` times those values: every layer grows by the same factor.
+            read from ``fit`` when training begins; a resumed ``fit`` keeps it when given the
+            same ``epochs`` and an ``initial_epoch``).
+        rho_final: the rho reached at the end of the ramp: the growth per update is then
+            ``(rho_final / rho) ** (1 / (ramp_steps // update_every))`` from the wrappers'
+            initial rho, and rho stops at ``rho_final`` (``rho_growth`` and ``rho_max`` are not
+            used). Needs a ramp and ``unit="step"``. A wrapper with a ``rho_scale``
+            (:func:`tf_admm.scale_rho_by_gradient`) starts and stops at ``rho_scale`` times
+            those values: every layer grows by the same factor.
+        recipe: ``"auto"``, ``"gradual"`` or ``"oneshot"`` (above). Under ``"gradual"``, an
+            argument only one-shot ADMM uses is an error.
+        gradient_data: optional training batches (a batched ``tf.data.Dataset`` or ``(x,
+            y)``): at train begin, :func:`tf_admm.scale_rho_by_gradient` gives each wrapper not
+            yet started a rho proportional to its loss-gradient RMS on them (the compiled
+            loss).
 
-    The recipe measured best in ``docs/results.md`` (gradual ADMM) ramps over the whole ADMM
-    phase, updates every 100 steps and takes rho from 1e-3 to 0.1, with each layer's rho
-    scaled by :func:`tf_admm.scale_rho_by_gradient` and a constant learning rate over the ramp
-    (the ramp cuts most weights of the sparsest layers at its end, where a decayed rate leaves
-    W unable to follow Z):
-
-    >>> callback = UpdateADMM(update_every=100, unit="step", ramp_steps="fit", rho_final=0.1)
-
-    (``ramp_steps="fit"`` ramps over the whole ``fit``; an int gives the steps.)
+    >>> callback = UpdateADMM()  # gradual ADMM over the whole fit on a pruned model
+    >>> UpdateADMM(recipe="oneshot").update_every, UpdateADMM(update_every=2).recipe
+    (1, 'oneshot')
     """
 
     def __init__(
         self,
-        update_every: int = 1,
-        unit: str = "epoch",
-        rho_growth: float = 1.3,
-        rho_max: float = 1.0,
+        update_every: int | str | None = None,
+        unit: str | None = None,
+        rho_growth: float | None = None,
+        rho_max: float | None = None,
         rescale_dual: bool = True,
-        ramp_steps: int | str = 0,
+        ramp_steps: int | str | None = None,
         rho_final: float | None = None,
+        recipe: str = "auto",
+        gradient_data: Any = None,
     ):
         super().__init__()
-        self.update_every = check_int("update_every", update_every, 1)
-        self.unit = check_unit(unit)
-        updates.check_schedule(rho_growth, rho_max)
-        self.ramp_over_fit = ramp_steps == "fit"
-        self.schedule = {
-            "rho_growth": float(rho_growth),
-            "rho_max": float(rho_max),
-            "rescale_dual": bool(rescale_dual),
-            "ramp_steps": 0 if self.ramp_over_fit else _check_ramp_steps(ramp_steps),
-        }
-        self.rho_final = None if rho_final is None else check_positive("rho_final", rho_final)
-        ramped = self.ramp_over_fit or self.schedule["ramp_steps"]
-        if self.rho_final is not None and (not ramped or self.unit != "step"):
-            raise ValueError(
-                "rho_final sets rho at the end of the ramp, so it needs ramp_steps > 0 and "
-                f"unit='step'. Received: rho_final={rho_final!r}, ramp_steps={ramp_steps!r}, "
-                f"unit={unit!r}"
+        check_choice("recipe", recipe, RECIPES)
+        given = {
+            name: value
+            for name, value in (
+                ("update_every", update_every),
+                ("unit", unit),
+                ("rho_growth", rho_growth),
+                ("rho_max", rho_max),
+                ("ramp_steps", ramp_steps),
+                ("rho_final", rho_final),
             )
+            if value is not None
+        }
+        if "update_every" in given:
+            _check_update_every(update_every)
+        if "unit" in given:
+            check_unit(unit)
+        if "ramp_steps" in given:
+            _check_ramp_steps(ramp_steps)
+        updates.check_schedule(
+            given.get("rho_growth", ONESHOT["rho_growth"]), given.get("rho_max", ONESHOT["rho_max"])
+        )
+        if "rho_final" in given:
+            check_positive("rho_final", rho_final)
+        oneshot_only = _oneshot_arguments(given)
+        if recipe == "gradual" and oneshot_only:
+            raise ValueError(
+                "recipe='gradual' sets rho by rho_final over a ramp counted in steps; these "
+                f"arguments belong to one-shot ADMM: {', '.join(oneshot_only)}. Pass "
+                "recipe='oneshot' to use them."
+            )
+        if recipe == "auto" and (oneshot_only or ("update_every" in given and unit is None)):
+            recipe = "oneshot"
+        self.recipe = recipe
+        self.given = given
+        self.rescale_dual = check_bool("rescale_dual", rescale_dual)
+        self.gradient_data = gradient_data
+        # checked now; configured again at every train begin ("auto" decides there)
+        self._configure("gradual" if recipe == "auto" else recipe)
         self._wrappers: list = []
         self._last: dict[str, float] = {}
         self._pending_steps = 0  # steps not yet added to the wrappers' step variables
         self._step: int | None = None  # the step variable plus the pending steps
 
+    def _configure(self, recipe: str) -> None:
+        """Fill the arguments left at None from ``recipe`` and check them together."""
+        given = self.given
+        if recipe == "gradual":
+            values = {"update_every": "auto", "unit": "step", "ramp_steps": "fit"}
+            values.update(rho_growth=1.0, rho_max=ONESHOT["rho_max"])  # set by rho_final
+        else:
+            values = dict(ONESHOT)
+        values.update(given)
+        self.resolved = recipe
+        self.update_every = values["update_every"]
+        self.unit = values["unit"]
+        self.ramp_over_fit = values["ramp_steps"] == "fit"
+        self.schedule = {
+            "rho_growth": float(values["rho_growth"]),
+            "rho_max": float(values["rho_max"]),
+            "rescale_dual": self.rescale_dual,
+            "ramp_steps": 0 if self.ramp_over_fit else values["ramp_steps"],
+        }
+        # None: the gradual recipe's 0.1 (or the wrappers' rho if higher), set at train begin
+        self.rho_final = given.get("rho_final")
+        self.default_rho_final = recipe == "gradual" and self.rho_final is None
+        ramped = self.ramp_over_fit or self.schedule["ramp_steps"]
+        wants_ramp = [
+            f"{name}={value!r}"
+            for name, value in (("rho_final", self.rho_final), ("update_every", self.update_every))
+            if value is not None and (name == "rho_final" or value == "auto")
+        ]
+        if wants_ramp and (not ramped or self.unit != "step"):
+            raise ValueError(
+                f"{' and '.join(wants_ramp)} need a ramp counted in steps: ramp_steps > 0 or "
+                f"'fit', and unit='step'. Received: ramp_steps={values['ramp_steps']!r}, "
+                f"unit={self.unit!r} (recipe={self.recipe!r})"
+            )
+
     def on_train_begin(self, logs=None):
         self._wrappers = updates.built_wrappers(self.model, "UpdateADMM")
-        if self.ramp_over_fit:
+        active = self._admm_wrappers()
+        recipe = self.recipe
+        if recipe == "auto":
+            # quantized wrappers (compress's too) keep the schedule they were measured with
+            ramps = bool(active) and all(
+                not w.quantized and w.constraint.free_sparsity for w in active
+            )
+            recipe = "gradual" if ramps else "oneshot"
+        self._configure(recipe)
+        if active and self.gradient_data is not None:
+            scale_rho_by_gradient(self.model, self.gradient_data)
+        if active and self.ramp_over_fit:
             self.schedule["ramp_steps"] = self._steps_of_fit()
-        if self.rho_final is not None:
+        if self.update_every == "auto":
+            self.update_every = min(GRADUAL_EVERY, max(1, self.schedule["ramp_steps"] // 10))
+        if active and (self.rho_final is not None or self.default_rho_final):
             self._schedule_to_rho_final()
         updates.initialize_admm(self.model, ramp_steps=self.schedule["ramp_steps"])
         self._pending_steps = 0
@@ -132,6 +253,8 @@ class UpdateADMM(keras.callbacks.Callback):
         """The growth that takes the wrappers' initial rho to ``rho_final`` over the ramp
         (from the initial rho, not the current one, so a resumed fit keeps the schedule)."""
         rho = min(w.rho_init for w in self._wrappers)  # before rho_scale: see update_admm
+        if self.default_rho_final:
+            self.rho_final = max(GRADUAL_RHO_FINAL, rho)
         if self.rho_final < rho:
             raise ValueError(
                 f"rho_final must be >= the wrappers' rho (rho never shrinks). Received: "

@@ -13,6 +13,7 @@ Sparsity(sparsity=0.9)
 
 from __future__ import annotations
 
+import copy
 import numbers
 from typing import Any
 
@@ -56,20 +57,29 @@ class Constraint:
     def check_weight(self, shape: tuple[int, ...], name: str) -> None:
         """Raise ValueError if this constraint cannot apply to a weight of ``shape``."""
 
+    @property
+    def free_sparsity(self) -> bool:
+        """Whether the set has a sparsity that can be chosen (what a gradual ramp moves):
+        False for n:m sparsity and for quantization without pruning.
+
+        >>> Sparsity(0.9).free_sparsity, NMSparsity(2, 4).free_sparsity
+        (True, False)
+        """
+        return "sparsity" in self.get_config() and self.quantizer is None
+
     def at_sparsity(self, sparsity: float) -> Constraint:
         """The same kind of set at another sparsity (the gradual ramp of
-        :class:`tf_admm.UpdateADMM`); constraints without a free sparsity (n:m, quantization)
-        return themselves.
+        :class:`tf_admm.UpdateADMM`); constraints without a free sparsity (n:m, quantization
+        without pruning) return themselves.
 
         >>> BlockSparsity(0.9, (1, 4)).at_sparsity(0.5)
         BlockSparsity(sparsity=0.5, block_shape=[1, 4])
         >>> NMSparsity(2, 4).at_sparsity(0.1)
         NMSparsity(n=2, m=4)
         """
-        config = self.get_config()
-        if "sparsity" not in config or self.quantizer is not None:
+        if not self.free_sparsity:
             return self
-        return type(self).from_config({**config, "sparsity": check_sparsity(sparsity)})
+        return type(self).from_config({**self.get_config(), "sparsity": check_sparsity(sparsity)})
 
     def get_config(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -273,6 +283,28 @@ class Quantization(Constraint):
     @property
     def sparsity(self) -> float:  # type: ignore[override]
         return self.prune.sparsity if self.prune is not None else 0.0
+
+    @property
+    def free_sparsity(self) -> bool:
+        """True when it prunes with a free sparsity: a gradual ramp then moves the pruning
+        inside and keeps the levels.
+
+        >>> Quantization(4, sparsity=0.9).free_sparsity, Quantization(4).free_sparsity
+        (True, False)
+        """
+        return self.prune is not None and self.prune.free_sparsity
+
+    def at_sparsity(self, sparsity: float) -> Constraint:
+        """The same quantization with its pruning at ``sparsity`` (itself without pruning).
+
+        >>> Quantization(4, sparsity=0.9).at_sparsity(0.5).sparsity
+        0.5
+        """
+        if not self.free_sparsity:
+            return self
+        ramped = copy.copy(self)
+        ramped.prune = self.prune.at_sparsity(sparsity)
+        return ramped
 
     def mask(self, values: np.ndarray) -> np.ndarray:
         """The support: the pruning mask, or all True without sparsity."""

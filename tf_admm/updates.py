@@ -90,8 +90,9 @@ def ramped_constraint(wrapper: ADMMWrapper, ramp_steps: int):
     Over the first ``ramp_steps`` steps the sparsity rises on the cubic schedule of gradual
     magnitude pruning (Zhu and Gupta 2017): ``s(t) = s_f + (s_0 - s_f) * (1 - t / ramp_steps)
     ** 3``, from ``s_0``, the zeros already masked (an earlier stage's), to the target ``s_f``;
-    then it stays at ``s_f``. Without a ramp (0), or for constraints without a free sparsity
-    (n:m, quantization), the wrapper's constraint itself.
+    then it stays at ``s_f``. A pruned :class:`tf_admm.Quantization` (``compress``) ramps its
+    pruning and keeps its levels. Without a ramp (0), or for constraints without a free sparsity
+    (n:m, quantization without pruning), the wrapper's constraint itself.
     """
     constraint = wrapper.constraint
     if not ramp_steps:
