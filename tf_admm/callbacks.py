@@ -20,7 +20,14 @@ import tensorflow as tf
 from tf_admm import updates
 from tf_admm._keras import keras
 from tf_admm.rho_scaling import scale_rho_by_gradient
-from tf_admm.validation import check_bool, check_choice, check_int, check_positive, check_unit
+from tf_admm.validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive,
+    check_schedule,
+    check_unit,
+)
 
 __all__ = ["UpdateADMM"]
 
@@ -153,7 +160,7 @@ class UpdateADMM(keras.callbacks.Callback):
             check_unit(unit)
         if "ramp_steps" in given:
             _check_ramp_steps(ramp_steps)
-        updates.check_schedule(
+        check_schedule(
             given.get("rho_growth", ONESHOT["rho_growth"]), given.get("rho_max", ONESHOT["rho_max"])
         )
         if "rho_final" in given:

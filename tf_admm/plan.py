@@ -24,6 +24,7 @@ from tf_admm.validation import (
     check_int,
     check_non_negative,
     check_positive,
+    check_schedule,
     check_scheme,
     check_sparsity,
     check_unit,
@@ -143,10 +144,8 @@ class Stage:
             raise ValueError(f"ramp must be a fraction in [0, 1]. Received: ramp={ramp!r}")
         self.ramp = float(ramp)
         self.rho = check_positive("rho", rho)
-        self.rho_growth = check_positive("rho_growth", rho_growth)
-        if self.rho_growth < 1:
-            raise ValueError(f"rho_growth must be >= 1. Received: rho_growth={rho_growth!r}")
-        self.rho_max = check_positive("rho_max", rho_max)
+        check_schedule(rho_growth, rho_max)
+        self.rho_growth, self.rho_max = float(rho_growth), float(rho_max)
         self.rho_final = None if rho_final is None else check_positive("rho_final", rho_final)
         if self.rho_final is not None and self.rho_final < self.rho:
             raise ValueError(

@@ -15,13 +15,11 @@ loops call them directly.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import tensorflow as tf
 
 from tf_admm._keras import is_model
-from tf_admm.validation import check_int
+from tf_admm.validation import check_int, check_schedule
 from tf_admm.wrapper import MODE_ADMM, MODE_MASKED, ADMMWrapper
 
 __all__ = ["find_wrappers", "hard_project", "initialize_admm", "ramped_constraint", "update_admm"]
@@ -143,16 +141,6 @@ def primal_residual(wrappers: list[ADMMWrapper]) -> float:
             num += float(tf.reduce_sum(tf.square(w - tf.cast(tf.convert_to_tensor(z), tf.float64))))
             den += float(tf.reduce_sum(tf.square(w)))
     return float(np.sqrt(num / den)) if den else 0.0
-
-
-def check_schedule(rho_growth, rho_max) -> None:
-    for name, value in (("rho_growth", rho_growth), ("rho_max", rho_max)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ValueError(f"{name} must be a number. Received: {name}={value!r}")
-    if rho_growth < 1:
-        raise ValueError(f"rho_growth must be >= 1 (rho never shrinks). Received: {rho_growth}")
-    if not rho_max > 0:
-        raise ValueError(f"rho_max must be > 0. Received: rho_max={rho_max}")
 
 
 def growth_to_reach(rho: float, rho_final: float, count: int) -> float:

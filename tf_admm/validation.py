@@ -22,6 +22,7 @@ __all__ = [
     "check_non_negative",
     "check_positive",
     "check_scheme",
+    "check_schedule",
     "check_sparsity",
     "check_unit",
 ]
@@ -48,6 +49,25 @@ def check_non_negative(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
         raise ValueError(f"{name} must be a number >= 0. Received: {name}={value!r}")
     return float(value)
+
+
+def check_schedule(rho_growth: Any, rho_max: Any) -> None:
+    """rho's schedule: ``rho_growth`` a number >= 1 (rho never shrinks), ``rho_max`` > 0.
+
+    >>> check_schedule(0.5, 1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: rho_growth must be >= 1 (rho never shrinks). Received: rho_growth=0.5
+    """
+    for name, value in (("rho_growth", rho_growth), ("rho_max", rho_max)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"{name} must be a number. Received: {name}={value!r}")
+    if rho_growth < 1:
+        raise ValueError(
+            f"rho_growth must be >= 1 (rho never shrinks). Received: rho_growth={rho_growth!r}"
+        )
+    if not rho_max > 0:
+        raise ValueError(f"rho_max must be > 0. Received: rho_max={rho_max!r}")
 
 
 def check_sparsity(sparsity: Any) -> float:
