@@ -351,17 +351,22 @@ class GradualADMM:
         return _Callback()
 
 
-def run_admm(spec: dict, quick: bool) -> dict:
+def _seeded_start(keras, spec: dict, quick: bool):
+    """(CPU clock at the start, data, training batches) of a Keras 3 run, seeded by the run."""
     import common
-
-    import tf_admm
-    from tf_admm import keras
 
     cpu0 = time.process_time()
     data = _data(spec, quick)
     (x_train, y_train), _ = data
     keras.utils.set_random_seed(spec["seed"])
-    train = _train_batches(common, x_train, y_train, spec)
+    return cpu0, data, _train_batches(common, x_train, y_train, spec)
+
+
+def run_admm(spec: dict, quick: bool) -> dict:
+    import tf_admm
+    from tf_admm import keras
+
+    cpu0, data, train = _seeded_start(keras, spec, quick)
     per_epoch = int(train.cardinality())
     epochs, method, targets = spec["epochs"], spec["method"], spec["targets"]
     schedule = spec["schedule"]
@@ -510,15 +515,9 @@ def _one_shot(
 
 
 def run_dense(spec: dict, quick: bool) -> dict:
-    import common
-
     from tf_admm import keras
 
-    cpu0 = time.process_time()
-    data = _data(spec, quick)
-    (x_train, y_train), _ = data
-    keras.utils.set_random_seed(spec["seed"])
-    train = _train_batches(common, x_train, y_train, spec)
+    cpu0, data, train = _seeded_start(keras, spec, quick)
     model = _dense(keras, spec)
     steps = int(train.cardinality()) * spec["epochs"]
     _compile(keras, model, _optimizer(keras, "adam", steps, spec["schedule"]))
