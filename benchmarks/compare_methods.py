@@ -651,6 +651,7 @@ def plot(rows: list[dict], path: str) -> None:
         and t["variant"] in ("", PLOTTED_VARIANT)
         and t["allocation"] == "lamp"
         and not t["augment"]
+        and t["method"] != "dense"  # the dashed line; trained-on dense models are in the table
     ]
     # one budget per network: its default epochs where measured (else the smallest, e.g. quick)
     budgets: dict[str, set] = {}
