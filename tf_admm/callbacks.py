@@ -209,11 +209,9 @@ class UpdateADMM(keras.callbacks.Callback):
         self.rho_final = given.get("rho_final")
         self.default_rho_final = recipe == "gradual" and self.rho_final is None
         ramped = self.ramp_over_fit or self.schedule["ramp_steps"]
-        wants_ramp = [
-            f"{name}={value!r}"
-            for name, value in (("rho_final", self.rho_final), ("update_every", self.update_every))
-            if value is not None and (name == "rho_final" or value == "auto")
-        ]
+        wants_ramp = [f"rho_final={self.rho_final!r}"] if self.rho_final is not None else []
+        if self.update_every == "auto":
+            wants_ramp.append("update_every='auto'")
         if wants_ramp and (not ramped or self.unit != "step"):
             raise ValueError(
                 f"{' and '.join(wants_ramp)} need a ramp counted in steps: ramp_steps > 0 or "
