@@ -14,7 +14,8 @@ object to ``--out``:
 ``"default": true`` marks the library's default ADMM recipe (:func:`is_default`: what
 ``UpdateADMM()`` runs on a pruned model, gradual ADMM without rho per layer).
 ``admm_gradual`` rows also hold ``"projected_accuracy"``, the test accuracy right after the hard
-projection (before masked retraining). ``--shift N`` moves the training images by up to N pixels
+projection (before masked retraining), and ``"admm_accuracy"``, right before it (rows since
+``--variant lag``). ``--shift N`` moves the training images by up to N pixels
 in the compression epochs of every method (recorded as ``recipe.shift``, its own point).
 A run already in ``--out`` (same network, method, rate, epochs, seed) is skipped, so an
 interrupted study resumes where it stopped, and subsets run with ``--networks``, ``--methods``,
@@ -82,6 +83,11 @@ GMP_END = 0.7  # the share of the steps over which GMP (and admm_gradual) raise 
 # rho at the start and at the end of the ramp
 # gscale: rho per layer times (its loss-gradient RMS / the layers' geometric mean) ** gscale
 # realloc: 1 re-allocates the targets from the ADMM weights at every Z/U update (see GradualADMM)
+# hold: share of the steps of ADMM at the final targets after the ramp, before the hard
+# projection (rho keeps growing at the ramp's rate)
+# lag: share of the steps by which a GMP-like mask (|W| ranked, W * mask in every forward
+# pass) follows Z's ramp: each weight is pulled towards zero for that long before it is cut,
+# so no single cut removes much (needs hold >= lag; 0: no mask before the hard projection)
 VARIANT_OPTIONS = {
     "end": GMP_END,
     "every": 100.0,
@@ -89,6 +95,8 @@ VARIANT_OPTIONS = {
     "rho_final": 0.1,
     "gscale": 0.0,
     "realloc": 0.0,
+    "hold": 0.0,
+    "lag": 0.0,
 }
 LEARNING_RATE = 1e-3
 # --allocation: "lamp" (tf_admm.allocate_sparsity) or a hand-set shape, the share of each layer
@@ -127,6 +135,9 @@ def parse_variant(text: str) -> dict[str, float]:
             options[name] = float(value)
         except ValueError:
             raise SystemExit(f"variant option {name} needs a number. Received: {part!r}") from None
+    merged = dict(VARIANT_OPTIONS, **options)
+    if not 0 <= merged["lag"] <= merged["hold"] or merged["end"] + merged["hold"] > 1:
+        raise SystemExit(f"variant needs 0 <= lag <= hold, end + hold <= 1. Received: {text!r}")
     return options
 
 
@@ -318,9 +329,11 @@ class GradualADMM:
     option; uses only public tf_admm functions)."""
 
     @staticmethod
-    def make(keras, tf_admm, targets, end, every, rho_growth, realloc_rate=0.0):
+    def make(keras, tf_admm, targets, end, every, rho_growth, realloc_rate=0.0, lag=0):
         """``realloc_rate``: when set, the final targets are re-allocated (LAMP at that rate,
-        no floors) from the current weights at every Z/U update and at the end."""
+        no floors) from the current weights at every Z/U update and at the end. ``lag`` > 0
+        (steps): at every update the masks keep the largest |W| at the sparsity Z had ``lag``
+        steps earlier (the wrapper writes W * mask before every forward pass)."""
 
         class _Callback(keras.callbacks.Callback):
             def on_train_begin(self, logs=None):
@@ -344,6 +357,16 @@ class GradualADMM:
                 if self.t % every == 0:
                     self._set(self.t / end)
                     tf_admm.update_admm(self.model, rho_growth=rho_growth)
+                    if lag:
+                        self._mask((self.t - lag) / end)
+
+            def _mask(self, fraction):
+                for w in self.wrappers:
+                    final = self.targets[w.layer.name]
+                    cut = tf_admm.Sparsity(final * (1 - (1 - min(max(fraction, 0.0), 1.0)) ** 3))
+                    for weight, mask in zip(w.constrained, w.mask_vars):
+                        keep = cut.mask(np.asarray(weight) * np.asarray(mask))
+                        mask.assign(keep.astype("float32"))
 
             def on_train_end(self, logs=None):
                 self._set(1.0)
@@ -406,7 +429,7 @@ def run_admm(spec: dict, quick: bool) -> dict:
     if method == "admm_gradual":
         options = dict(VARIANT_OPTIONS, **parse_variant(spec.get("variant", "")))
         total = epochs * per_epoch
-        admm_epochs = math.ceil(options["end"] * epochs)
+        admm_epochs = math.ceil((options["end"] + options["hold"]) * epochs)
         end = int(options["end"] * total)
         every = min(int(options["every"]), max(1, end // 10))  # 100 in full runs, as GMP
         # rho from options["rho"] (1e-3) to options["rho_final"] (0.1) over the gradual phase
@@ -416,7 +439,8 @@ def run_admm(spec: dict, quick: bool) -> dict:
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
             tf_admm.scale_rho_by_gradient(wrapped, train, loss, power=options["gscale"])
         realloc = spec["rate"] if options["realloc"] else 0.0
-        callback = GradualADMM.make(keras, tf_admm, targets, end, every, growth, realloc)
+        lag = int(options["lag"] * total)
+        callback = GradualADMM.make(keras, tf_admm, targets, end, every, growth, realloc, lag)
         _admm_fit(
             keras,
             tf_admm,
@@ -426,8 +450,9 @@ def run_admm(spec: dict, quick: bool) -> dict:
             _optimizer(keras, "adam", admm_epochs * per_epoch, schedule),
             callback,
         )
-        tf_admm.hard_project(wrapped)
         _, (x_test, y_test) = data
+        before = float(wrapped.evaluate(x_test, y_test, batch_size=1000, verbose=0)[1])
+        tf_admm.hard_project(wrapped)
         projected = float(wrapped.evaluate(x_test, y_test, batch_size=1000, verbose=0)[1])
         retrain = epochs - admm_epochs
         _admm_fit(
@@ -440,7 +465,7 @@ def run_admm(spec: dict, quick: bool) -> dict:
             tf_admm.UpdateADMM(),
         )
         result = _finish(keras, tf_admm.strip_admm(wrapped), spec, data, cpu0)
-        return dict(result, projected_accuracy=projected)
+        return dict(result, projected_accuracy=projected, admm_accuracy=before)
     admm_epochs = round(epochs * 3 / 8)
     optimizer = "sgd" if method == "admm_sgd" else "adam"
     final = _one_shot(

@@ -54,6 +54,7 @@ def test_quick_grid_writes_the_schema_and_resumes(tmp_path, capsys):
         assert row["rate_reached"] == pytest.approx(20, rel=0.01)  # the same targets for all
     assert rows[0]["per_layer_sparsity"] == rows[1]["per_layer_sparsity"]
     assert 0.0 <= rows[1]["projected_accuracy"] <= 1.0  # after the hard projection
+    assert 0.0 <= rows[1]["admm_accuracy"] <= 1.0  # before it
     assert "projected_accuracy" not in rows[0]  # GMP has no projection
     assert os.path.exists(str(tmp_path / "runs.png"))
     compare_methods.main(args)  # everything is there: nothing runs again
@@ -117,6 +118,10 @@ def test_variants_and_schedules_are_separate_points_paired_with_plain_gmp():
     }
     with pytest.raises(SystemExit, match="unknown variant option 'evry'"):
         compare_methods.parse_variant("evry=50")
+    assert compare_methods.parse_variant("end=0.6,hold=0.1,lag=0.1")["lag"] == 0.1
+    for bad in ("lag=0.1", "hold=0.4", "hold=-0.1"):  # lag > hold; end + hold > 1; hold < 0
+        with pytest.raises(SystemExit, match="0 <= lag <= hold, end \\+ hold <= 1"):
+            compare_methods.parse_variant(bad)
 
 
 def test_a_hand_set_shape_is_scaled_to_the_rate_and_paired_with_gmp_on_it():
