@@ -163,3 +163,12 @@ def test_shifted_runs_are_their_own_point_paired_with_shifted_gmp():
     assert paired[(*key, "shift=1")][0] == pytest.approx(15.0)
     assert paired[(*key, "")][0] == pytest.approx(1.0)  # shift 0 is the plain point
     assert len(compare_methods.summarize(rows)) == 4
+
+
+def test_fisher_allocation_keeps_the_highest_scores_over_all_layers():
+    import fisher_allocation
+    import numpy as np
+
+    scores = {"a": np.array([5.0, 1.0, 0.5, 0.1]), "b": np.array([4.0, 3.0, 2.0, 0.2])}
+    shares = fisher_allocation.kept_shares(scores, rate=2.0)  # the 4 highest of 8
+    assert shares == {"a": 0.25, "b": 0.75}
