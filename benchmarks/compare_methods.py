@@ -14,9 +14,10 @@ object to ``--out``:
 ``"default": true`` marks the library's default ADMM recipe (:func:`is_default`: what
 ``UpdateADMM()`` runs on a pruned model, gradual ADMM without rho per layer).
 ``admm_gradual`` rows also hold ``"projected_accuracy"``, the test accuracy right after the hard
-projection (before masked retraining), and ``"admm_accuracy"``, right before it (rows since
-``--variant lag``). ``--shift N`` moves the training images by up to N pixels
-in the compression epochs of every method (recorded as ``recipe.shift``, its own point).
+projection (before masked retraining), and ``"admm_accuracy"``, right before it (rows written
+since the field was added; older rows lack it). ``--shift N`` moves the training images by up
+to N pixels in the compression epochs of every method (recorded as ``recipe.shift``, its own
+point).
 A run already in ``--out`` (same network, method, rate, epochs, seed) is skipped, so an
 interrupted study resumes where it stopped, and subsets run with ``--networks``, ``--methods``,
 ``--rates``, ``--seeds``. ``--plot`` draws test accuracy against compression rate, mean and
@@ -329,6 +330,11 @@ class GradualADMM:
     option; uses only public tf_admm functions)."""
 
     @staticmethod
+    def sparsity_at(final: float, fraction: float) -> float:
+        """GMP's cubic schedule towards ``final`` at ``fraction`` of the ramp (clamped to 0..1)."""
+        return final * (1 - (1 - min(max(fraction, 0.0), 1.0)) ** 3)
+
+    @staticmethod
     def make(keras, tf_admm, targets, end, every, rho_growth, realloc_rate=0.0, lag=0):
         """``realloc_rate``: when set, the final targets are re-allocated (LAMP at that rate,
         no floors) from the current weights at every Z/U update and at the end. ``lag`` > 0
@@ -350,7 +356,7 @@ class GradualADMM:
                     )
                 for w in self.wrappers:
                     final = self.targets[w.layer.name]
-                    w.constraint = tf_admm.Sparsity(final * (1 - (1 - min(fraction, 1.0)) ** 3))
+                    w.constraint = tf_admm.Sparsity(GradualADMM.sparsity_at(final, fraction))
 
             def on_train_batch_end(self, batch, logs=None):
                 self.t += 1
@@ -362,8 +368,9 @@ class GradualADMM:
 
             def _mask(self, fraction):
                 for w in self.wrappers:
-                    final = self.targets[w.layer.name]
-                    cut = tf_admm.Sparsity(final * (1 - (1 - min(max(fraction, 0.0), 1.0)) ** 3))
+                    cut = tf_admm.Sparsity(
+                        GradualADMM.sparsity_at(self.targets[w.layer.name], fraction)
+                    )
                     for weight, mask in zip(w.constrained, w.mask_vars):
                         keep = cut.mask(np.asarray(weight) * np.asarray(mask))
                         mask.assign(keep.astype("float32"))

@@ -4,7 +4,7 @@ A candidate for deriving per-layer targets from data instead of weights alone: r
 weight over all layers by its estimated loss increase when removed, F * w^2 / 2 (Optimal Brain
 Damage with the diagonal empirical Fisher F, the mean per-example squared gradient on
 ``--images`` training images), and keep the ``weights / rate`` highest. Printed per layer, for
-the dense models ``benchmarks/compare_methods.py`` cached, next to Sparse VD's shape and LAMP
+the dense models ``benchmarks/compare_methods.py`` cached, next to LAMP's shares
 (``tf_admm.allocate_sparsity``). docs/results.md records the outcome (fc1 nearly emptied).
 
     python benchmarks/fisher_allocation.py            # after compare_methods.py --networks lenet5
