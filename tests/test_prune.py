@@ -5,6 +5,7 @@ from conftest import compile_model, small_cnn, small_data, to_np, wrappers
 
 import tf_admm
 from tf_admm import keras, projections, registry
+from tf_admm._keras import LEGACY
 
 L = keras.layers
 
@@ -70,6 +71,46 @@ def test_user_model_and_weights_are_untouched():
     ]
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_model_compiled_with_an_unregistered_loss_is_wrapped_and_stripped():
+    # Keras 3's clone_model compiles the copy from the compile config, which cannot name a
+    # plain function: wrapping and stripping such a model used to raise a TypeError
+    cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def my_loss(y_true, y_pred):
+        return cross_entropy(y_true, y_pred)
+
+    model = small_cnn()
+    model.compile(keras.optimizers.SGD(0.05), my_loss)
+    if LEGACY:  # tf_keras never compiles a clone: nothing to warn about
+        wrapped = tf_admm.prune_low_magnitude(model, 0.8)
+    else:
+        with pytest.warns(UserWarning, match="returned uncompiled.*my_loss"):
+            wrapped = tf_admm.prune_low_magnitude(model, 0.8)
+        assert model.compiled and not wrapped.compiled  # the user's model keeps its compile
+    assert model.loss is my_loss
+    wrapped.compile(keras.optimizers.SGD(0.05), my_loss)
+    x, y = small_data()
+    wrapped.fit(x, y, epochs=1, verbose=0, callbacks=[tf_admm.UpdateADMM()])
+    tf_admm.hard_project(wrapped)
+    if LEGACY:
+        stripped = tf_admm.strip_admm(wrapped)
+    else:
+        with pytest.warns(UserWarning, match="returned uncompiled"):
+            stripped = tf_admm.strip_admm(wrapped)
+    np.testing.assert_allclose(to_np(stripped(x)), to_np(wrapped(x)), atol=1e-5)
+
+
+@pytest.mark.skipif(LEGACY, reason="tf_keras never compiles a clone")
+def test_a_model_compiled_with_a_registered_loss_gives_a_compiled_copy():
+    model = small_cnn()
+    compile_model(model)
+    wrapped = tf_admm.prune_low_magnitude(model, 0.8)
+    assert wrapped.compiled and model.compiled
+    assert wrapped.get_compile_config()["loss"] == model.get_compile_config()["loss"]
+    x, y = small_data()
+    wrapped.fit(x, y, epochs=1, verbose=0, callbacks=[tf_admm.UpdateADMM()])  # no compile
 
 
 def test_wrapped_model_starts_with_the_user_weights():

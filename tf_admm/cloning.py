@@ -11,12 +11,13 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from tf_admm._keras import is_model, keras
 
-__all__ = ["built_copy", "flat_layers", "float32_copy", "fresh_copy", "rebuild"]
+__all__ = ["built_copy", "clone", "flat_layers", "float32_copy", "fresh_copy", "rebuild"]
 
 
 def fresh_copy(layer, **overrides):
@@ -54,6 +55,44 @@ def _build_by_calling(new, layer) -> None:
         new(zeros["query"], zeros["value"], key=zeros["key"])
 
 
+def clone(model, clone_function: Callable | None = None) -> Any:
+    """``keras.models.clone_model``, compiled like ``model`` wherever that can be rebuilt.
+
+    Keras 3 compiles a clone from the original's compile config inside ``clone_model``, which
+    raises when the config names a loss or metric that is not registered (a plain function
+    passed to ``compile``). Here the clone is made uncompiled, then compiled from the config;
+    where that fails, it is returned uncompiled with a warning that says why, and the user
+    compiles it as after any TFMOT wrapper. tf_keras never compiles a clone.
+
+    >>> from tf_admm import keras
+    >>> from tf_admm.cloning import clone
+    >>> m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")])
+    >>> c = clone(m)
+    >>> c is not m, c.get_layer("d") is not m.get_layer("d")
+    (True, True)
+    """
+    compiled = getattr(model, "compiled", False) is True  # Keras 3's public flag
+    if compiled:
+        model.compiled = False  # only for the copy; restored below whatever happens
+    try:
+        copy = keras.models.clone_model(model, clone_function=clone_function)
+    finally:
+        if compiled:
+            model.compiled = True
+    if compiled:
+        try:
+            copy.compile_from_config(model.get_compile_config())
+        except (TypeError, ValueError) as error:
+            warnings.warn(
+                f"The copy of model {model.name!r} is returned uncompiled: its compile config "
+                f"could not be rebuilt ({str(error).splitlines()[0]}). Compile it before "
+                "fit, or register the loss and metrics with "
+                "keras.saving.register_keras_serializable.",
+                stacklevel=3,
+            )
+    return copy
+
+
 def rebuild(model, replace: Callable) -> Any:
     """Clone ``model`` (nested models recursively) with ``replace(layer) -> (new, copy_fn)``;
     ``copy_fn(new)`` moves the weights over once the clone is built."""
@@ -66,10 +105,10 @@ def rebuild(model, replace: Callable) -> Any:
         copies.append((new, copy_fn))
         return new
 
-    clone = keras.models.clone_model(model, clone_function=clone_function)
+    copy = clone(model, clone_function=clone_function)
     for new, copy_fn in copies:
         copy_fn(new)
-    return clone
+    return copy
 
 
 def flat_layers(model) -> list:

@@ -26,8 +26,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from tf_admm import registry
-from tf_admm._keras import is_keras_object, is_model, keras, other_flavour_hint
+from tf_admm import cloning, registry
+from tf_admm._keras import is_keras_object, is_model, other_flavour_hint
 from tf_admm.guard import smaller_stage
 from tf_admm.plan import Stage, geometric_stages, more_bits, stages_from_json, stages_to_json
 from tf_admm.report import summary
@@ -363,6 +363,6 @@ class ProgressiveCompressor:
 
 
 def _clone(model):
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    return clone
+    copy = cloning.clone(model)
+    copy.set_weights(model.get_weights())
+    return copy
