@@ -17,7 +17,10 @@ object to ``--out``:
 projection (before masked retraining), and ``"admm_accuracy"``, right before it (rows written
 since the field was added; older rows lack it). ``--shift N`` moves the training images by up
 to N pixels in the compression epochs of every method (recorded as ``recipe.shift``, its own
-point).
+point). ``--distill T`` trains every method's compression epochs on Hinton et al.'s
+distillation loss from the seed's dense model at temperature T (half cross-entropy on the
+labels, half T² times the cross-entropy to the teacher's softened outputs; the teacher's logits
+are computed once per run and counted in its CPU time; ``recipe.distill``, its own point).
 A run already in ``--out`` (same network, method, rate, epochs, seed) is skipped, so an
 interrupted study resumes where it stopped, and subsets run with ``--networks``, ``--methods``,
 ``--rates``, ``--seeds``. ``--plot`` draws test accuracy against compression rate, mean and
@@ -100,6 +103,9 @@ VARIANT_OPTIONS = {
     "lag": 0.0,
 }
 LEARNING_RATE = 1e-3
+# --distill T: the weight of the cross-entropy on the labels; the rest goes to the teacher's
+# softened outputs (Hinton et al. 2015)
+DISTILL_HARD_WEIGHT = 0.5
 # --allocation: "lamp" (tf_admm.allocate_sparsity) or a hand-set shape, the share of each layer
 # kept, scaled by one factor to the rate. sparsevd: Sparse VD's LeNet-5 at 280x (Molchanov et
 # al. 2017, table 1: 33% / 2% / 0.2% / 5% of conv1 / conv2 / fc1 / fc2 kept)
@@ -155,14 +161,17 @@ def shape_targets(shape: dict[str, float], sizes: dict[str, int], rate: float) -
     return {n: 1.0 - min(1.0, c * k) for n, k in shape.items()}
 
 
-def augment_of(row: dict) -> str:
-    """The data augmentation of a run's compression epochs (``--shift``; "" for none)."""
-    shift = row.get("recipe", {}).get("shift", 0)
-    return f"shift={shift}" if shift else ""
+def extras_of(row: dict) -> str:
+    """What every method of a pairing gets on top of the protocol in its compression epochs:
+    augmentation (``--shift``) and distillation from the dense model (``--distill``);
+    e.g. ``"shift=1"``, ``"distill=4"``, "" for none."""
+    recipe = row.get("recipe", {})
+    parts = [f"{name}={recipe[name]:g}" for name in ("shift", "distill") if recipe.get(name)]
+    return ",".join(parts)
 
 
 def _key(row: dict) -> tuple:
-    """(network, method, rate, epochs, schedule, variant, allocation, augment, seed): one run;
+    """(network, method, rate, epochs, schedule, variant, allocation, extras, seed): one run;
     without the seed, one point of a curve."""
     return (
         row["network"],
@@ -172,7 +181,7 @@ def _key(row: dict) -> tuple:
         schedule_of(row),
         variant_of(row),
         allocation_of(row),
-        augment_of(row),
+        extras_of(row),
         int(row["seed"]),
     )
 
@@ -213,7 +222,13 @@ def _data(spec: dict, quick: bool):
 
 def _train_batches(common, x_train, y_train, spec: dict):
     """The compression epochs' batches: shuffled by the seed, shifted by up to ``shift``
-    pixels when the run asks for it (the same for every method)."""
+    pixels when the run asks for it (the same for every method). With ``distill``, each label
+    comes with the dense model's logits for its image: ``y`` is ``[label, 10 logits]``."""
+    if spec.get("distill"):
+        from tf_admm import keras
+
+        teacher = _dense(keras, spec).predict(x_train, batch_size=1000, verbose=0)
+        y_train = np.concatenate([y_train[:, None].astype("float32"), teacher], axis=1)
     return common.dataset(
         x_train,
         y_train,
@@ -256,12 +271,48 @@ def _optimizer(keras, name: str, steps: int, schedule: str, masked: bool = False
     return keras.optimizers.Adam(rate)
 
 
-def _compile(keras, model, optimizer):
+def _compile(keras, model, optimizer, loss=None):
+    """Cross-entropy on the labels with accuracy, or ``loss`` (then no metric: its ``y`` may
+    not be a label)."""
+    if loss is not None:
+        model.compile(optimizer=optimizer, loss=loss)
+        return
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
+
+
+def _accuracy(model, x, y) -> float:
+    """Test accuracy from the logits, whatever loss the model was compiled with."""
+    logits = model.predict(x, batch_size=1000, verbose=0)
+    return float(np.mean(np.argmax(logits, axis=1) == y))
+
+
+def _training_loss(keras, spec: dict):
+    """The loss of the compression epochs: cross-entropy on the labels, or with ``distill``
+    T > 0 Hinton et al.'s distillation from the dense model: ``DISTILL_HARD_WEIGHT`` times the
+    cross-entropy on the labels plus the rest times T² times the cross-entropy between the
+    teacher's and the student's softmax at temperature T (``y`` as :func:`_train_batches`)."""
+    temperature = float(spec.get("distill", 0))
+    if not temperature:
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    import tensorflow as tf
+
+    def distillation(y_true, y_pred):
+        labels = tf.cast(y_true[:, 0], "int32")
+        soft = tf.nn.softmax(y_true[:, 1:] / temperature)
+        hard_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, y_pred)
+        soft_loss = tf.nn.softmax_cross_entropy_with_logits(soft, y_pred / temperature)
+        return (
+            DISTILL_HARD_WEIGHT * hard_loss
+            + (1 - DISTILL_HARD_WEIGHT) * (temperature**2) * soft_loss
+        )
+
+    # strip_admm clones the model, and Keras 3's clone compiles the copy from the compile
+    # config, which must find the loss by name
+    return keras.saving.register_keras_serializable("compare_methods")(distillation)
 
 
 def _finish(keras, final, spec, data, cpu0) -> dict:
@@ -307,7 +358,12 @@ def run_gmp(spec: dict, quick: bool) -> dict:
     frequency = min(100, max(1, end // 10))  # 100 in full runs
     pruned = common.tfmot_gmp(_dense(keras, spec), targets, end, frequency)
     hold = int(GMP_END * steps)  # fine-tuning at the targets starts here
-    _compile(keras, pruned, _optimizer(keras, "adam", steps, spec["schedule"], hold=hold))
+    _compile(
+        keras,
+        pruned,
+        _optimizer(keras, "adam", steps, spec["schedule"], hold=hold),
+        _training_loss(keras, spec),
+    )
     pruned.fit(
         train,
         epochs=spec["epochs"],
@@ -318,9 +374,9 @@ def run_gmp(spec: dict, quick: bool) -> dict:
     return _finish(keras, final, spec, data, cpu0)
 
 
-def _admm_fit(keras, tf_admm, wrapped, train, epochs, optimizer, callback):
+def _admm_fit(keras, wrapped, train, epochs, optimizer, callback, loss):
     if epochs:
-        _compile(keras, wrapped, optimizer)
+        _compile(keras, wrapped, optimizer, loss)
         wrapped.fit(train, epochs=epochs, verbose=0, callbacks=[callback])
 
 
@@ -401,6 +457,7 @@ def run_admm(spec: dict, quick: bool) -> dict:
     epochs, method, targets = spec["epochs"], spec["method"], spec["targets"]
     schedule = spec["schedule"]
     dense = _dense(keras, spec)
+    loss = _training_loss(keras, spec)
 
     if method in ("progressive", "progressive_gradual"):
         gradual = method == "progressive_gradual"
@@ -430,6 +487,7 @@ def run_admm(spec: dict, quick: bool) -> dict:
                 schedule,
                 per_epoch,
                 spec["update_every"],
+                loss,
                 ramp_steps=int(GMP_END * stage_epochs * per_epoch) if gradual else 0,
             )
         return _finish(keras, current, spec, data, cpu0)
@@ -443,33 +501,32 @@ def run_admm(spec: dict, quick: bool) -> dict:
         growth = (options["rho_final"] / options["rho"]) ** (1 / max(1, end // every))
         wrapped = tf_admm.prune_low_magnitude(dense, targets, rho=options["rho"])
         if options["gscale"]:  # rho per layer by loss-gradient RMS, 20 training batches
-            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
             tf_admm.scale_rho_by_gradient(wrapped, train, loss, power=options["gscale"])
         realloc = spec["rate"] if options["realloc"] else 0.0
         lag = int(options["lag"] * total)
         callback = GradualADMM.make(keras, tf_admm, targets, end, every, growth, realloc, lag)
         _admm_fit(
             keras,
-            tf_admm,
             wrapped,
             train,
             admm_epochs,
             _optimizer(keras, "adam", admm_epochs * per_epoch, schedule),
             callback,
+            loss,
         )
         _, (x_test, y_test) = data
-        before = float(wrapped.evaluate(x_test, y_test, batch_size=1000, verbose=0)[1])
+        before = _accuracy(wrapped, x_test, y_test)
         tf_admm.hard_project(wrapped)
-        projected = float(wrapped.evaluate(x_test, y_test, batch_size=1000, verbose=0)[1])
+        projected = _accuracy(wrapped, x_test, y_test)
         retrain = epochs - admm_epochs
         _admm_fit(
             keras,
-            tf_admm,
             wrapped,
             train,
             retrain,
             _optimizer(keras, "adam", retrain * per_epoch, schedule, masked=True),
             tf_admm.UpdateADMM(),
+            loss,
         )
         result = _finish(keras, tf_admm.strip_admm(wrapped), spec, data, cpu0)
         return dict(result, projected_accuracy=projected, admm_accuracy=before)
@@ -487,6 +544,7 @@ def run_admm(spec: dict, quick: bool) -> dict:
         schedule,
         per_epoch,
         spec["update_every"],
+        loss,
     )
     return _finish(keras, final, spec, data, cpu0)
 
@@ -503,6 +561,7 @@ def _one_shot(
     schedule,
     per_epoch,
     update_every,
+    loss,
     ramp_steps=0,
 ):
     """ADMM at ``targets`` (weights already zero stay zero), hard projection, retraining.
@@ -526,22 +585,22 @@ def _one_shot(
         callback = tf_admm.UpdateADMM(update_every=update_every, unit="step", recipe="oneshot")
     _admm_fit(
         keras,
-        tf_admm,
         wrapped,
         train,
         admm_epochs,
         _optimizer(keras, optimizer, admm_epochs * per_epoch, schedule),
         callback,
+        loss,
     )
     tf_admm.hard_project(wrapped)
     _admm_fit(
         keras,
-        tf_admm,
         wrapped,
         train,
         retrain_epochs,
         _optimizer(keras, "adam", retrain_epochs * per_epoch, schedule, masked=True),
         tf_admm.UpdateADMM(),
+        loss,
     )
     return tf_admm.strip_admm(wrapped)
 
@@ -552,7 +611,12 @@ def run_dense(spec: dict, quick: bool) -> dict:
     cpu0, data, train = _seeded_start(keras, spec, quick)
     model = _dense(keras, spec)
     steps = int(train.cardinality()) * spec["epochs"]
-    _compile(keras, model, _optimizer(keras, "adam", steps, spec["schedule"]))
+    _compile(
+        keras,
+        model,
+        _optimizer(keras, "adam", steps, spec["schedule"]),
+        _training_loss(keras, spec),
+    )
     model.fit(train, epochs=spec["epochs"], verbose=0)
     return _finish(keras, model, spec, data, cpu0)
 
@@ -644,7 +708,7 @@ def summarize(rows: list[dict]) -> list[dict]:
         groups.setdefault(_key(row)[:8], []).append(row)
     table = []
     for key, group in sorted(groups.items()):
-        network, method, rate, epochs, schedule, variant, allocation, augment = key
+        network, method, rate, epochs, schedule, variant, allocation, extras = key
         acc = np.array([r["test_accuracy"] for r in group])
         dense = np.array([r["dense_accuracy"] for r in group])
         table.append(
@@ -656,7 +720,7 @@ def summarize(rows: list[dict]) -> list[dict]:
                 "schedule": schedule,
                 "variant": variant,
                 "allocation": allocation,
-                "augment": augment,
+                "extras": extras,
                 "seeds": sorted(r["seed"] for r in group),
                 "mean": float(acc.mean()),
                 "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
@@ -682,7 +746,7 @@ def plot(rows: list[dict], path: str) -> None:
         if t["schedule"] == "constant"
         and t["variant"] in ("", PLOTTED_VARIANT)
         and t["allocation"] == "lamp"
-        and not t["augment"]
+        and not t["extras"]
         and t["method"] != "dense"  # the dashed line; trained-on dense models are in the table
     ]
     # one budget per network: its default epochs where measured (else the smallest, e.g. quick)
@@ -739,7 +803,7 @@ def paired_vs_gmp(rows: list[dict]) -> dict[tuple, tuple[float, float, int]]:
     """(mean, std, n) over seeds of (method - GMP) test accuracy, in points, pairing runs of
     the same network, rate, epochs and seed (same dense model, targets and batches)."""
 
-    def pair(r):  # GMP's run of the same network, rate, epochs, schedule, allocation, augment
+    def pair(r):  # GMP's run of the same network, rate, epochs, schedule, allocation, extras
         # and seed
         k = _key(r)
         return k[:1] + k[2:5] + k[6:]
@@ -774,7 +838,7 @@ def print_table(rows: list[dict]) -> None:
                 t["schedule"],
                 t["variant"],
                 t["allocation"],
-                t["augment"],
+                t["extras"],
             )
         )
         diff = "" if d is None else f"{d[0]:+.2f} ± {d[1]:.2f} (n={d[2]})"
@@ -783,7 +847,7 @@ def print_table(rows: list[dict]) -> None:
             for o in (
                 t["variant"],
                 "" if t["allocation"] == "lamp" else t["allocation"],
-                t["augment"],
+                t["extras"],
             )
             if o
         )
@@ -827,6 +891,13 @@ def main(argv=None) -> None:
         help="augment the compression epochs of every method: images moved by up to this "
         "many pixels (the dense models are trained without)",
     )
+    parser.add_argument(
+        "--distill",
+        type=float,
+        default=0.0,
+        help="distil every method's compression epochs from the seed's dense model at this "
+        "temperature (0: labels only; not with --shift, whose images the teacher never saw)",
+    )
     parser.add_argument("--data", default=None, help="mnist.npz (Keras layout)")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "method_comparison.json"))
     parser.add_argument("--png", default=None, help="default: --out with .png")
@@ -845,6 +916,12 @@ def main(argv=None) -> None:
         if unknown:
             raise SystemExit(f"unknown {name} {unknown}; allowed: {sorted(allowed)}")
     parse_variant(args.variant)  # a typo stops here, before any training
+    if args.distill < 0 or (args.distill and args.shift):
+        raise SystemExit(
+            "--distill needs a temperature >= 0 and no --shift (the teacher's logits are "
+            f"computed once, on unmoved images). Received: --distill {args.distill:g} "
+            f"--shift {args.shift}"
+        )
     seeds = [int(s) for s in args.seeds.split(",")]
     rates = None if args.rates is None else [float(r) for r in args.rates.split(",")]
     args.rates_for = lambda n: rates or NETWORKS[n][2]
@@ -876,6 +953,7 @@ def main(argv=None) -> None:
                                 "variant": variant,
                                 "allocation": args.allocation,
                                 "shift": args.shift,
+                                "distill": args.distill,
                             },
                         }
                         done = {_key(r) for r in read_rows(args.out)}
@@ -892,6 +970,7 @@ def main(argv=None) -> None:
                             schedule=args.schedule,
                             variant=variant,
                             shift=args.shift,
+                            distill=args.distill,
                         )
                         result = run_one(spec, args.quick)
                         row = dict(
@@ -908,6 +987,8 @@ def main(argv=None) -> None:
                             row["recipe"]["allocation"] = args.allocation
                         if args.shift:
                             row["recipe"]["shift"] = args.shift
+                        if args.distill:
+                            row["recipe"]["distill"] = args.distill
                         if args.quick:
                             row["quick"] = True
                         write_rows(args.out, read_rows(args.out) + [row])

@@ -165,6 +165,53 @@ def test_shifted_runs_are_their_own_point_paired_with_shifted_gmp():
     assert len(compare_methods.summarize(rows)) == 4
 
 
+def test_distilled_runs_are_their_own_point_paired_with_distilled_gmp():
+    base = {"network": "n", "rate": 2.0, "epochs": 3, "dense_accuracy": 0.9, "cpu_seconds": 1}
+    rows = [
+        dict(base, method="gmp", seed=0, test_accuracy=0.90),
+        dict(base, method="gmp", seed=0, test_accuracy=0.80, recipe={"distill": 4.0}),
+        dict(base, method="admm_gradual", seed=0, test_accuracy=0.95, recipe={"distill": 4.0}),
+        dict(base, method="admm_gradual", seed=0, test_accuracy=0.91, recipe={"distill": 0.0}),
+    ]
+    paired = compare_methods.paired_vs_gmp(rows)
+    key = ("n", "admm_gradual", 2.0, 3, "constant", "", "lamp")
+    assert paired[(*key, "distill=4")][0] == pytest.approx(15.0)
+    assert paired[(*key, "")][0] == pytest.approx(1.0)
+    assert compare_methods.extras_of({"recipe": {"shift": 1, "distill": 2.5}}) == (
+        "shift=1,distill=2.5"
+    )
+
+
+def test_distillation_loss_is_hintons_mix_of_hard_and_soft_cross_entropy():
+    import numpy as np
+
+    from tf_admm import keras
+
+    temperature, weight = 4.0, compare_methods.DISTILL_HARD_WEIGHT
+    loss = compare_methods._training_loss(keras, {"distill": temperature})
+    student = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]], "float32")
+    teacher = np.array([[4.0, 1.0, 0.0], [0.0, 2.0, 8.0]], "float32")
+    labels = np.array([0, 2], "float32")
+
+    def softmax(z):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    hard = -np.log(softmax(student)[[0, 1], [0, 2]])
+    soft = -(softmax(teacher / temperature) * np.log(softmax(student / temperature))).sum(1)
+    expected = weight * hard + (1 - weight) * temperature**2 * soft
+    got = np.asarray(loss(np.concatenate([labels[:, None], teacher], 1), student))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_distillation_with_shift_is_refused_before_any_training(tmp_path):
+    with pytest.raises(SystemExit, match="--distill needs .* Received: --distill 4 --shift 1"):
+        compare_methods.main(
+            ["--distill", "4", "--shift", "1", "--cache", str(tmp_path / "never_made")]
+        )
+    assert not (tmp_path / "never_made").exists()
+
+
 def test_fisher_allocation_keeps_the_highest_scores_over_all_layers():
     import fisher_allocation
     import numpy as np
