@@ -119,8 +119,9 @@ def test_variants_and_schedules_are_separate_points_paired_with_plain_gmp():
     with pytest.raises(SystemExit, match="unknown variant option 'evry'"):
         compare_methods.parse_variant("evry=50")
     assert compare_methods.parse_variant("end=0.6,hold=0.1,lag=0.1")["lag"] == 0.1
-    for bad in ("lag=0.1", "hold=0.4", "hold=-0.1"):  # lag > hold; end + hold > 1; hold < 0
-        with pytest.raises(SystemExit, match="0 <= lag <= hold, end \\+ hold <= 1"):
+    # lag > hold; end + hold > 1; hold < 0; two rho scalings at once
+    for bad in ("lag=0.1", "hold=0.4", "hold=-0.1", "gscale=1,sscale=0.5"):
+        with pytest.raises(SystemExit, match="0 <= lag <= hold, end \\+ hold <= 1.*not both"):
             compare_methods.parse_variant(bad)
 
 

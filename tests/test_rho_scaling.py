@@ -130,3 +130,20 @@ def test_bad_input_is_refused_before_any_change():
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
     rho = tf_admm.scale_rho_by_gradient(model, dataset, "sparse_categorical_crossentropy")
     assert len(rho) == 3 and all(r > 0 for r in rho.values())
+
+
+def test_rho_by_size_is_the_inverse_square_root_of_each_layers_weight_count():
+    model = tf_admm.prune_low_magnitude(small_cnn(), 0.5, rho=1e-3)
+    # conv 3x3x1x4 = 36, hidden (6x6x4)x16 = 2304, logits 16x3 = 48 weights
+    sizes = {"admm_conv": 36, "admm_hidden": 2304, "admm_logits": 48}
+    mean = np.prod(list(sizes.values())) ** (1 / 3)
+    rho = tf_admm.scale_rho_by_size(model)
+    assert rho == pytest.approx({n: 1e-3 * (s / mean) ** -0.5 for n, s in sizes.items()})
+    assert np.prod([w.rho_scale for w in wrappers(model)]) == pytest.approx(1.0)
+    tf_admm.initialize_admm(model)
+    assert tf_admm.scale_rho_by_size(model, power=1.0) == pytest.approx(rho)  # started: kept
+    fresh = tf_admm.prune_low_magnitude(small_cnn(), 0.5, rho=1e-3)
+    with pytest.raises(ValueError, match="power must be a number >= 0. Received: power=-0.5"):
+        tf_admm.scale_rho_by_size(fresh, power=-0.5)
+    assert all(w.rho_scale == 1.0 for w in wrappers(fresh))
+    assert list(tf_admm.scale_rho_by_size(fresh, power=0.0).values()) == pytest.approx([1e-3] * 3)

@@ -59,7 +59,7 @@ from tf_admm.prune import compress, prune_low_magnitude, quantize, strip_admm
 from tf_admm.record import compression_record
 from tf_admm.registry import register_compressible
 from tf_admm.report import summary
-from tf_admm.rho_scaling import scale_rho_by_gradient
+from tf_admm.rho_scaling import scale_rho_by_gradient, scale_rho_by_size
 from tf_admm.updates import find_wrappers, hard_project, initialize_admm, update_admm
 from tf_admm.wrapper import ADMMWrapper
 
@@ -93,6 +93,7 @@ __all__ = [
     "quantize",
     "register_compressible",
     "scale_rho_by_gradient",
+    "scale_rho_by_size",
     "size_report",
     "stages_from_json",
     "stages_to_json",

@@ -33,7 +33,7 @@ from tf_admm._keras import keras
 from tf_admm.updates import built_wrappers
 from tf_admm.validation import check_int, check_non_negative
 
-__all__ = ["rho_scales", "scale_rho_by_gradient"]
+__all__ = ["rho_scales", "scale_rho_by_gradient", "scale_rho_by_size"]
 
 
 def rho_scales(gradient_rms: dict[str, float], power: float = 1.0) -> dict[str, float]:
@@ -165,6 +165,44 @@ def scale_rho_by_gradient(
     if fresh:
         rms = _gradient_rms(model, fresh, dataset, batches, loss_fn)
         scales = rho_scales({w.name: g for w, g in zip(fresh, rms)}, power)
+        for wrapper in fresh:
+            wrapper.set_rho_scale(scales[wrapper.name])
+    return {w.name: w.initial_rho for w in wrappers}
+
+
+def scale_rho_by_size(model, *, power: float = 0.5) -> dict[str, float]:
+    """Give each wrapper not yet started a rho proportional to ``size ** -power``, no data needed.
+
+    ``size`` is the number of the wrapper's constrained weights. The RMS of a layer's loss
+    gradient tends to fall with its size, roughly as ``size ** -0.5`` (every layer's gradient
+    has a norm of the same order, spread over its weights): on this project's dense LeNet-5
+    (500 / 25,000 / 400,000 / 5,000 weights) the measured RMS ratios are 6.7 / 0.65 / 0.13 /
+    1.8 against 5.0 / 0.71 / 0.18 / 1.6 from the sizes. This is a data-free stand-in for
+    :func:`scale_rho_by_gradient`; the scales (``rho_scales`` of ``1 / size``) have geometric
+    mean 1, and wrappers already started are left as they are.
+
+    Args:
+        model: a model wrapped by :func:`tf_admm.prune_low_magnitude` (or ``quantize``,
+            ``compress``), built.
+        power: 0.5 (default); 0 leaves every scale 1.
+
+    Returns:
+        The initial rho of every wrapper, by wrapper name.
+
+    >>> import tf_admm
+    >>> from tf_admm import keras
+    >>> base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name="a"),
+    ...                          keras.layers.Dense(64, name="b")])
+    >>> pruned = tf_admm.prune_low_magnitude(base, 0.5, rho=1e-3)
+    >>> {k: round(v, 6) for k, v in tf_admm.scale_rho_by_size(pruned).items()}
+    {'admm_a': 0.002, 'admm_b': 0.0005}
+    """
+    rho_scales({}, power)  # checks power
+    wrappers = built_wrappers(model, "scale_rho_by_size")
+    fresh = [w for w in wrappers if not w.initialized]
+    if fresh:
+        sizes = {w.name: sum(int(np.prod(v.shape)) for v in w.constrained) for w in fresh}
+        scales = rho_scales({name: 1.0 / n for name, n in sizes.items()}, power)
         for wrapper in fresh:
             wrapper.set_rho_scale(scales[wrapper.name])
     return {w.name: w.initial_rho for w in wrappers}
