@@ -86,6 +86,8 @@ GMP_END = 0.7  # the share of the steps over which GMP (and admm_gradual) raise 
 # admm_gradual's options (--variant): ramp end (share of the steps), steps between Z/U updates,
 # rho at the start and at the end of the ramp
 # gscale: rho per layer times (its loss-gradient RMS / the layers' geometric mean) ** gscale
+# sscale: rho per layer times (its weight count / the layers' geometric mean) ** -sscale, no
+# data (tf_admm.scale_rho_by_size); not together with gscale
 # realloc: 1 re-allocates the targets from the ADMM weights at every Z/U update (see GradualADMM)
 # hold: share of the steps of ADMM at the final targets after the ramp, before the hard
 # projection (rho keeps growing at the ramp's rate)
@@ -98,6 +100,7 @@ VARIANT_OPTIONS = {
     "rho": 1e-3,
     "rho_final": 0.1,
     "gscale": 0.0,
+    "sscale": 0.0,
     "realloc": 0.0,
     "hold": 0.0,
     "lag": 0.0,
@@ -143,8 +146,15 @@ def parse_variant(text: str) -> dict[str, float]:
         except ValueError:
             raise SystemExit(f"variant option {name} needs a number. Received: {part!r}") from None
     merged = dict(VARIANT_OPTIONS, **options)
-    if not 0 <= merged["lag"] <= merged["hold"] or merged["end"] + merged["hold"] > 1:
-        raise SystemExit(f"variant needs 0 <= lag <= hold, end + hold <= 1. Received: {text!r}")
+    if (
+        not 0 <= merged["lag"] <= merged["hold"]
+        or merged["end"] + merged["hold"] > 1
+        or (merged["gscale"] and merged["sscale"])
+    ):
+        raise SystemExit(
+            "variant needs 0 <= lag <= hold, end + hold <= 1, and gscale or sscale, not both. "
+            f"Received: {text!r}"
+        )
     return options
 
 
@@ -502,6 +512,8 @@ def run_admm(spec: dict, quick: bool) -> dict:
         wrapped = tf_admm.prune_low_magnitude(dense, targets, rho=options["rho"])
         if options["gscale"]:  # rho per layer by loss-gradient RMS, 20 training batches
             tf_admm.scale_rho_by_gradient(wrapped, train, loss, power=options["gscale"])
+        if options["sscale"]:  # rho per layer by weight count, no data
+            tf_admm.scale_rho_by_size(wrapped, power=options["sscale"])
         realloc = spec["rate"] if options["realloc"] else 0.0
         lag = int(options["lag"] * total)
         callback = GradualADMM.make(keras, tf_admm, targets, end, every, growth, realloc, lag)
