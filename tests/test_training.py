@@ -545,6 +545,39 @@ def test_gradient_data_scales_rho_per_layer_at_train_begin():
         assert got.rho_init == want.rho_init == 1e-3
 
 
+def test_rho_scaling_size_scales_rho_by_weight_count_unless_already_scaled():
+    x, y = small_data(64)
+    expected = _wrapped(0.75, rho=1e-3)
+    tf_admm.scale_rho_by_size(expected)
+    assert len({round(w.rho_scale, 9) for w in wrappers(expected)}) == 3  # layers differ
+
+    def scales_after(admm, before=None):
+        model = _wrapped(0.75, rho=1e-3)
+        if before:
+            before(model)
+        model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[admm])
+        return [w.rho_scale for w in wrappers(model)]
+
+    want = [w.rho_scale for w in wrappers(expected)]
+    assert scales_after(tf_admm.UpdateADMM(rho_scaling="size")) == pytest.approx(want, rel=1e-6)
+    assert scales_after(tf_admm.UpdateADMM(rho_scaling="size", recipe="oneshot")) == (
+        pytest.approx(want, rel=1e-6)
+    )
+    assert scales_after(tf_admm.UpdateADMM()) == [1.0, 1.0, 1.0]  # "auto" without data
+    assert scales_after(tf_admm.UpdateADMM(rho_scaling="none")) == [1.0, 1.0, 1.0]
+    mine = scales_after(  # set by the user before fit: kept
+        tf_admm.UpdateADMM(rho_scaling="size"),
+        before=lambda m: wrappers(m)[0].set_rho_scale(3.0),
+    )
+    assert mine == [3.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="rho_scaling='gradient' needs gradient_data.*None"):
+        tf_admm.UpdateADMM(rho_scaling="gradient")
+    with pytest.raises(ValueError, match="Received: rho_scaling='size', gradient_data=given"):
+        tf_admm.UpdateADMM(rho_scaling="size", gradient_data=(x, y))
+    with pytest.raises(ValueError, match="rho_scaling"):
+        tf_admm.UpdateADMM(rho_scaling="layer")
+
+
 def test_compress_ramps_its_pruning_under_the_gradual_recipe_and_defaults_to_oneshot():
     x, y = small_data(64)  # 4 steps per epoch of 16
     model = tf_admm.compress(small_cnn(), sparsity={"hidden": 0.9}, bits={"hidden": 2})

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from tf_admm import updates
 from tf_admm._keras import keras
-from tf_admm.rho_scaling import scale_rho_by_gradient
+from tf_admm.rho_scaling import scale_rho_by_gradient, scale_rho_by_size
 from tf_admm.validation import (
     check_bool,
     check_choice,
@@ -33,6 +33,7 @@ __all__ = ["UpdateADMM"]
 
 
 RECIPES = ("auto", "gradual", "oneshot")
+RHO_SCALINGS = ("auto", "gradient", "size", "none")
 GRADUAL_RHO_FINAL = 0.1  # rho at the end of the gradual recipe's ramp
 GRADUAL_EVERY = 100  # the gradual recipe's steps between Z/U updates (fewer on short fits)
 ONESHOT = {"update_every": 1, "unit": "epoch", "rho_growth": 1.3, "rho_max": 1.0, "ramp_steps": 0}
@@ -123,6 +124,12 @@ class UpdateADMM(keras.callbacks.Callback):
             y)``): at train begin, :func:`tf_admm.scale_rho_by_gradient` gives each wrapper not
             yet started a rho proportional to its loss-gradient RMS on them (the compiled
             loss).
+        rho_scaling: how each layer's rho is scaled at train begin, for wrappers not yet
+            started and never scaled (``rho_scale`` 1): ``"gradient"`` by loss-gradient RMS
+            (needs ``gradient_data``), ``"size"`` by weight count
+            (:func:`tf_admm.scale_rho_by_size`, no data; on LeNet-5 at 246x as good as
+            ``"gradient"``, see ``docs/results.md``), ``"none"``. ``"auto"`` (default):
+            ``"gradient"`` with ``gradient_data``, else ``"none"``.
 
     >>> callback = UpdateADMM()  # gradual ADMM over the whole fit on a pruned model
     >>> UpdateADMM(recipe="oneshot").update_every, UpdateADMM(update_every=2).recipe
@@ -140,9 +147,17 @@ class UpdateADMM(keras.callbacks.Callback):
         rho_final: float | None = None,
         recipe: str = "auto",
         gradient_data: Any = None,
+        rho_scaling: str = "auto",
     ):
         super().__init__()
         check_choice("recipe", recipe, RECIPES)
+        check_choice("rho_scaling", rho_scaling, RHO_SCALINGS)
+        if (rho_scaling == "gradient") != (gradient_data is not None) and rho_scaling != "auto":
+            raise ValueError(
+                "rho_scaling='gradient' needs gradient_data, and gradient_data is only used "
+                f"with rho_scaling='gradient' or 'auto'. Received: rho_scaling={rho_scaling!r}, "
+                f"gradient_data={'given' if gradient_data is not None else None}"
+            )
         given = {
             name: value
             for name, value in (
@@ -179,6 +194,7 @@ class UpdateADMM(keras.callbacks.Callback):
         self.given = given
         self.rescale_dual = check_bool("rescale_dual", rescale_dual)
         self.gradient_data = gradient_data
+        self.rho_scaling = rho_scaling
         # checked now; configured again at every train begin ("auto" decides there)
         self._configure("gradual" if recipe == "auto" else recipe)
         self._wrappers: list = []
@@ -230,8 +246,8 @@ class UpdateADMM(keras.callbacks.Callback):
             )
             recipe = "gradual" if ramps else "oneshot"
         self._configure(recipe)
-        if active and self.gradient_data is not None:
-            scale_rho_by_gradient(self.model, self.gradient_data)
+        if active:
+            self._scale_rho()
         if active and self.ramp_over_fit:
             self.schedule["ramp_steps"] = self._steps_of_fit()
         if self.update_every == "auto":
@@ -241,6 +257,19 @@ class UpdateADMM(keras.callbacks.Callback):
         updates.initialize_admm(self.model, ramp_steps=self.schedule["ramp_steps"])
         self._pending_steps = 0
         self._step = None  # read at the first epoch, after every callback's on_train_begin
+
+    def _scale_rho(self) -> None:
+        """rho per layer (``rho_scaling``) for wrappers not yet started and never scaled."""
+        how = self.rho_scaling
+        if how == "auto":
+            how = "gradient" if self.gradient_data is not None else "none"
+        fresh = [w for w in self._wrappers if not w.initialized]
+        if how == "none" or not fresh or any(w.rho_scale != 1.0 for w in fresh):
+            return  # nothing new, or the user scaled rho already: theirs is kept
+        if how == "gradient":
+            scale_rho_by_gradient(self.model, self.gradient_data)
+        else:
+            scale_rho_by_size(self.model)
 
     def _steps_of_fit(self) -> int:
         """Epochs times steps per epoch of the running ``fit`` (ramp_steps="fit")."""
