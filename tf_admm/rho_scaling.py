@@ -24,6 +24,7 @@ factor. On LeNet-5 at 246x this raised gradual ADMM by 0.2 points on each of 3 s
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,17 @@ def rho_scales(gradient_rms: dict[str, float], power: float = 1.0) -> dict[str, 
         return {name: 1.0 for name in gradient_rms}
     mean = math.exp(sum(math.log(g) for g in positive) / len(positive))
     return {name: (g / mean) ** power if g > 0 else 1.0 for name, g in gradient_rms.items()}
+
+
+def _scale_fresh(wrappers: list, measure: Callable[[list], list], power: float) -> dict:
+    """Set ``rho_scales`` of ``measure(fresh)`` (one value per wrapper not yet started) on
+    those wrappers; the others keep theirs. Returns every wrapper's initial rho by name."""
+    fresh = [w for w in wrappers if not w.initialized]
+    if fresh:
+        scales = rho_scales({w.name: g for w, g in zip(fresh, measure(fresh))}, power)
+        for wrapper in fresh:
+            wrapper.set_rho_scale(scales[wrapper.name])
+    return {w.name: w.initial_rho for w in wrappers}
 
 
 def _batches(data: Any, batch_size: int) -> tf.data.Dataset:
@@ -161,13 +173,9 @@ def scale_rho_by_gradient(
     wrappers = built_wrappers(model, "scale_rho_by_gradient")
     loss_fn = _loss_function(model, loss)
     dataset = _batches(data, batch_size)
-    fresh = [w for w in wrappers if not w.initialized]
-    if fresh:
-        rms = _gradient_rms(model, fresh, dataset, batches, loss_fn)
-        scales = rho_scales({w.name: g for w, g in zip(fresh, rms)}, power)
-        for wrapper in fresh:
-            wrapper.set_rho_scale(scales[wrapper.name])
-    return {w.name: w.initial_rho for w in wrappers}
+    return _scale_fresh(
+        wrappers, lambda fresh: _gradient_rms(model, fresh, dataset, batches, loss_fn), power
+    )
 
 
 def scale_rho_by_size(model, *, power: float = 0.5) -> dict[str, float]:
@@ -199,10 +207,8 @@ def scale_rho_by_size(model, *, power: float = 0.5) -> dict[str, float]:
     """
     rho_scales({}, power)  # checks power
     wrappers = built_wrappers(model, "scale_rho_by_size")
-    fresh = [w for w in wrappers if not w.initialized]
-    if fresh:
-        sizes = {w.name: sum(int(np.prod(v.shape)) for v in w.constrained) for w in fresh}
-        scales = rho_scales({name: 1.0 / n for name, n in sizes.items()}, power)
-        for wrapper in fresh:
-            wrapper.set_rho_scale(scales[wrapper.name])
-    return {w.name: w.initial_rho for w in wrappers}
+    return _scale_fresh(
+        wrappers,
+        lambda fresh: [1.0 / sum(int(np.prod(v.shape)) for v in w.constrained) for w in fresh],
+        power,
+    )
