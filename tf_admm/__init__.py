@@ -20,10 +20,13 @@ __version__ = "0.1.0"
 
 from tf_admm import (  # noqa: F401  (submodules, importable as tf_admm.NAME)
     allocation,
+    channels,
     cli,
     cloning,
     constraints,
     export,
+    flops,
+    graph,
     guard,
     layouts,
     penalty,
@@ -33,6 +36,7 @@ from tf_admm import (  # noqa: F401  (submodules, importable as tf_admm.NAME)
     quantizers,
     record,
     registry,
+    removal,
     report,
     reporting,
     rho_scaling,
@@ -45,6 +49,7 @@ from tf_admm import (  # noqa: F401  (submodules, importable as tf_admm.NAME)
 from tf_admm._keras import keras  # noqa: F401  (from tf_admm import keras)
 from tf_admm.allocation import allocate_sparsity, allocation_table
 from tf_admm.callbacks import UpdateADMM
+from tf_admm.channels import channel_groups
 from tf_admm.constraints import BlockSparsity, FilterSparsity, NMSparsity, Quantization, Sparsity
 from tf_admm.export import check_tflite, export_tflite, size_report
 from tf_admm.penalty import ADMMPenalty
@@ -58,6 +63,7 @@ from tf_admm.progressive import (
 from tf_admm.prune import compress, prune_low_magnitude, quantize, strip_admm
 from tf_admm.record import compression_record
 from tf_admm.registry import register_compressible
+from tf_admm.removal import shrink
 from tf_admm.report import summary
 from tf_admm.rho_scaling import scale_rho_by_gradient, scale_rho_by_size
 from tf_admm.updates import find_wrappers, hard_project, initialize_admm, update_admm
@@ -81,6 +87,7 @@ __all__ = [
     "__version__",
     "allocate_sparsity",
     "allocation_table",
+    "channel_groups",
     "check_tflite",
     "compress",
     "compression_record",
@@ -94,6 +101,7 @@ __all__ = [
     "register_compressible",
     "scale_rho_by_gradient",
     "scale_rho_by_size",
+    "shrink",
     "size_report",
     "stages_from_json",
     "stages_to_json",

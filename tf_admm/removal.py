@@ -1,0 +1,483 @@
+"""Physical channel removal: a smaller dense model with the dead channels of every free channel
+group (:mod:`tf_admm.channels`) taken out, computing what the input model computes.
+
+A channel is *dead* when every layer that reads it receives a constant: its producers' kernel
+slices are zero (what structured pruning leaves), or a BatchNormalization's gamma or a
+depthwise filter zeroes it on the way. The constant it still carries (a bias, BatchNorm's beta
+through the activation) is folded into the readers' biases: exact for Dense readers and for
+convolutions that do not pad; a convolution that pads sees a different value at the border, so
+there a nonzero constant keeps the channel (a warning says where), while a zero constant, what
+:func:`tf_admm.hard_project` leaves for a structured constraint, removes it exactly.
+
+>>> import numpy as np, tf_admm
+>>> from tf_admm import keras
+>>> x = keras.Input((8,))
+>>> h = keras.layers.Dense(6, activation="relu", name="hidden")(x)
+>>> model = keras.Model(x, keras.layers.Dense(2, name="out")(h))
+>>> kernel, bias = model.get_layer("hidden").get_weights()
+>>> kernel[:, :3] = 0.0  # units 0-2 dead, biases kept: folded into "out"
+>>> model.get_layer("hidden").set_weights([kernel, bias])
+>>> small = tf_admm.shrink(model)
+>>> small.get_layer("hidden").units
+3
+>>> data = np.random.default_rng(0).normal(size=(4, 8)).astype("float32")
+>>> bool(np.allclose(small(data), model(data), atol=1e-5))
+True
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from tf_admm import cloning
+from tf_admm._keras import keras
+from tf_admm.channels import (
+    BATCHNORM,
+    CONV,
+    DENSE,
+    DEPTHWISE,
+    SEPARABLE,
+    TRANSPOSED,
+    ChannelGroups,
+    _inner,
+    channel_groups,
+    layer_kind,
+)
+from tf_admm.graph import model_graph
+
+__all__ = ["ShrinkPlan", "dead_channels", "shrink", "zero_channels"]
+
+
+def _kernel_out_axis(layer) -> int:
+    return -2 if isinstance(layer, TRANSPOSED) else -1
+
+
+def _producer_kernel(layer) -> np.ndarray:
+    """The kernel whose last (or, transposed, second-to-last) axis holds the outputs."""
+    weights = layer.get_weights()
+    return weights[1] if isinstance(layer, SEPARABLE) else weights[0]
+
+
+def _slice_zero(kernel: np.ndarray, axis: int) -> np.ndarray:
+    """Per output channel: is the whole slice zero?"""
+    moved = np.moveaxis(kernel, axis, -1)
+    return ~np.any(moved.reshape(-1, moved.shape[-1]) != 0, axis=0)
+
+
+def _bn_parts(layer) -> dict[str, np.ndarray]:
+    config = layer.get_config()
+    names = (["gamma"] if config.get("scale", True) else []) + (
+        ["beta"] if config.get("center", True) else []
+    )
+    names += ["moving_mean", "moving_variance"]
+    return dict(zip(names, layer.get_weights()))
+
+
+def _sample_shape(shape: tuple | None) -> tuple:
+    if shape is None:
+        raise ValueError("shape unknown")
+    return (1,) + tuple(8 if d is None else int(d) for d in shape[1:])
+
+
+def _pads(layer) -> bool:
+    """True when a convolution pads its input (a constant then differs at the border)."""
+    config = layer.get_config()
+    kernel = config.get("kernel_size", (1,))
+    if all(int(k) == 1 for k in kernel):
+        return False
+    return config.get("padding", "valid") != "valid"
+
+
+def _call(layer, inputs):
+    return np.asarray(layer(inputs, training=False), dtype=np.float64)
+
+
+def _constants(groups: ChannelGroups) -> dict[tuple, np.ndarray]:
+    """Per tensor, per position of its last axis: the constant value it holds for every input,
+    NaN where it varies. Constants start where weights zero a channel (a producer's kernel
+    slice, a BatchNorm gamma, a depthwise filter) and follow the layers that keep them."""
+    graph = groups.graph
+    const: dict[tuple, np.ndarray] = {}
+    for t in graph.inputs:
+        const[t] = np.full((graph.shapes[t] or (0,))[-1] or 0, np.nan)
+    for node in graph.nodes:
+        layer = _inner(node.layer)
+        ins = [const.get(t) for t in node.inputs]
+        shapes = [graph.shapes.get(t) for t in node.inputs]
+        out_shape = graph.shapes.get(node.outputs[0]) if node.outputs else None
+        kind, _ = layer_kind(layer, shapes[0] if shapes else None, node.arguments)
+        width = out_shape[-1] if out_shape and out_shape[-1] is not None else 0
+        out = np.full(width, np.nan)
+        try:
+            if any(c is None for c in ins) or kind == "unknown":
+                pass
+            elif kind == "producer":
+                killed = _slice_zero(_producer_kernel(layer), _kernel_out_axis(layer))
+                if killed.any():
+                    y = _call(layer, tf.zeros(_sample_shape(shapes[0])))
+                    out = _read(y, killed)
+            elif (
+                kind in ("flatten", "reshape")
+                and len(shapes[0] or ()) > 2
+                and width != (shapes[0][-1])
+            ):
+                out = np.tile(ins[0], max(width // max(len(ins[0]), 1), 1))
+            elif kind in ("flatten", "reshape"):
+                out = ins[0].copy()
+            elif kind == "concat" and len(out) == sum(len(c) for c in ins):
+                out = np.concatenate(ins)
+            else:  # channel-wise layers and ties: evaluate on the constants
+                candidate = _candidates(layer, kind, ins)
+                if candidate.any():
+                    samples = [
+                        tf.constant(
+                            np.broadcast_to(np.nan_to_num(c, nan=0.0), _sample_shape(s)),
+                            tf.float32,
+                        )
+                        for c, s in zip(ins, shapes)
+                    ]
+                    if not isinstance(layer, keras.layers.Layer):  # a Keras 3 operation
+                        args = [samples[a[1]] if a[0] == "tensor" else a[1] for a in node.arguments]
+                        y = np.asarray(layer(*args), dtype=np.float64)
+                    else:
+                        y = _call(layer, samples if kind in ("tie", "concat") else samples[0])
+                    out = _read(y, candidate)
+        except (ValueError, TypeError):  # a shape it cannot sample: nothing is constant
+            out = np.full(width, np.nan)
+        for t in node.outputs:
+            const[t] = out
+    return const
+
+
+def _candidates(layer, kind: str, ins: list[np.ndarray]) -> np.ndarray:
+    if kind == "tie" and len(ins) > 1:
+        stacked = np.stack(ins)
+        finite = np.all(np.isfinite(stacked), axis=0)
+        if type(layer).__name__ == "Multiply":
+            finite |= np.any(stacked == 0, axis=0)
+        return finite
+    finite = np.isfinite(ins[0])
+    if isinstance(layer, BATCHNORM):
+        parts = _bn_parts(layer)
+        if "gamma" in parts:
+            finite |= parts["gamma"] == 0
+    if isinstance(layer, DEPTHWISE):
+        kernel = layer.get_weights()[0]
+        finite |= _slice_zero(kernel.reshape(*kernel.shape[:-2], -1), -1)
+    return finite
+
+
+def _read(y: np.ndarray, which: np.ndarray) -> np.ndarray:
+    """The value of each channel in ``which`` where it is the same at every position; NaN
+    elsewhere (a zero-padded border makes a constant vary)."""
+    flat = y.reshape(-1, y.shape[-1])
+    first = flat[0]
+    same = np.all(np.abs(flat - first) <= 1e-6 * np.maximum(1.0, np.abs(first)), axis=0)
+    return np.where(which & same, first, np.nan)
+
+
+@dataclass
+class ShrinkPlan:
+    """What :func:`shrink` removes: per group index, the channels removed, and per group
+    the channels that are dead but kept, with why."""
+
+    removed: dict[int, list[int]] = field(default_factory=dict)
+    kept_dead: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return sum(len(c) for c in self.removed.values())
+
+
+def _foldable(layer, value: float) -> str | None:
+    """None if a constant input of ``value`` can be folded into the reader's bias exactly."""
+    if value == 0.0 or isinstance(layer, DENSE):
+        return None
+    if isinstance(layer, TRANSPOSED):
+        return f"{layer.name!r} (a transposed convolution) reads it as {value:.3g}, not 0"
+    if isinstance(layer, SEPARABLE + CONV) and _pads(layer):
+        return f"{layer.name!r} pads its input and reads it as {value:.3g}, not 0"
+    return None
+
+
+def dead_channels(model, groups: ChannelGroups | None = None) -> ShrinkPlan:
+    """The channels :func:`shrink` removes from ``model`` (a plain model: strip first).
+
+    >>> import tf_admm
+    >>> from tf_admm import keras
+    >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(2)])
+    >>> dead_channels(m).count
+    0
+    """
+    groups = groups if groups is not None else channel_groups(model)
+    const = _constants(groups)
+    graph = groups.graph
+    plan = ShrinkPlan()
+    readers: dict[int, list[tuple]] = {}  # group -> [(layer, tensor)]
+    for node in graph.nodes:
+        layer = _inner(node.layer)
+        kind, _ = layer_kind(layer)
+        if kind == "producer" and node.inputs:
+            for group, _, _ in groups.layout.get(node.inputs[0], ([], 1))[0]:
+                readers.setdefault(group, []).append((layer, node.inputs[0]))
+    for group in groups.free:
+        pairs = readers.get(group.index, [])
+        if not pairs:
+            continue
+        dead = np.ones(group.size, bool)
+        why = ""
+        for layer, tensor in pairs:
+            segments, repeat = groups.layout[tensor]
+            values = const.get(tensor)
+            width = sum(n for _, _, n in segments)
+            offset = 0
+            for g, start, length in segments:
+                if g == group.index:
+                    for i in range(length):
+                        vals = values[[p * width + offset + i for p in range(repeat)]]
+                        if not np.all(np.isfinite(vals)):
+                            dead[start + i] = False
+                            continue
+                        reason = next((r for v in vals if (r := _foldable(layer, v))), None)
+                        if reason:
+                            dead[start + i] = False
+                            why = why or reason
+                offset += length
+        channels = [int(c) for c in np.flatnonzero(dead)]
+        if len(channels) == group.size:
+            channels = channels[1:]  # a layer keeps at least one channel
+        if channels:
+            plan.removed[group.index] = channels
+        if why:
+            plan.kept_dead[group.index] = why
+    return plan
+
+
+def _positions(groups: ChannelGroups, tensor, removed: dict[int, list[int]]) -> list[int]:
+    """Positions on ``tensor``'s last axis that hold removed channels."""
+    segments, repeat = groups.layout[tensor]
+    width = sum(n for _, _, n in segments)
+    out, offset = [], 0
+    for g, start, length in segments:
+        for c in removed.get(g, ()):
+            if start <= c < start + length:
+                out.extend(p * width + offset + c - start for p in range(repeat))
+        offset += length
+    return sorted(out)
+
+
+def _keep(size: int, drop: list[int]) -> np.ndarray:
+    keep = np.ones(size, bool)
+    keep[drop] = False
+    return keep
+
+
+def _fold(layer, kernel: np.ndarray, values: np.ndarray, drop: list[int], weights: list):
+    """Bias contribution of the constants at the dropped input positions."""
+    if not drop:
+        return None
+    v = values[drop]
+    if not np.any(v):
+        return None
+    if isinstance(layer, SEPARABLE):
+        depthwise, pointwise = weights[0], weights[1]
+        m = depthwise.shape[-1]
+        per = depthwise.reshape(-1, depthwise.shape[-2], m).sum(axis=0)  # (in, m)
+        rows = [(i, j) for i in drop for j in range(m)]
+        contrib = np.zeros(pointwise.shape[-1])
+        for i, j in rows:
+            contrib += values[i] * per[i, j] * pointwise.reshape(-1, pointwise.shape[-1])[i * m + j]
+        return contrib
+    summed = kernel.reshape(-1, kernel.shape[-2], kernel.shape[-1]).sum(axis=0)  # (in, out)
+    return (v[:, None] * summed[drop]).sum(axis=0)
+
+
+def _new_layer(layer, kind: str, in_drop: list[int], out_drop: list[int], values, new_width: int):
+    """(config overrides, new weights) for one layer of ``kind`` (:func:`layer_kind`)."""
+    weights = layer.get_weights()
+    config: dict = {}
+    if kind == "producer":
+        out_axis = _kernel_out_axis(layer)
+        if isinstance(layer, SEPARABLE):
+            depthwise, pointwise = weights[0], weights[1]
+            m = depthwise.shape[-1]
+            contrib = _fold(layer, None, values, in_drop, weights)
+            keep_in = _keep(depthwise.shape[-2], in_drop)
+            depthwise = depthwise[..., keep_in, :]
+            pointwise = pointwise[..., np.repeat(keep_in, m), :]
+            kernel_list = [depthwise, pointwise]
+            kernel = pointwise
+        else:
+            kernel = weights[0]
+            in_axis = -1 if isinstance(layer, TRANSPOSED) else -2
+            if isinstance(layer, DENSE) and kernel.ndim == 2:
+                in_axis = 0
+            contrib = (
+                None
+                if isinstance(layer, TRANSPOSED)
+                else _fold(layer, kernel, values, in_drop, weights)
+            )
+            kernel = np.delete(kernel, in_drop, axis=in_axis)
+            kernel_list = [kernel]
+        has_bias = layer.get_config().get("use_bias", True)
+        bias = weights[len(kernel_list)] if has_bias else np.zeros(kernel.shape[out_axis])
+        if contrib is not None:
+            bias = bias + contrib.astype(bias.dtype)
+            if not has_bias:
+                config["use_bias"] = True
+                has_bias = True
+        kernel_list[-1] = np.delete(kernel_list[-1], out_drop, axis=out_axis)
+        n_out = kernel_list[-1].shape[out_axis]
+        config["units" if isinstance(layer, DENSE) else "filters"] = int(n_out)
+        new = kernel_list + (
+            [np.delete(bias, out_drop).astype(weights[0].dtype)] if has_bias else []
+        )
+        return config, new
+    if kind == "channelwise":
+        if isinstance(layer, DEPTHWISE):
+            return config, [np.delete(weights[0], in_drop, axis=-2)] + [
+                np.delete(w, in_drop) for w in weights[1:]
+            ]
+        return config, [np.delete(w, in_drop, axis=-1) for w in weights]
+    if kind == "reshape":  # keeps the channel axis last, or flattens: the last size changes
+        target = list(layer.get_config()["target_shape"])
+        target[-1] = new_width
+        return {"target_shape": tuple(int(d) for d in target)}, weights
+    return config, weights
+
+
+def shrink(model):
+    """A new, smaller dense model with the dead channels of every free channel group removed.
+
+    Args:
+        model: a built Sequential or Functional model, plain or wrapped by tf_admm (then its
+            :func:`tf_admm.strip_admm` copy is shrunk), whose weights hold whole zero
+            channels: a structured tf_admm constraint after :func:`tf_admm.hard_project`, or
+            channels pruned by hand or by another library.
+
+    Returns a new model whose outputs equal ``model``'s (inference mode) up to float rounding;
+    ``model`` is not changed. A model with nothing to remove comes back as an equal copy, with
+    a warning saying so; dead channels that cannot be removed exactly (a nonzero constant read
+    by a padding convolution, a group fixed by a layer that is not followed) are kept, with a
+    warning that names the layer.
+    """
+    from tf_admm.prune import strip_admm
+    from tf_admm.updates import find_wrappers
+
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"shrink takes a built Keras model. Received: {model!r} of type {type(model).__name__}"
+        )
+    if not model.built:
+        raise ValueError(f"shrink needs a built model; {model.name!r} is not built yet.")
+    plain = strip_admm(model) if find_wrappers(model) else model
+    graph = model_graph(plain)
+    groups = channel_groups(plain, graph)
+    plan = dead_channels(plain, groups)
+    fixed_dead = _dead_in_fixed(groups)
+    for message in [
+        f"shrink kept the dead channels of group {g}: {why}" for g, why in plan.kept_dead.items()
+    ] + fixed_dead:
+        warnings.warn(message, stacklevel=2)
+    if not plan.count:
+        warnings.warn(
+            f"shrink found no channel to remove in {model.name!r}: no free channel group has a "
+            "channel that every reader sees as a constant. Returned an equal copy.",
+            stacklevel=2,
+        )
+    const = _constants(groups) if plan.count else {}
+    specs: dict[int, tuple] = {}
+    for node in graph.nodes:
+        layer = _inner(node.layer)
+        if id(layer) in specs or not plan.count:
+            continue
+        in_t = node.inputs[0] if node.inputs else None
+        kind, _ = layer_kind(layer, graph.shapes.get(in_t))
+        out_t = node.outputs[0] if node.outputs else None
+        in_drop = _positions(groups, in_t, plan.removed) if in_t in groups.layout else []
+        out_drop = _positions(groups, out_t, plan.removed) if out_t in groups.layout else []
+        if kind not in ("producer", "channelwise", "reshape") or not (in_drop or out_drop):
+            continue
+        new_width = (graph.shapes[out_t][-1] or 0) - len(out_drop) if out_t else 0
+        specs[id(layer)] = _new_layer(layer, kind, in_drop, out_drop, const.get(in_t), new_width)
+
+    def replace(layer):
+        if not isinstance(layer, keras.layers.Layer):  # a stateless Keras 3 operation
+            return layer, lambda n: None
+        spec = specs.get(id(layer))
+        if spec is None:
+            return cloning.fresh_copy(layer), lambda n, old=layer: n.set_weights(old.get_weights())
+        config, weights = spec
+        return cloning.fresh_copy(layer, **config), lambda n, w=weights: n.set_weights(w)
+
+    return cloning.rebuild(plain, replace)
+
+
+def _dead_in_fixed(groups: ChannelGroups) -> list[str]:
+    messages = []
+    for group in groups:
+        if group.fixed is None or group.fixed in ("model input", "feeds a model output"):
+            continue
+        for member in group.members:
+            if member.role == "producer":
+                layer = _inner(member.layer)
+                zero = _slice_zero(_producer_kernel(layer), _kernel_out_axis(layer))
+                if zero.any():
+                    messages.append(
+                        f"shrink kept {int(zero.sum())} zero channels of {layer.name!r} "
+                        f"(group {group.index}): {group.fixed}"
+                    )
+                    break
+    return messages
+
+
+def zero_channels(model, channels: dict[int, list[int]], groups: ChannelGroups | None = None):
+    """Set to zero, in place, every weight of the given channels of each group: producers'
+    kernel slices and biases, BatchNorm gamma and beta, depthwise filters and biases. What
+    :func:`tf_admm.hard_project` leaves for a structured constraint, for tests and timing.
+
+    Args:
+        model: a plain built model.
+        channels: ``{group index: [channel, ...]}`` from :func:`tf_admm.channel_groups`.
+    """
+    groups = groups if groups is not None else channel_groups(model)
+    by_index = {g.index: g for g in groups}
+    for index, chans in channels.items():
+        group = by_index.get(index)
+        if group is None or group.fixed is not None:
+            raise ValueError(
+                f"zero_channels takes free group indices. Received: group {index}"
+                + (f", fixed because {group.fixed}" if group is not None else "")
+            )
+        for member in group.members:
+            layer = _inner(member.layer)
+            pos = member.positions(chans)
+            if member.role == "consumer" or not pos:
+                continue
+            weights = layer.get_weights()
+            if member.role == "producer":
+                axis = _kernel_out_axis(layer)
+                k = 1 if isinstance(layer, SEPARABLE) else 0
+                kernel = np.moveaxis(weights[k], axis, -1).copy()
+                kernel[..., pos] = 0
+                weights[k] = np.moveaxis(kernel, -1, axis)
+                if layer.get_config().get("use_bias", True):
+                    weights[-1] = weights[-1].copy()
+                    weights[-1][pos] = 0
+            elif isinstance(layer, DEPTHWISE):
+                weights[0] = weights[0].copy()
+                weights[0][..., pos, :] = 0
+                for w in weights[1:]:
+                    w[pos] = 0
+            else:  # BatchNorm: gamma and beta
+                parts = _bn_parts(layer)
+                for name in ("gamma", "beta"):
+                    if name in parts:
+                        parts[name][pos] = 0
+                weights = list(parts.values())
+            layer.set_weights(weights)
+    return model
