@@ -46,6 +46,8 @@ class Graph:
     shapes: dict[TensorId, tuple | None] = field(default_factory=dict)
     inputs: list[TensorId] = field(default_factory=list)
     outputs: list[TensorId] = field(default_factory=list)
+    # id(nested model) -> the tensors it is called on (its first call)
+    nested_inputs: dict[int, list[TensorId]] = field(default_factory=dict)
 
     def consumers(self) -> dict[TensorId, list[Node]]:
         """For each tensor, the nodes that read it."""
@@ -147,6 +149,8 @@ class _Walker:
         return outputs
 
     def model(self, model, inputs: list[TensorId] | None) -> list[TensorId]:
+        if inputs is not None:
+            self.graph.nested_inputs.setdefault(id(model), list(inputs))
         if is_sequential(model):
             return self.sequential(model, inputs)
         if is_functional(model):

@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_admm import cloning
-from tf_admm._keras import keras
+from tf_admm._keras import is_model, keras
 from tf_admm.channels import (
     BATCHNORM,
     CONV,
@@ -390,6 +390,10 @@ def shrink(model):
             stacklevel=2,
         )
     const = _constants(groups) if plan.count else {}
+
+    def _drop(tensor) -> list[int]:
+        return _positions(groups, tensor, plan.removed) if tensor in groups.layout else []
+
     specs: dict[int, tuple] = {}
     for node in graph.nodes:
         layer = _inner(node.layer)
@@ -409,12 +413,49 @@ def shrink(model):
         if not isinstance(layer, keras.layers.Layer):  # a stateless Keras 3 operation
             return layer, lambda n: None
         spec = specs.get(id(layer))
+        if spec is None and not layer.weights:
+            try:
+                return cloning.fresh_copy(layer), lambda n: None
+            except ValueError:  # e.g. a Lambda refused by safe deserialization: no state
+                return layer, lambda n: None
         if spec is None:
             return cloning.fresh_copy(layer), lambda n, old=layer: n.set_weights(old.get_weights())
         config, weights = spec
         return cloning.fresh_copy(layer, **config), lambda n, w=weights: n.set_weights(w)
 
-    return cloning.rebuild(plain, replace)
+    new_inputs = {
+        key: [
+            (1,) + tuple(graph.shapes[t][1:-1]) + (graph.shapes[t][-1] - len(_drop(t)),)
+            for t in tensors
+        ]
+        for key, tensors in graph.nested_inputs.items()
+    }
+    return _rebuild(plain, replace, new_inputs, top=True)
+
+
+def _rebuild(model, replace, new_inputs: dict[int, list[tuple]], top: bool = False):
+    """:func:`tf_admm.cloning.rebuild`, with nested models given inputs of their new widths."""
+    copies = []
+
+    def clone_function(layer):
+        if is_model(layer):
+            return _rebuild(layer, replace, new_inputs)
+        new, copy_fn = replace(layer)
+        copies.append((new, copy_fn))
+        return new
+
+    if top:
+        copy = cloning.clone(model, clone_function=clone_function)
+    else:
+        tensors = [keras.Input(batch_shape=(None,) + s[1:]) for s in new_inputs[id(model)]]
+        copy = keras.models.clone_model(
+            model,
+            input_tensors=tensors[0] if len(tensors) == 1 else tensors,
+            clone_function=clone_function,
+        )
+    for new, copy_fn in copies:
+        copy_fn(new)
+    return copy
 
 
 def _dead_in_fixed(groups: ChannelGroups) -> list[str]:

@@ -1,0 +1,407 @@
+"""Channel groups and exact channel removal (tf_admm.channel_groups, tf_admm.shrink).
+
+Each layer and op kind that channel groups follow is covered by a small model: its groups are
+checked, a third of the free channels of every group is zeroed (producers' slices and biases,
+BatchNorm gamma/beta, depthwise filters), and the shrunk model must compute what the original
+computes (inference mode) within 1e-5 relative, with fewer parameters. Runs under Keras 3 and
+tf_keras.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+import tf_admm
+from tf_admm import keras
+from tf_admm.removal import dead_channels, zero_channels
+
+L = keras.layers
+
+
+def _randomize_batchnorm(model, seed: int = 0) -> None:
+    """Non-trivial BatchNorm statistics, so that dead channels carry nonzero constants."""
+    rng = np.random.default_rng(seed)
+    for layer in tf_admm.cloning.flat_layers(model):
+        if isinstance(layer, L.BatchNormalization):
+            layer.set_weights(
+                [w + rng.uniform(0.2, 0.6, w.shape).astype(w.dtype) for w in layer.get_weights()]
+            )
+
+
+def _zero_third(model, groups=None, seed: int = 0) -> dict[int, list[int]]:
+    groups = groups or tf_admm.channel_groups(model)
+    rng = np.random.default_rng(seed)
+    chosen = {
+        g.index: sorted(int(c) for c in rng.choice(g.size, max(g.size // 3, 1), replace=False))
+        for g in groups.free
+    }
+    zero_channels(model, chosen, groups)
+    return chosen
+
+
+def _max_rel(a, b) -> float:
+    a, b = np.asarray(a), np.asarray(b)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), 1e-12))
+
+
+def _check_shrinks(model, x) -> keras.Model:
+    _randomize_batchnorm(model)
+    chosen = _zero_third(model)
+    assert chosen, "the model has no free channel group"
+    before = [w.copy() for w in model.get_weights()]
+    expected = np.asarray(model(x, training=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is kept or skipped silently
+        small = tf_admm.shrink(model)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert _max_rel(expected, small(x, training=False)) < 1e-5
+    assert small.count_params() < model.count_params()
+    return small
+
+
+def _image(shape=(8, 8, 3), n: int = 2):
+    return np.random.default_rng(1).normal(size=(n, *shape)).astype("float32")
+
+
+def _conv_bn(x, filters, name, kernel=3, padding="same", **kwargs):
+    x = L.Conv2D(filters, kernel, padding=padding, use_bias=False, name=f"{name}_conv", **kwargs)(x)
+    x = L.BatchNormalization(name=f"{name}_bn")(x)
+    return L.ReLU(name=f"{name}_relu")(x)
+
+
+def resnet_block_model():
+    """A residual stream (stem + two identity blocks), BatchNorm, pooling, dense head."""
+    inputs = keras.Input((8, 8, 3))
+    x = _conv_bn(inputs, 8, "stem")
+    for i in range(2):
+        y = _conv_bn(x, 6, f"b{i}a")
+        y = L.Conv2D(8, 3, padding="same", use_bias=False, name=f"b{i}b_conv")(y)
+        y = L.BatchNormalization(name=f"b{i}b_bn")(y)
+        x = L.ReLU(name=f"b{i}_out")(L.Add(name=f"b{i}_add")([x, y]))
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(3, name="head")(x))
+
+
+def test_resnet_groups_tie_the_residual_stream():
+    model = resnet_block_model()
+    groups = tf_admm.channel_groups(model)
+    stream = [g for g in groups.free if "stem_conv" in g.producers]
+    assert len(stream) == 1
+    assert stream[0].producers == ["stem_conv", "b0b_conv", "b1b_conv"]
+    assert set(stream[0].consumers) == {"b0a_conv", "b1a_conv", "head"}
+    assert {"stem_bn", "b0b_bn", "b1b_bn"} <= set(stream[0].channelwise)
+    assert sorted(g.size for g in groups.free) == [6, 6, 8]
+    fixed = {g.fixed for g in groups if g.fixed}
+    assert fixed == {"model input", "feeds a model output"}
+    table = str(groups)
+    assert "stem_conv" in table and "3 of 5 groups free" in table
+
+
+def test_resnet_shrinks_exactly():
+    small = _check_shrinks(resnet_block_model(), _image())
+    assert small.get_layer("stem_conv").filters == 6  # 8 - 8 // 3
+    assert small.get_layer("b0a_conv").filters == 4
+
+
+def mobilenet_block_model():
+    """Inverted residual: expand 1x1, depthwise 3x3, project 1x1, residual add; ReLU6."""
+    inputs = keras.Input((8, 8, 3))
+    x = _conv_bn(inputs, 6, "stem")
+    y = _conv_bn(x, 12, "expand", kernel=1)
+    y = L.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(y)
+    y = L.BatchNormalization(name="dw_bn")(y)
+    y = L.ReLU(6.0, name="dw_relu")(y)
+    y = L.Conv2D(6, 1, use_bias=False, name="project")(y)
+    y = L.BatchNormalization(name="project_bn")(y)
+    x = L.Add(name="add")([x, y])
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(2, name="head")(x))
+
+
+def test_depthwise_is_channelwise_and_shrinks():
+    model = mobilenet_block_model()
+    groups = tf_admm.channel_groups(model)
+    expanded = next(g for g in groups.free if g.producers == ["expand_conv"])
+    assert expanded.channelwise == ["expand_bn", "dw", "dw_bn"]
+    assert expanded.consumers == ["project"]
+    small = _check_shrinks(model, _image())
+    assert small.get_layer("dw").get_weights()[0].shape[-2] == 8
+
+
+def test_concatenate_places_groups_side_by_side():
+    inputs = keras.Input((8, 8, 3))
+    a = _conv_bn(inputs, 6, "a")
+    b = _conv_bn(inputs, 9, "b", kernel=1)
+    x = L.Concatenate(name="cat")([a, b])
+    x = L.BatchNormalization(name="cat_bn")(x)
+    x = L.Conv2D(4, 3, padding="same", name="after")(x)
+    model = keras.Model(inputs, L.Dense(2)(L.GlobalMaxPooling2D()(x)))
+    groups = tf_admm.channel_groups(model)
+    group_b = next(g for g in groups.free if g.producers == ["b_conv"])
+    member = next(m for m in group_b.members if m.layer.name == "after")
+    assert (member.offset, member.width) == (6, 15)
+    assert member.positions([0, 2]) == [6, 8]
+    _check_shrinks(model, _image())
+
+
+def test_flatten_spreads_each_channel_over_the_dense_inputs():
+    inputs = keras.Input((6, 6, 2))
+    x = L.Conv2D(5, 3, activation="relu", name="conv")(inputs)  # valid: 4x4x5
+    x = L.MaxPooling2D(name="pool")(x)  # 2x2x5
+    x = L.Flatten(name="flat")(x)
+    x = L.Dropout(0.5)(x)
+    model = keras.Model(inputs, L.Dense(3, name="head")(x))
+    groups = tf_admm.channel_groups(model)
+    (group,) = groups.free
+    member = next(m for m in group.members if m.role == "consumer")
+    assert member.repeat == 4 and member.positions([1]) == [1, 6, 11, 16]
+    kernel, bias = model.get_layer("conv").get_weights()
+    kernel[..., [0, 3]] = 0.0  # dead, with biases kept: relu(bias) folded into the head
+    model.get_layer("conv").set_weights([kernel, bias + 0.5])
+    x = _image((6, 6, 2))
+    small = tf_admm.shrink(model)
+    assert small.get_layer("conv").filters == 3
+    assert small.get_layer("head").get_weights()[0].shape == (12, 3)
+    assert _max_rel(model(x), small(x)) < 1e-5
+
+
+def test_reshape_to_one_axis_is_a_flatten():
+    inputs = keras.Input((4, 4, 3))
+    x = L.Conv2D(4, 1, name="conv")(inputs)
+    x = L.Reshape((64,), name="reshape")(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    small = _check_shrinks(model, _image((4, 4, 3)))
+    assert small.get_layer("reshape").get_config()["target_shape"] in ((48,), [48])
+
+
+@pytest.mark.parametrize("merge", ["Add", "Subtract", "Multiply", "Maximum", "Minimum", "Average"])
+def test_merging_layers_tie_their_inputs(merge):
+    inputs = keras.Input((8, 8, 3))
+    a = L.Conv2D(6, 3, padding="same", name="a")(inputs)
+    b = L.Conv2D(6, 1, name="b")(inputs)
+    x = getattr(L, merge)(name="merge")([a, b])
+    x = L.Conv2D(4, 3, padding="same", name="reader")(x)
+    model = keras.Model(inputs, L.Dense(2)(L.GlobalAveragePooling2D()(x)))
+    groups = tf_admm.channel_groups(model)
+    tied = next(g for g in groups.free if "a" in g.producers)
+    assert tied.producers == ["a", "b"] and tied.consumers == ["reader"]
+    _check_shrinks(model, _image())
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        lambda: L.ZeroPadding2D(1),
+        lambda: L.Cropping2D(1),
+        lambda: L.UpSampling2D(2),
+        lambda: L.AveragePooling2D(2, padding="same"),
+        lambda: L.MaxPooling2D(2),
+        lambda: L.Activation("swish"),
+        lambda: L.LeakyReLU(),
+        lambda: L.SpatialDropout2D(0.2),
+    ],
+)
+def test_parameter_free_layers_pass_channels_through(layer):
+    inputs = keras.Input((8, 8, 3))
+    x = _conv_bn(inputs, 6, "a")
+    x = layer()(x)
+    x = L.Conv2D(4, 3, padding="same", name="reader")(x)
+    model = keras.Model(inputs, L.Dense(2)(L.GlobalAveragePooling2D()(x)))
+    (group, *_) = tf_admm.channel_groups(model).free
+    assert group.producers == ["a_conv"] and group.consumers == ["reader"]
+    _check_shrinks(model, _image())
+
+
+@pytest.mark.parametrize(
+    "producer, shape",
+    [
+        (lambda: L.Conv1D(6, 3, padding="same", name="p"), (8, 3)),
+        (lambda: L.Conv3D(6, 3, padding="same", name="p"), (4, 4, 4, 3)),
+        (lambda: L.SeparableConv2D(6, 3, padding="same", name="p"), (8, 8, 3)),
+        (lambda: L.Conv2DTranspose(6, 3, strides=2, padding="same", name="p"), (8, 8, 3)),
+        (lambda: L.Dense(6, name="p"), (5,)),
+    ],
+)
+def test_every_producer_kind_shrinks(producer, shape):
+    inputs = keras.Input(shape)
+    x = producer()(inputs)
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.Activation("relu")(x)
+    if len(shape) > 1:
+        x = producer().__class__.from_config({**producer().get_config(), "name": "reader"})(x)
+        x = L.Flatten()(x)
+    else:
+        x = L.Dense(4, name="reader")(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    groups = tf_admm.channel_groups(model)
+    group = next(g for g in groups.free if g.producers == ["p"])
+    assert "reader" in group.consumers
+    small = _check_shrinks(model, _image(shape))
+    assert small.get_layer("p").get_weights()[-1].shape == (4,)
+
+
+def test_separable_reader_folds_a_constant_exactly():
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(6, 1, name="p")(inputs)
+    x = L.SeparableConv2D(4, 3, depth_multiplier=2, name="reader")(x)  # valid padding
+    model = keras.Model(inputs, L.Dense(2)(L.Flatten()(x)))
+    kernel, bias = model.get_layer("p").get_weights()
+    kernel[..., 1] = 0.0
+    model.get_layer("p").set_weights([kernel, bias + 1.0])
+    x = _image()
+    small = tf_admm.shrink(model)
+    assert small.get_layer("p").filters == 5
+    assert _max_rel(model(x), small(x)) < 1e-5
+
+
+def test_nested_models_are_followed():
+    inner_in = keras.Input((8, 8, 6))
+    y = L.Conv2D(6, 3, padding="same", name="inner_conv")(inner_in)
+    inner = keras.Model(inner_in, L.BatchNormalization(name="inner_bn")(y), name="inner")
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(6, 3, padding="same", name="outer_conv")(inputs)
+    x = L.Add()([x, inner(x)])
+    model = keras.Model(inputs, L.Dense(2)(L.GlobalAveragePooling2D()(x)))
+    groups = tf_admm.channel_groups(model)
+    stream = next(g for g in groups.free if "outer_conv" in g.producers)
+    assert stream.producers == ["outer_conv", "inner_conv"]
+    small = _check_shrinks(model, _image())
+    assert small.get_layer("inner").get_layer("inner_conv").filters == 4
+
+
+def test_sequential_model_shrinks():
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            L.Conv2D(6, 3, padding="same", name="c1"),
+            L.BatchNormalization(),
+            L.ReLU(),
+            L.Conv2D(6, 3, padding="same", name="c2"),
+            L.GlobalAveragePooling2D(),
+            L.Dense(2),
+        ]
+    )
+    small = _check_shrinks(model, _image())
+    assert small.get_layer("c1").filters == 4
+
+
+def test_unfollowed_layers_fix_their_groups_and_say_why():
+    inputs = keras.Input((8, 8, 3))
+    a = L.Conv2D(6, 3, padding="same", name="a")(inputs)
+    x = L.Lambda(lambda t: t * 2.0, name="double")(a)
+    b = L.Conv2D(5, 3, padding="same", name="b", activation="softmax")(x)
+    c = L.Conv2D(4, 3, padding="same", name="c")(b)
+    model = keras.Model(inputs, L.Dense(2)(L.GlobalAveragePooling2D()(c)))
+    groups = {g.producers[0]: g for g in tf_admm.channel_groups(model) if g.producers}
+    assert "Lambda 'double'" in groups["a"].fixed
+    assert "softmax" in groups["b"].fixed
+    assert groups["c"].fixed is None
+    kernel, bias = model.get_layer("a").get_weights()
+    kernel[..., 0] = 0.0
+    model.get_layer("a").set_weights([kernel, bias])
+    with pytest.warns(UserWarning) as caught:
+        tf_admm.shrink(model)
+    messages = [str(w.message) for w in caught]
+    assert any("'a'" in m and "Lambda 'double'" in m for m in messages)
+    assert any("no channel to remove" in m for m in messages)
+
+
+def test_padding_reader_keeps_a_nonzero_constant_and_warns():
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(6, 3, padding="same", activation="relu", name="p")(inputs)
+    x = L.Conv2D(4, 3, padding="same", name="reader")(x)
+    model = keras.Model(inputs, L.Dense(2)(L.GlobalAveragePooling2D()(x)))
+    kernel, bias = model.get_layer("p").get_weights()
+    kernel[..., :2] = 0.0
+    bias[0], bias[1] = 0.7, -0.3  # channel 0: relu(0.7) kept; channel 1: relu(-0.3) = 0 removed
+    model.get_layer("p").set_weights([kernel, bias])
+    with pytest.warns(UserWarning, match="'reader' pads its input"):
+        small = tf_admm.shrink(model)
+    assert small.get_layer("p").filters == 5
+    x = _image()
+    assert _max_rel(model(x), small(x)) < 1e-5
+
+
+def test_nothing_to_remove_returns_an_equal_copy_with_a_warning():
+    model = resnet_block_model()
+    with pytest.warns(UserWarning, match="no channel to remove"):
+        copy = tf_admm.shrink(model)
+    assert copy is not model and copy.count_params() == model.count_params()
+    x = _image()
+    assert np.array_equal(model(x), copy(x))
+
+
+def test_a_group_keeps_at_least_one_channel():
+    inputs = keras.Input((4,))
+    h = L.Dense(3, name="h")(inputs)
+    model = keras.Model(inputs, L.Dense(2, name="out")(h))
+    model.get_layer("h").set_weights([np.zeros((4, 3)), np.ones(3)])
+    assert dead_channels(model).count == 2  # all three units are dead; one stays
+    small = tf_admm.shrink(model)
+    assert small.get_layer("h").units == 1
+    x = _image((4,))
+    assert _max_rel(model(x), small(x)) < 1e-5
+
+
+def test_refuses_what_it_cannot_read():
+    with pytest.raises(ValueError, match="takes a built Keras model"):
+        tf_admm.shrink("model.keras")
+    with pytest.raises(ValueError, match="channel_groups takes a built Keras model"):
+        tf_admm.channel_groups(L.Dense(3))
+
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.d = L.Dense(2)
+
+        def call(self, x):
+            return self.d(x)
+
+    sub = Sub()
+    sub(np.zeros((1, 3), "float32"))
+    with pytest.raises(ValueError, match="subclassed model"):
+        tf_admm.shrink(sub)
+
+
+def test_filter_sparsity_after_hard_project_shrinks_a_wrapped_model():
+    inputs = keras.Input((6,))
+    h = L.Dense(8, activation="relu", name="hidden")(inputs)
+    model = keras.Model(inputs, L.Dense(3, name="out")(h))
+    pruned = tf_admm.prune_low_magnitude(model, {"hidden": tf_admm.FilterSparsity(0.5)})
+    tf_admm.initialize_admm(pruned)
+    tf_admm.hard_project(pruned)
+    x = _image((6,), 4)
+    expected = tf_admm.strip_admm(pruned)(x)
+    small = tf_admm.shrink(pruned)
+    assert small.get_layer("hidden").units == 4
+    assert _max_rel(expected, small(x)) < 1e-5
+    assert tf_admm.registry.compressible_layers(small)  # plain layers: can be pruned further
+
+
+def test_shrunk_model_exports_and_matches_in_litert(tmp_path):
+    model = resnet_block_model()
+    x = _image(n=8)
+    small = _check_shrinks(model, x)
+    path = os.path.join(tmp_path, "small.tflite")
+    tf_admm.export_tflite(small, path)
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.set_tensor(inp["index"], x[:1])
+    interpreter.invoke()
+    assert _max_rel(small(x[:1]), interpreter.get_tensor(out["index"])) < 1e-5
+
+
+def test_layer_macs_count_what_shrink_removes():
+    model = resnet_block_model()
+    before = tf_admm.flops.total_macs(model)
+    assert tf_admm.flops.layer_macs(model)["stem_conv"] == 8 * 8 * 9 * 3 * 8
+    small = _check_shrinks(model, _image())
+    assert tf_admm.flops.layer_macs(small)["stem_conv"] == 8 * 8 * 9 * 3 * 6
+    assert tf_admm.flops.total_macs(small) < 0.6 * before
