@@ -36,10 +36,10 @@ import tf_admm  # noqa: E402
 from tf_admm import keras  # noqa: E402
 
 
-def _interpreter(path: str, builtin: bool):
+def _interpreter(path: str, builtin: bool, threads: int = 1):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    kwargs = {"num_threads": 1}
+    kwargs = {"num_threads": threads}
     if builtin:
         kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     interpreter = Interpreter(model_path=path, **kwargs)
@@ -47,9 +47,11 @@ def _interpreter(path: str, builtin: bool):
     return interpreter
 
 
-def time_file(path: str, x: np.ndarray, builtin: bool, invokes: int, repeats: int) -> float:
+def time_file(
+    path: str, x: np.ndarray, builtin: bool, invokes: int, repeats: int, threads: int = 1
+) -> float:
     """Median over ``repeats`` of the mean seconds per ``invoke()`` (batch 1)."""
-    interpreter = _interpreter(path, builtin)
+    interpreter = _interpreter(path, builtin, threads)
     detail = interpreter.get_input_details()[0]
     interpreter.set_tensor(detail["index"], x[:1].astype(detail["dtype"]))
     for _ in range(max(invokes // 5, 5)):  # warm-up

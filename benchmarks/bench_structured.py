@@ -1,0 +1,203 @@
+"""LiteRT latency of shrunk models against their dense files, at 1.5x, 2x and 3x fewer MACs.
+
+For each network (MobileNetV2 alpha 1.0 and ResNet50 at 224x224x3, a CIFAR-style ResNet-20
+with identity shortcuts at 32x32x3, a DenseNet-style net with Concatenate at 32x32x3) with
+random weights (latency depends on shapes, not on what was learned), it removes the same
+fraction of every free channel group through the public API: ``tf_admm.channel_groups``,
+``tf_admm.removal.zero_channels`` (what ``hard_project`` of a structured constraint leaves),
+``tf_admm.shrink``; the fraction is found by bisection so that the shrunk model has the target
+MAC ratio (``tf_admm.flops.total_macs``). It checks that the shrunk model computes what the
+zeroed dense model computes, exports dense and shrunk models as float and as full int8
+(``tf_admm.export_tflite``, no sparse tensors) and times ``invoke()`` on batch 1 with the
+default XNNPACK delegate, 1 and 2 threads, every file of a network in the same run.
+
+One JSON object per measurement is appended to ``--out`` (kind "latency"): network, method
+("dense" or "shrunk"), flops_rate, precision, threads, seconds, latency_ratio (to the dense
+file of the same precision and threads), raw_bytes, bytes_ratio, max_rel_error.
+
+    python benchmarks/bench_structured.py --out docs/structured.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+from bench_latency import time_file  # noqa: E402  (benchmarks/ is the script's directory)
+
+import tf_admm  # noqa: E402
+from tf_admm import keras  # noqa: E402
+from tf_admm.removal import zero_channels  # noqa: E402
+
+L = keras.layers
+
+
+def cifar_resnet(depth: int = 20, width: int = 16) -> keras.Model:
+    """He et al.'s CIFAR ResNet (3 stages, identity shortcuts, 1x1 projection at a stride)."""
+    n = (depth - 2) // 6
+    inputs = keras.Input((32, 32, 3))
+    x = L.Conv2D(width, 3, padding="same", use_bias=False)(inputs)
+    x = L.ReLU()(L.BatchNormalization()(x))
+    for stage, filters in enumerate((width, 2 * width, 4 * width)):
+        for block in range(n):
+            stride = 2 if stage > 0 and block == 0 else 1
+            y = L.Conv2D(filters, 3, stride, padding="same", use_bias=False)(x)
+            y = L.ReLU()(L.BatchNormalization()(y))
+            y = L.Conv2D(filters, 3, padding="same", use_bias=False)(y)
+            y = L.BatchNormalization()(y)
+            if stride != 1:
+                x = L.BatchNormalization()(L.Conv2D(filters, 1, stride, use_bias=False)(x))
+            x = L.ReLU()(L.Add()([x, y]))
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(10)(x), name=f"cifar_resnet{depth}")
+
+
+def densenet_style(growth: int = 24, blocks=(6, 12, 8)) -> keras.Model:
+    """DenseNet-BC-style: BN-ReLU-1x1-BN-ReLU-3x3 layers whose outputs are concatenated."""
+    inputs = keras.Input((32, 32, 3))
+    x = L.Conv2D(2 * growth, 3, padding="same", use_bias=False)(inputs)
+    for i, count in enumerate(blocks):
+        for _ in range(count):
+            y = L.ReLU()(L.BatchNormalization()(x))
+            y = L.Conv2D(4 * growth, 1, use_bias=False)(y)
+            y = L.ReLU()(L.BatchNormalization()(y))
+            y = L.Conv2D(growth, 3, padding="same", use_bias=False)(y)
+            x = L.Concatenate()([x, y])
+        if i < len(blocks) - 1:
+            x = L.ReLU()(L.BatchNormalization()(x))
+            x = L.Conv2D(x.shape[-1] // 2, 1, use_bias=False)(x)
+            x = L.AveragePooling2D(2)(x)
+    x = L.GlobalAveragePooling2D()(L.ReLU()(L.BatchNormalization()(x)))
+    return keras.Model(inputs, L.Dense(10)(x), name="densenet_style")
+
+
+NETWORKS = {
+    "mobilenet_v2": lambda: keras.applications.MobileNetV2(
+        weights=None, input_shape=(224, 224, 3), alpha=1.0
+    ),
+    "resnet50": lambda: keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3)),
+    "cifar_resnet20": cifar_resnet,
+    "densenet_style": densenet_style,
+}
+
+
+def randomize_batchnorm(model, rng) -> None:
+    for layer in tf_admm.cloning.flat_layers(model):
+        if isinstance(layer, L.BatchNormalization):
+            layer.set_weights(
+                [w + rng.uniform(0.2, 0.6, w.shape).astype(w.dtype) for w in layer.get_weights()]
+            )
+
+
+def shrunk_at(dense, groups, fraction: float, seed: int):
+    """A copy of ``dense`` with ``fraction`` of every free group's channels zeroed, and its
+    shrunk model."""
+    zeroed = keras.models.clone_model(dense)
+    zeroed.set_weights(dense.get_weights())
+    rng = np.random.default_rng(seed)
+    chosen = {
+        g.index: sorted(rng.choice(g.size, int(round(fraction * g.size)), replace=False).tolist())
+        for g in tf_admm.channel_groups(zeroed).free
+    }
+    zero_channels(zeroed, chosen)
+    return zeroed, tf_admm.shrink(zeroed)
+
+
+def at_rate(dense, rate: float, seed: int):
+    """Bisection on the removed fraction until dense MACs / shrunk MACs is within 3% of rate."""
+    target = tf_admm.flops.total_macs(dense) / rate
+    lo, hi = 0.0, 0.95
+    best = None
+    for _ in range(8):
+        mid = (lo + hi) / 2
+        zeroed, small = shrunk_at(dense, None, mid, seed)
+        macs = tf_admm.flops.total_macs(small)
+        best = (zeroed, small, macs)
+        if abs(macs / target - 1) < 0.03:
+            break
+        lo, hi = (mid, hi) if macs > target else (lo, mid)
+    return best
+
+
+def export(model, path: str, precision: str, calibration) -> int:
+    kwargs = (
+        {"quantization": "int8", "representative_data": calibration} if precision == "int8" else {}
+    )
+    tf_admm.export_tflite(model, path, overwrite=True, **kwargs)
+    return os.path.getsize(path)
+
+
+def run(name: str, rates, threads_list, invokes: int, repeats: int, out: str, seed: int) -> None:
+    keras.utils.set_random_seed(seed)
+    dense = NETWORKS[name]()
+    rng = np.random.default_rng(seed)
+    randomize_batchnorm(dense, rng)
+    shape = (1,) + tuple(dense.input_shape[1:])
+    x = rng.normal(size=(8,) + shape[1:]).astype("float32")
+    dense_macs = tf_admm.flops.total_macs(dense)
+    models = [("dense", 1.0, dense, 0.0)]
+    for rate in rates:
+        start = time.time()
+        zeroed, small, macs = at_rate(dense, rate, seed)
+        error = float(
+            np.max(np.abs(np.asarray(small(x)) - np.asarray(zeroed(x))))
+            / np.max(np.abs(np.asarray(zeroed(x))))
+        )
+        print(
+            f"{name}: {dense_macs / macs:.2f}x fewer MACs, max rel error {error:.1e} "
+            f"({time.time() - start:.0f} s)",
+            flush=True,
+        )
+        models.append(("shrunk", dense_macs / macs, small, error))
+    with tempfile.TemporaryDirectory() as directory:
+        for precision in ("float", "int8"):
+            files = []
+            for method, rate, model, error in models:
+                path = os.path.join(directory, f"{name}_{method}_{rate:.2f}_{precision}.tflite")
+                files.append((method, rate, path, export(model, path, precision, x[:8]), error))
+            for threads in threads_list:
+                base = None
+                for method, rate, path, size, error in files:
+                    seconds = time_file(path, x, False, invokes, repeats, threads=threads)
+                    base = base or (seconds, size)
+                    record = {
+                        "network": name,
+                        "kind": "latency",
+                        "method": method,
+                        "flops_rate": round(rate, 3),
+                        "precision": precision,
+                        "threads": threads,
+                        "seconds": seconds,
+                        "latency_ratio": seconds / base[0],
+                        "raw_bytes": size,
+                        "bytes_ratio": size / base[1],
+                        "max_rel_error": error,
+                        "input_shape": list(shape),
+                    }
+                    print(json.dumps(record), flush=True)
+                    with open(out, "a") as f:
+                        f.write(json.dumps(record) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
+    parser.add_argument("--rates", nargs="+", type=float, default=[1.5, 2.0, 3.0])
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--invokes", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="docs/structured.json")
+    args = parser.parse_args()
+    for name in args.networks:
+        run(name, args.rates, args.threads, args.invokes, args.repeats, args.out, args.seed)
+
+
+if __name__ == "__main__":
+    main()
