@@ -405,3 +405,109 @@ def test_layer_macs_count_what_shrink_removes():
     small = _check_shrinks(model, _image())
     assert tf_admm.flops.layer_macs(small)["stem_conv"] == 8 * 8 * 9 * 3 * 6
     assert tf_admm.flops.total_macs(small) < 0.6 * before
+
+
+# -- structured ADMM over channel groups ----------------------------------------------------
+
+
+def _fit_steps(model, x, y, steps: int, callbacks):
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    model.fit(x, y, batch_size=8, epochs=steps, verbose=0, callbacks=callbacks)
+
+
+def test_prune_channels_wraps_producers_and_batchnorm_of_the_chosen_groups():
+    model = resnet_block_model()
+    pruned = tf_admm.prune_channels(model, 0.5)
+    names = sorted(w.layer.name for w in tf_admm.find_wrappers(pruned))
+    assert names == sorted(
+        ["stem_conv", "stem_bn", "b0a_conv", "b0a_bn", "b0b_conv", "b0b_bn"]
+        + ["b1a_conv", "b1a_bn", "b1b_conv", "b1b_bn"]
+    )
+    bn = next(w for w in tf_admm.find_wrappers(pruned) if w.layer.name == "stem_bn")
+    assert [tuple(v.shape) for v in bn.constrained] == [(8,), (8,)]  # gamma, beta
+    assert isinstance(bn.constraint, tf_admm.ChannelSparsity)
+    # one group only, by a producer's name; other groups stay unwrapped
+    only = tf_admm.prune_channels(model, {"b0a_conv": 0.5})
+    assert sorted(w.layer.name for w in tf_admm.find_wrappers(only)) == ["b0a_bn", "b0a_conv"]
+
+
+def test_prune_channels_refuses_bad_targets_before_any_work():
+    model = resnet_block_model()
+    with pytest.raises(ValueError, match="not a free channel group"):
+        tf_admm.prune_channels(model, {"head": 0.5})
+    with pytest.raises(ValueError, match="sparsity must be in"):
+        tf_admm.prune_channels(model, 1.5)
+    with pytest.raises(ValueError, match="selects no free channel group|select no free"):
+        tf_admm.prune_channels(model, 0.0)
+
+
+def test_structured_admm_zeroes_whole_groups_and_shrinks_exactly():
+    model = resnet_block_model()
+    x = _image(n=32)
+    y = np.random.default_rng(2).normal(size=(32, 3)).astype("float32")
+    pruned = tf_admm.prune_channels(model, 0.5, rho=1e-2)
+    _fit_steps(pruned, x, y, 3, [tf_admm.UpdateADMM(recipe="oneshot", update_every=1)])
+    tf_admm.hard_project(pruned)
+    _fit_steps(pruned, x, y, 2, [tf_admm.UpdateADMM()])
+    groups = tf_admm.channel_groups(tf_admm.strip_admm(pruned))
+    plain = tf_admm.strip_admm(pruned)
+    # every free group lost exactly half its channels, in every layer that holds them
+    stream = next(g for g in groups.free if "stem_conv" in g.producers)
+    dead = [
+        c
+        for c in range(stream.size)
+        if not np.any(plain.get_layer("stem_conv").get_weights()[0][..., c])
+    ]
+    assert len(dead) == 4
+    for name in ("b0b_conv", "b1b_conv"):
+        assert not np.any(plain.get_layer(name).get_weights()[0][..., dead])
+    for name in ("stem_bn", "b0b_bn", "b1b_bn"):
+        gamma, beta = plain.get_layer(name).get_weights()[:2]
+        assert not np.any(gamma[dead]) and not np.any(beta[dead])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        small = tf_admm.shrink(pruned)
+    assert small.get_layer("stem_conv").filters == 4
+    assert small.get_layer("b0a_conv").filters == 3
+    assert _max_rel(plain(x, training=False), small(x, training=False)) < 1e-5
+    macs = tf_admm.flops.total_macs
+    assert macs(small) < 0.3 * macs(model)
+
+
+def test_gradual_channel_ramp_and_save_load_round_trip(tmp_path):
+    model = mobilenet_block_model()
+    x = _image(n=16)
+    y = np.random.default_rng(3).normal(size=(16, 2)).astype("float32")
+    pruned = tf_admm.prune_channels(model, tf_admm.allocate_channels(model, 2.0))
+    _fit_steps(pruned, x, y, 2, [tf_admm.UpdateADMM()])  # the default (gradual) recipe
+    path = os.path.join(tmp_path, "pruned.keras")
+    pruned.save(path)
+    loaded = keras.models.load_model(path)
+    for a, b in zip(tf_admm.find_wrappers(pruned), tf_admm.find_wrappers(loaded)):
+        assert a.constraint == b.constraint
+        for za, zb in zip(a.z_vars, b.z_vars):
+            assert np.array_equal(np.asarray(za), np.asarray(zb))
+    tf_admm.hard_project(loaded)
+    small = tf_admm.shrink(loaded)
+    plain = tf_admm.strip_admm(loaded)
+    assert _max_rel(plain(x, training=False), small(x, training=False)) < 1e-5
+    ratio = tf_admm.flops.total_macs(model) / tf_admm.flops.total_macs(small)
+    assert 1.8 < ratio < 2.3
+
+
+def test_allocate_channels_reaches_the_mac_target():
+    model = resnet_block_model()
+    targets = tf_admm.allocate_channels(model, 2.0)
+    assert set(targets) == {g.index for g in tf_admm.channel_groups(model).free}
+    assert len(set(targets.values())) == 1
+    with pytest.raises(ValueError, match="cannot divide the MACs"):
+        tf_admm.allocate_channels(model, 1000.0)
+    with pytest.raises(ValueError, match="flops_rate must be"):
+        tf_admm.allocate_channels(model, 0.5)
+
+
+def test_channel_sparsity_is_refused_where_it_cannot_apply():
+    with pytest.raises(ValueError, match="ChannelSparsity wraps layers that hold channels"):
+        tf_admm.ADMMWrapper(L.Flatten(), tf_admm.ChannelSparsity(0.5))
+    with pytest.raises(ValueError, match="does not take ChannelSparsity"):
+        tf_admm.Quantization(4, sparsity=tf_admm.ChannelSparsity(0.5))

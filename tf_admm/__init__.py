@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 
 from tf_admm import (  # noqa: F401  (submodules, importable as tf_admm.NAME)
     allocation,
+    channel_admm,
     channels,
     cli,
     cloning,
@@ -42,6 +43,7 @@ from tf_admm import (  # noqa: F401  (submodules, importable as tf_admm.NAME)
     rho_scaling,
     run_store,
     stage_runner,
+    structured,
     tflite_file,
     updates,
     validation,
@@ -50,7 +52,14 @@ from tf_admm._keras import keras  # noqa: F401  (from tf_admm import keras)
 from tf_admm.allocation import allocate_sparsity, allocation_table
 from tf_admm.callbacks import UpdateADMM
 from tf_admm.channels import channel_groups
-from tf_admm.constraints import BlockSparsity, FilterSparsity, NMSparsity, Quantization, Sparsity
+from tf_admm.constraints import (
+    BlockSparsity,
+    ChannelSparsity,
+    FilterSparsity,
+    NMSparsity,
+    Quantization,
+    Sparsity,
+)
 from tf_admm.export import check_tflite, export_tflite, size_report
 from tf_admm.penalty import ADMMPenalty
 from tf_admm.progressive import (
@@ -66,6 +75,7 @@ from tf_admm.registry import register_compressible
 from tf_admm.removal import shrink
 from tf_admm.report import summary
 from tf_admm.rho_scaling import scale_rho_by_gradient, scale_rho_by_size
+from tf_admm.structured import allocate_channels, prune_channels
 from tf_admm.updates import find_wrappers, hard_project, initialize_admm, update_admm
 from tf_admm.wrapper import ADMMWrapper
 
@@ -77,6 +87,7 @@ __all__ = [
     "ADMMPenalty",
     "ADMMWrapper",
     "BlockSparsity",
+    "ChannelSparsity",
     "FilterSparsity",
     "NMSparsity",
     "ProgressiveCompressor",
@@ -85,6 +96,7 @@ __all__ = [
     "Stage",
     "UpdateADMM",
     "__version__",
+    "allocate_channels",
     "allocate_sparsity",
     "allocation_table",
     "channel_groups",
@@ -96,6 +108,7 @@ __all__ = [
     "geometric_stages",
     "hard_project",
     "initialize_admm",
+    "prune_channels",
     "prune_low_magnitude",
     "quantize",
     "register_compressible",

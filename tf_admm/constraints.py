@@ -26,6 +26,7 @@ from tf_admm.validation import check_bool, check_scheme, check_sparsity
 
 __all__ = [
     "BlockSparsity",
+    "ChannelSparsity",
     "Constraint",
     "FilterSparsity",
     "NMSparsity",
@@ -44,6 +45,9 @@ class Constraint:
 
     quantizer: Quantizer | None = None
     sparsity: float = 0.0
+    # True for constraints over a channel group (ChannelSparsity): the wrapper then constrains
+    # every weight that holds the layer's channels, biases and BatchNorm gamma/beta included
+    channel_level: bool = False
 
     def mask(self, values: np.ndarray) -> np.ndarray:
         """Boolean mask of the entries the projection of ``values`` keeps."""
@@ -172,6 +176,59 @@ class FilterSparsity(Constraint):
 
 
 @register(package="tf_admm")
+class ChannelSparsity(Constraint):
+    """Structured sparsity over a channel group (:func:`tf_admm.channel_groups`): keep the
+    ``size - floor(size * sparsity)`` channels of largest joint L2 norm, where a channel's
+    norm runs over every weight of the group that holds it (producers' kernel slices and
+    biases, BatchNorm gamma and beta, depthwise filters and biases).
+
+    :func:`tf_admm.prune_channels` wraps each such layer with it; the Z/U updates and
+    :func:`tf_admm.hard_project` then project the whole group at once, so a removed channel
+    is zero everywhere (truly dead) and :func:`tf_admm.shrink` removes it. Applied to one
+    weight on its own, it keeps the channels (last axis) of largest norm.
+
+    >>> import numpy as np
+    >>> ChannelSparsity(0.5).mask(np.array([[1.0, 5.0, 0.1, 2.0]])).tolist()
+    [[False, True, False, True]]
+    """
+
+    channel_level = True
+
+    def __init__(self, sparsity: float):
+        self.sparsity = check_sparsity(sparsity)
+
+    def mask(self, values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values)
+        energy = np.square(values.astype(np.float64)).reshape(-1, values.shape[-1]).sum(axis=0)
+        keep = projections.topk_mask(energy, projections.keep_count(energy.size, self.sparsity))
+        return np.broadcast_to(keep, values.shape).copy()
+
+    def get_config(self) -> dict[str, Any]:
+        return {"sparsity": self.sparsity}
+
+
+class KeepChannels(Constraint):
+    """The channels (last axis) chosen for one weight by a joint group projection; built
+    between steps by :mod:`tf_admm.channel_admm`, never saved."""
+
+    channel_level = True
+
+    def __init__(self, keep: np.ndarray):
+        self.keep = np.asarray(keep, bool)
+
+    @property
+    def sparsity(self) -> float:  # type: ignore[override]
+        return 1.0 - float(self.keep.mean()) if self.keep.size else 0.0
+
+    def mask(self, values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values)
+        return np.broadcast_to(self.keep, values.shape).copy()
+
+    def get_config(self) -> dict[str, Any]:
+        return {"keep": self.keep.tolist()}
+
+
+@register(package="tf_admm")
 class NMSparsity(Constraint):
     """n:m sparsity: ``n`` kept of every ``m`` consecutive inputs per output (default 2:4).
 
@@ -213,6 +270,12 @@ def _as_sparsity(sparsity: Any) -> Constraint | None:
         return None
     if isinstance(sparsity, Quantization):
         raise ValueError("Quantization(sparsity=...) takes a sparsity, not another Quantization.")
+    if getattr(sparsity, "channel_level", False):
+        raise ValueError(
+            "Quantization(sparsity=...) does not take ChannelSparsity: prune channels with "
+            "tf_admm.prune_channels, shrink, then quantize the smaller model. "
+            f"Received: sparsity={sparsity!r}"
+        )
     if isinstance(sparsity, dict) and sparsity.get("class_name", "").endswith("Quantization"):
         raise ValueError("Quantization(sparsity=...) takes a sparsity, not another Quantization.")
     return get(sparsity)
@@ -357,7 +420,8 @@ class Quantization(Constraint):
 
 
 _CLASSES = {
-    c.__name__: c for c in (Sparsity, BlockSparsity, FilterSparsity, NMSparsity, Quantization)
+    c.__name__: c
+    for c in (Sparsity, BlockSparsity, FilterSparsity, ChannelSparsity, NMSparsity, Quantization)
 }
 
 

@@ -391,7 +391,7 @@ def _plan_layer(layer, resolve):
     if isinstance(layer, ADMMWrapper):
         raise ValueError(f"Layer {layer.name!r} is already wrapped for ADMM; wrap it only once.")
     constraint = resolve(layer)
-    if constraint is not None:
+    if constraint is not None and not constraint.channel_level:
         if not registry.is_compressible(layer):
             raise ValueError(
                 f"Layer {layer.name!r} of type {type(layer).__name__} has no compressible weights."

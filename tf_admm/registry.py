@@ -25,6 +25,7 @@ from tf_admm._keras import is_model, keras
 from tf_admm.layouts import Layout
 
 __all__ = [
+    "channel_weights",
     "compressible_layers",
     "compressible_weights",
     "is_compressible",
@@ -232,3 +233,40 @@ def weight_layouts(layer) -> list[Layout]:
     if isinstance(layer, _SEPARABLE):  # (depthwise kernel, pointwise kernel)
         return [Layout("depthwise"), Layout()][: len(weights)]
     return [Layout() for _ in weights]
+
+
+def channel_weights(layer) -> tuple[list, list[Layout]]:
+    """The variables of a built layer that hold its channels, with their layouts (channels on
+    the canonical last axis): what a :class:`tf_admm.ChannelSparsity` wrapper constrains.
+
+    Producers (Dense, Conv, Conv*Transpose, SeparableConv's pointwise kernel): the kernel and
+    the bias; DepthwiseConv (``depth_multiplier=1``): the depthwise kernel and the bias;
+    BatchNormalization: gamma and beta. Empty for other layers.
+
+    >>> from tf_admm import keras
+    >>> bn = keras.layers.BatchNormalization()
+    >>> bn.build((None, 4))
+    >>> [tuple(w.shape) for w in channel_weights(bn)[0]]
+    [(4,), (4,)]
+    """
+    if isinstance(layer, _L.BatchNormalization):
+        found = [getattr(layer, name, None) for name in ("gamma", "beta")]
+        found = [w for w in found if w is not None]
+        return found, [Layout() for _ in found]
+    if isinstance(layer, _DEPTHWISE):
+        kernel = getattr(layer, "depthwise_kernel", None)
+        kernel = kernel if kernel is not None else layer.kernel
+        found, layouts = [kernel], [Layout("depthwise")]
+    elif isinstance(layer, _SEPARABLE):
+        found, layouts = [layer.pointwise_kernel], [Layout()]
+    elif isinstance(layer, _TRANSPOSED):
+        found, layouts = [layer.kernel], [Layout("transposed")]
+    elif isinstance(layer, tuple(getattr(_L, n) for n in ("Conv1D", "Conv2D", "Conv3D", "Dense"))):
+        found, layouts = [layer.kernel], [Layout()]
+    else:
+        return [], []
+    bias = getattr(layer, "bias", None)
+    if bias is not None:
+        found.append(bias)
+        layouts.append(Layout())
+    return found, layouts

@@ -107,6 +107,18 @@ def ramped_constraint(wrapper: ADMMWrapper, ramp_steps: int):
     return constraint.at_sparsity(now)
 
 
+def _group_constraints(model, wrappers: list, values, ramp_steps: int) -> dict:
+    """The joint channel-group projections (:mod:`tf_admm.channel_admm`) of the
+    channel-level wrappers among ``wrappers``; empty when there are none."""
+    if not any(w.constraint.channel_level for w in wrappers):
+        return {}
+    from tf_admm.channel_admm import group_constraints
+
+    return group_constraints(
+        model, wrappers, values, lambda w: ramped_constraint(w, ramp_steps).sparsity
+    )
+
+
 def check_ramp(ramp_steps) -> int:
     return check_int("ramp_steps", ramp_steps, 0)
 
@@ -119,10 +131,11 @@ def initialize_admm(model, *, ramp_steps: int = 0) -> None:
     keeps its state.
     """
     ramp_steps = check_ramp(ramp_steps)
-    for wrapper in built_wrappers(model, "initialize_admm"):
-        if wrapper.initialized:
-            continue
-        constraint = ramped_constraint(wrapper, ramp_steps)  # at step 0
+    wrappers = built_wrappers(model, "initialize_admm")
+    fresh = [w for w in wrappers if not w.initialized]
+    groups = _group_constraints(model, fresh, lambda w, i: to_numpy(w.constrained[i]), ramp_steps)
+    for wrapper in fresh:
+        constraint = groups.get(id(wrapper)) or ramped_constraint(wrapper, ramp_steps)
         for i, (weight, z, u) in enumerate(
             zip(wrapper.constrained, wrapper.z_vars, wrapper.u_vars)
         ):
@@ -206,13 +219,18 @@ def update_admm(
     initialize_admm(model, ramp_steps=ramp_steps)
     primal_sq = weight_sq = dual_sq = 0.0
     rho_out = 0.0
-    for wrapper in wrappers:
-        if int(tf.convert_to_tensor(wrapper.mode)) != MODE_ADMM:
-            continue
+    active = [w for w in wrappers if int(tf.convert_to_tensor(w.mode)) == MODE_ADMM]
+    groups = _group_constraints(
+        model,
+        active,
+        lambda w, i: to_numpy(w.constrained[i]) + to_numpy(w.u_vars[i]),
+        ramp_steps,
+    )
+    for wrapper in active:
         rho = float(tf.convert_to_tensor(wrapper.rho))
         cap = rho_max * wrapper.rho_scale
         rho_next = min(rho * rho_growth, max(cap, rho))
-        constraint = ramped_constraint(wrapper, ramp_steps)
+        constraint = groups.get(id(wrapper)) or ramped_constraint(wrapper, ramp_steps)
         scale_t = tf.constant(rho / rho_next if rescale_dual else 1.0, tf.float32)
         for i, (weight, z, u) in enumerate(
             zip(wrapper.constrained, wrapper.z_vars, wrapper.u_vars)
@@ -260,6 +278,7 @@ def hard_project(model) -> dict[str, float]:
     {'admm_fc': 0.75}
     """
     wrappers = built_wrappers(model, "hard_project")
+    groups = _group_constraints(model, wrappers, lambda w, i: to_numpy(w.constrained[i]), 0)
     result = {}
     for wrapper in wrappers:
         zeros = total = 0
@@ -267,7 +286,7 @@ def hard_project(model) -> dict[str, float]:
             zip(wrapper.constrained, wrapper.mask_vars, wrapper.z_vars)
         ):
             w_np = to_numpy(weight)
-            on_layout = wrapper.constraint_for(i)
+            on_layout = wrapper.constraint_for(i, groups.get(id(wrapper)))
             if wrapper.quantized:
                 scale, keep, projected = on_layout.fit(w_np)
                 wrapper.scale_vars[i].assign(scale)

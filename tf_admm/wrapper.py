@@ -54,6 +54,22 @@ NOT_INITIALIZED_MESSAGE = (
 )
 
 
+def _check_channel_layer(layer) -> None:
+    """A channel-group constraint takes the layers that hold a group's channels."""
+    from tf_admm.channels import layer_kind
+
+    kind, reason = layer_kind(layer)
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return  # its axis is checked against the model by tf_admm.channel_groups
+    if kind not in ("producer", "channelwise"):
+        raise ValueError(
+            f"ChannelSparsity wraps layers that hold channels (Dense, Conv*, Conv*Transpose, "
+            f"SeparableConv*, DepthwiseConv* with depth_multiplier=1, BatchNormalization). "
+            f"Received: {layer.name!r} of type {type(layer).__name__}"
+            + (f" ({reason})" if reason else "")
+        )
+
+
 def _no_autocast() -> dict[str, Any]:
     return {"experimental_autocast": False} if LEGACY else {"autocast": False}
 
@@ -109,7 +125,10 @@ class ADMMWrapper(keras.layers.Wrapper):
             raise ValueError(
                 f"Layer {layer.name!r} is already wrapped for ADMM; wrap it only once."
             )
-        if not registry.is_compressible(layer):
+        constraint = constraints_lib.get(constraint)
+        if constraint is not None and constraint.channel_level:
+            _check_channel_layer(layer)
+        elif not registry.is_compressible(layer):
             raise ValueError(
                 f"Layer {layer.name!r} of type {type(layer).__name__} has no compressible weights. "
                 "Allowed: Dense, EinsumDense, Conv*, Conv*Transpose, DepthwiseConv*, "
@@ -117,7 +136,6 @@ class ADMMWrapper(keras.layers.Wrapper):
                 "MultiHeadAttention, "
                 "or a layer with get_prunable_weights()."
             )
-        constraint = constraints_lib.get(constraint)
         if constraint is None:
             raise ValueError("ADMMWrapper needs a constraint. Received: constraint=None")
         rho = check_positive("rho", rho)
@@ -140,10 +158,13 @@ class ADMMWrapper(keras.layers.Wrapper):
     # -- state -------------------------------------------------------------------------------
     def build(self, input_shape=None):
         super().build(input_shape)
-        weights = registry.compressible_weights(self.layer)
+        if self.constraint.channel_level:
+            weights, self._slots.layouts = registry.channel_weights(self.layer)
+        else:
+            weights = registry.compressible_weights(self.layer)
+            self._slots.layouts = registry.weight_layouts(self.layer)
         if not weights:
             raise ValueError(f"Layer {self.layer.name!r} built no compressible weights.")
-        self._slots.layouts = registry.weight_layouts(self.layer)
         for i, weight in enumerate(weights):
             dtype = tf.as_dtype(weight.dtype)
             if not dtype.is_floating:
@@ -214,6 +235,11 @@ class ADMMWrapper(keras.layers.Wrapper):
         filters (the second-to-last axis of a transposed conv kernel, ``in * multiplier`` of
         a depthwise kernel)."""
         return OnLayout(constraint or self.constraint, self._slots.layouts[index])
+
+    @property
+    def layouts(self) -> list:
+        """Where each constrained weight keeps its output channels (:class:`Layout`)."""
+        return self._slots.layouts
 
     @property
     def constrained(self) -> list:

@@ -1,0 +1,250 @@
+"""Accuracy at equal MACs on Fashion-MNIST: structured ADMM against gradual L1 filter pruning.
+
+For each seed it trains a small CIFAR-style ResNet (28x28x1, identity shortcuts, BatchNorm)
+dense (cached in ``--cache``), then, from that same dense model, at each ``--rates`` (dense MACs
+/ pruned MACs) with the per-group targets of ``tf_admm.allocate_channels``:
+
+- ``structured_admm``: ``tf_admm.prune_channels`` + ``UpdateADMM()`` (the default, gradual
+  recipe) for ``--ramp-epochs``, ``tf_admm.hard_project``, ``--retrain-epochs`` of masked
+  retraining with ``UpdateADMM()``, ``tf_admm.shrink``;
+- ``l1_gradual``: the standard magnitude baseline on the same groups (Li et al.'s L1-norm filter
+  ranking summed over the group's producers, removed on the AGP cubic schedule of Zhu and
+  Gupta over the same ``--ramp-epochs``, every 100 steps; masks enforced after every step;
+  then ``--retrain-epochs`` of fine-tuning), ``tf_admm.shrink``.
+
+Both sides: Adam 1e-3, batch 128, the same batches (one shuffle seed), the same epochs. The
+test accuracy is that of the shrunk Keras model. One JSON object per run is appended to
+``--out`` (kind "accuracy"), and a run already there is skipped (resumable).
+
+    python benchmarks/structured_accuracy.py --seeds 0 1 2 --rates 2 --out docs/structured.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from fashion_mnist import load  # noqa: E402  (benchmarks/ is the script's directory)
+
+import tf_admm  # noqa: E402
+from tf_admm import keras  # noqa: E402
+
+L = keras.layers
+BATCH = 128
+
+
+def resnet(width: int = 8, blocks: int = 2) -> keras.Model:
+    """He et al.'s CIFAR ResNet for 28x28x1: 3 stages of ``blocks`` basic blocks."""
+    inputs = keras.Input((28, 28, 1))
+    x = L.Conv2D(width, 3, padding="same", use_bias=False)(inputs)
+    x = L.ReLU()(L.BatchNormalization()(x))
+    for stage, filters in enumerate((width, 2 * width, 4 * width)):
+        for block in range(blocks):
+            stride = 2 if stage > 0 and block == 0 else 1
+            y = L.Conv2D(filters, 3, stride, padding="same", use_bias=False)(x)
+            y = L.ReLU()(L.BatchNormalization()(y))
+            y = L.Conv2D(filters, 3, padding="same", use_bias=False)(y)
+            y = L.BatchNormalization()(y)
+            if stride != 1:
+                x = L.BatchNormalization()(L.Conv2D(filters, 1, stride, use_bias=False)(x))
+            x = L.ReLU()(L.Add()([x, y]))
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(10)(x), name="resnet")
+
+
+def dataset(x, y, seed: int):
+    return (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        .batch(BATCH)
+        .prefetch(2)
+    )
+
+
+def compile_model(model, lr: float = 1e-3) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+
+def accuracy(model, x, y) -> float:
+    logits = model.predict(x, batch_size=1000, verbose=0)
+    return float(np.mean(np.argmax(logits, -1) == y))
+
+
+def dense_model(seed: int, epochs: int, data, cache: str):
+    path = os.path.join(cache, f"resnet_dense_seed{seed}_{epochs}ep.keras")
+    (x, y), (xt, yt) = data
+    if os.path.exists(path):
+        model = keras.models.load_model(path, compile=False)
+    else:
+        keras.utils.set_random_seed(seed)
+        model = resnet()
+        steps = epochs * int(np.ceil(len(x) / BATCH))
+        compile_model(model, keras.optimizers.schedules.CosineDecay(1e-3, steps))
+        model.fit(dataset(x, y, seed), epochs=epochs, verbose=2)
+        os.makedirs(cache, exist_ok=True)
+        model.save(path)
+    return model, accuracy(model, xt, yt)
+
+
+class GroupL1Pruning(keras.callbacks.Callback):
+    """Gradual L1-norm filter pruning on channel groups (the baseline; not library code)."""
+
+    def __init__(self, groups, targets: dict[int, float], ramp_steps: int, every: int = 100):
+        super().__init__()
+        self.groups, self.targets = groups, targets
+        self.ramp_steps, self.every = ramp_steps, every
+        self.step = 0
+        self.masks: list[tuple] = []  # (variable, mask tensor)
+
+    def _members(self, group):
+        return [m for m in group.members if m.role != "consumer"]
+
+    def _prune(self, fraction_of_target: float) -> None:
+        plan = []
+        for index, target in self.targets.items():
+            group = self.groups[index]
+            score = np.zeros(group.size)
+            for m in group.members:
+                if m.role == "producer":
+                    kernel = m.layer.get_weights()[0]
+                    axis = -2 if "Transpose" in type(m.layer).__name__ else -1
+                    score += np.abs(np.moveaxis(kernel, axis, -1)).reshape(-1, group.size).sum(0)
+            sparsity = target * fraction_of_target
+            k = tf_admm.projections.keep_count(group.size, sparsity)
+            keep = tf_admm.projections.topk_mask(score, k)
+            plan.append((group, np.flatnonzero(~keep).tolist()))
+        masks = {}
+        for group, dead in plan:
+            for m in self._members(group):
+                for variable in m.layer.weights:
+                    if not variable.trainable:
+                        continue
+                    shape = tuple(variable.shape)
+                    is_kernel = len(shape) > 1
+                    axis = (-2 if "Transpose" in type(m.layer).__name__ else -1) if is_kernel else 0
+                    if not is_kernel and shape[0] != group.size and m.role == "producer":
+                        continue
+                    key = id(variable)
+                    if key not in masks:
+                        masks[key] = (variable, np.ones(shape, "float32"), axis)
+                    mask = np.moveaxis(masks[key][1], axis, -1)
+                    mask[..., m.positions(dead)] = 0.0
+        self.masks = [(v, tf.constant(mask)) for v, mask, _ in masks.values()]
+        self._apply()
+
+    def _apply(self) -> None:
+        for variable, mask in self.masks:
+            variable.assign(variable * tf.cast(mask, variable.dtype))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step <= self.ramp_steps and self.step % self.every == 0:
+            t = self.step / self.ramp_steps
+            self._prune(1.0 - (1.0 - t) ** 3)
+        elif self.step == self.ramp_steps + 1:
+            self._prune(1.0)
+        else:
+            self._apply()
+
+
+def run_admm(dense, targets, data, seed, ramp_epochs, retrain_epochs):
+    (x, y), _ = data
+    keras.utils.set_random_seed(seed)
+    pruned = tf_admm.prune_channels(dense, targets)
+    compile_model(pruned)
+    pruned.fit(dataset(x, y, seed), epochs=ramp_epochs, verbose=0, callbacks=[tf_admm.UpdateADMM()])
+    tf_admm.hard_project(pruned)
+    compile_model(pruned)
+    pruned.fit(
+        dataset(x, y, seed + 1), epochs=retrain_epochs, verbose=0, callbacks=[tf_admm.UpdateADMM()]
+    )
+    return tf_admm.shrink(pruned)
+
+
+def run_l1(dense, targets, data, seed, ramp_epochs, retrain_epochs):
+    (x, y), _ = data
+    keras.utils.set_random_seed(seed)
+    model = keras.models.clone_model(dense)
+    model.set_weights(dense.get_weights())
+    groups = tf_admm.channel_groups(model)
+    steps = ramp_epochs * int(np.ceil(len(x) / BATCH))
+    pruner = GroupL1Pruning(groups, targets, steps)
+    compile_model(model)
+    model.fit(dataset(x, y, seed), epochs=ramp_epochs, verbose=0, callbacks=[pruner])
+    pruner._prune(1.0)
+    compile_model(model)
+    model.fit(dataset(x, y, seed + 1), epochs=retrain_epochs, verbose=0, callbacks=[pruner])
+    return tf_admm.shrink(model)
+
+
+METHODS = {"structured_admm": run_admm, "l1_gradual": run_l1}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--rates", nargs="+", type=float, default=[2.0])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--dense-epochs", type=int, default=8)
+    parser.add_argument("--ramp-epochs", type=int, default=4)
+    parser.add_argument("--retrain-epochs", type=int, default=2)
+    parser.add_argument("--train-size", type=int, default=60000)
+    parser.add_argument("--cache", default="runs/structured_cache")
+    parser.add_argument("--out", default="docs/structured.json")
+    args = parser.parse_args()
+    (x, y), test = load()
+    data = ((x[: args.train_size], y[: args.train_size]), test)
+    done = set()
+    if os.path.exists(args.out):
+        for line in open(args.out):
+            r = json.loads(line)
+            if r.get("kind") == "accuracy":
+                done.add((r["method"], r["target_rate"], r["seed"]))
+    for seed in args.seeds:
+        start = time.process_time()
+        dense, dense_acc = dense_model(seed, args.dense_epochs, data, args.cache)
+        dense_cpu = time.process_time() - start
+        dense_macs = tf_admm.flops.total_macs(dense)
+        for rate in args.rates:
+            targets = tf_admm.allocate_channels(dense, rate)
+            for method in args.methods:
+                if (method, rate, seed) in done:
+                    continue
+                start = time.process_time()
+                small = METHODS[method](
+                    dense, targets, data, seed, args.ramp_epochs, args.retrain_epochs
+                )
+                record = {
+                    "network": "resnet14_w8",
+                    "kind": "accuracy",
+                    "method": method,
+                    "target_rate": rate,
+                    "flops_rate": dense_macs / tf_admm.flops.total_macs(small),
+                    "seed": seed,
+                    "dense_accuracy": dense_acc,
+                    "dense_epochs": args.dense_epochs,
+                    "epochs": args.ramp_epochs + args.retrain_epochs,
+                    "test_accuracy": accuracy(small, *test),
+                    "params": int(small.count_params()),
+                    "dense_params": int(dense.count_params()),
+                    "cpu_seconds": time.process_time() - start,
+                    "dense_cpu_seconds": dense_cpu,
+                    "train_size": args.train_size,
+                }
+                print(json.dumps(record), flush=True)
+                with open(args.out, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    main()

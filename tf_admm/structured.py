@@ -1,0 +1,170 @@
+"""Structured ADMM entry points: wrap every layer of the chosen channel groups with
+:class:`tf_admm.ChannelSparsity`, and per-group targets from one MAC (FLOP) reduction.
+
+>>> import tf_admm
+>>> from tf_admm import keras
+>>> x = keras.Input((8, 8, 3))
+>>> h = keras.layers.Conv2D(8, 3, padding="same", name="conv")(x)
+>>> h = keras.layers.BatchNormalization(name="bn")(h)
+>>> y = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(h))
+>>> pruned = tf_admm.prune_channels(keras.Model(x, y), 0.5)
+>>> sorted(w.name for w in tf_admm.find_wrappers(pruned))
+['admm_bn', 'admm_conv']
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+from tf_admm._keras import keras
+from tf_admm.channels import ChannelGroups, _inner, channel_groups, layer_kind
+from tf_admm.constraints import ChannelSparsity
+from tf_admm.flops import _node_macs
+from tf_admm.validation import check_positive, check_sparsity
+
+__all__ = ["allocate_channels", "prune_channels"]
+
+
+def _group_targets(groups: ChannelGroups, sparsity: Any) -> dict[int, float]:
+    """Group index -> sparsity from a float (every free group) or a dict keyed by group
+    index or by the name of one of the group's producers."""
+    free = {g.index: g for g in groups.free}
+    if isinstance(sparsity, numbers.Real) and not isinstance(sparsity, bool):
+        s = check_sparsity(sparsity)
+        return {i: s for i in free} if s > 0 else {}
+    if not isinstance(sparsity, dict):
+        raise ValueError(
+            "sparsity must be a float in [0, 1) for every free channel group, or a dict "
+            "{group index or producer layer name: float}. "
+            f"Received: sparsity={sparsity!r} of type {type(sparsity).__name__}"
+        )
+    by_name = {name: g.index for g in free.values() for name in g.producers}
+    targets = {}
+    for key, value in sparsity.items():
+        index = by_name.get(key) if isinstance(key, str) else key
+        if index not in free:
+            fixed = {g.index: g.fixed for g in groups if g.fixed}
+            raise ValueError(
+                f"sparsity names {key!r}, which is not a free channel group or a producer of "
+                f"one. Free groups: {sorted(free)}; producers: {sorted(by_name)}"
+                + (f"; fixed groups: {fixed}" if fixed else "")
+            )
+        try:
+            targets[index] = check_sparsity(value)
+        except ValueError as err:
+            raise ValueError(f"sparsity[{key!r}]: {err}") from None
+    return {i: s for i, s in targets.items() if s > 0}
+
+
+def prune_channels(model, sparsity: Any, *, rho: float = 1e-3):
+    """Wrap a model for structured ADMM over its channel groups.
+
+    Every producer and every BatchNorm / depthwise layer of the chosen free groups
+    (:func:`tf_admm.channel_groups`) is wrapped with :class:`tf_admm.ChannelSparsity`; the
+    Z/U updates of :class:`tf_admm.UpdateADMM` project each group jointly, and
+    :func:`tf_admm.hard_project` zeroes whole channels across the group (kernel slices,
+    biases, BatchNorm gamma and beta), after which :func:`tf_admm.shrink` removes them.
+
+    Args:
+        model: a built Sequential or Functional model (not changed; a wrapped copy is
+            returned).
+        sparsity: the fraction of channels removed, a float for every free group, or a dict
+            ``{group index or producer name: float}`` (:func:`allocate_channels` gives one
+            from a MAC target).
+        rho: initial ADMM penalty weight.
+    """
+    from tf_admm.prune import _check_model_kind, _wrap
+
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"prune_channels takes a built Keras model. Received: {model!r} of type "
+            f"{type(model).__name__}"
+        )
+    _check_model_kind(model, "prune_channels")
+    groups = channel_groups(model)
+    targets = _group_targets(groups, sparsity)
+    if not targets:
+        raise ValueError(
+            f"prune_channels: the targets select no free channel group of {model.name!r}; "
+            "nothing to wrap. Its groups:\n" + groups.table()
+        )
+    per_layer: dict[str, float] = {}
+    for index, s in targets.items():
+        for member in groups[index].members:
+            if member.role != "consumer":
+                name = member.layer.name
+                per_layer[name] = max(per_layer.get(name, 0.0), s)
+    # a layer also in a group left alone keeps those channels: the joint projection only
+    # removes channels of groups with a target
+
+    def resolver(layers):
+        return lambda layer: (
+            ChannelSparsity(per_layer[layer.name]) if layer.name in per_layer else None
+        )
+
+    return _wrap(model, resolver, check_positive("rho", rho), "prune_channels")
+
+
+def _macs_at(groups: ChannelGroups, fractions: dict[int, float]) -> float:
+    """MACs of the model once ``fractions`` of each group's channels are removed."""
+    graph = groups.graph
+
+    def kept(tensor) -> float:
+        segments, _ = groups.layout.get(tensor, ([], 1))
+        width = sum(n for _, _, n in segments)
+        if not width:
+            return 1.0
+        removed = sum(int(np.floor(n * fractions.get(g, 0.0) + 1e-9)) for g, _, n in segments)
+        return (width - removed) / width
+
+    total = 0.0
+    for node in graph.nodes:
+        layer = _inner(node.layer)
+        in_t, out_t = node.inputs[0] if node.inputs else None, node.outputs[0]
+        macs = _node_macs(layer, graph.shapes.get(in_t), graph.shapes.get(out_t))
+        if not macs:
+            continue
+        kind, _ = layer_kind(layer, graph.shapes.get(in_t))
+        factor = kept(out_t) if kind == "channelwise" else kept(in_t) * kept(out_t)
+        total += macs * factor
+    return total
+
+
+def allocate_channels(model, flops_rate: float, *, max_sparsity: float = 0.9) -> dict[int, float]:
+    """Per-group sparsity that divides the model's MACs by ``flops_rate``: the same fraction
+    of every free group (at most ``max_sparsity``, so no group empties), found by bisection on
+    the MACs counted from the shapes (:mod:`tf_admm.flops`).
+
+    Returns ``{group index: sparsity}`` for :func:`prune_channels`. Raises ValueError when
+    even ``max_sparsity`` everywhere does not reach the rate (the fixed groups cost too much).
+
+    >>> import tf_admm
+    >>> from tf_admm import keras
+    >>> x = keras.Input((8, 8, 3))
+    >>> h = keras.layers.Conv2D(16, 3, padding="same")(x)
+    >>> h = keras.layers.Conv2D(16, 3, padding="same")(h)
+    >>> m = keras.Model(x, keras.layers.Dense(2)(keras.layers.Flatten()(h)))
+    >>> {g: round(s, 3) for g, s in tf_admm.allocate_channels(m, 2.0).items()}
+    {1: 0.375, 2: 0.375}
+    """
+    rate = check_positive("flops_rate", flops_rate, 1.0)
+    max_sparsity = check_sparsity(max_sparsity)
+    groups = channel_groups(model)
+    free = [g.index for g in groups.free]
+    dense = _macs_at(groups, {})
+    target = dense / rate
+    if not free or _macs_at(groups, {i: max_sparsity for i in free}) > target:
+        raise ValueError(
+            f"allocate_channels cannot divide the MACs of {model.name!r} by {rate:g}: removing "
+            f"max_sparsity={max_sparsity:g} of every free group leaves "
+            f"{_macs_at(groups, {i: max_sparsity for i in free}):.4g} of {dense:.4g}. Groups:\n"
+            + groups.table()
+        )
+    lo, hi = 0.0, max_sparsity
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _macs_at(groups, {i: mid for i in free}) > target else (lo, mid)
+    return {i: hi for i in free}
