@@ -30,32 +30,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 from bench_latency import time_file  # noqa: E402  (benchmarks/ is the script's directory)
+from nets import cifar_resnet  # noqa: E402
 
 import tf_admm  # noqa: E402
 from tf_admm import keras  # noqa: E402
 from tf_admm.removal import zero_channels  # noqa: E402
 
 L = keras.layers
-
-
-def cifar_resnet(depth: int = 20, width: int = 16) -> keras.Model:
-    """He et al.'s CIFAR ResNet (3 stages, identity shortcuts, 1x1 projection at a stride)."""
-    n = (depth - 2) // 6
-    inputs = keras.Input((32, 32, 3))
-    x = L.Conv2D(width, 3, padding="same", use_bias=False)(inputs)
-    x = L.ReLU()(L.BatchNormalization()(x))
-    for stage, filters in enumerate((width, 2 * width, 4 * width)):
-        for block in range(n):
-            stride = 2 if stage > 0 and block == 0 else 1
-            y = L.Conv2D(filters, 3, stride, padding="same", use_bias=False)(x)
-            y = L.ReLU()(L.BatchNormalization()(y))
-            y = L.Conv2D(filters, 3, padding="same", use_bias=False)(y)
-            y = L.BatchNormalization()(y)
-            if stride != 1:
-                x = L.BatchNormalization()(L.Conv2D(filters, 1, stride, use_bias=False)(x))
-            x = L.ReLU()(L.Add()([x, y]))
-    x = L.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, L.Dense(10)(x), name=f"cifar_resnet{depth}")
 
 
 def densenet_style(growth: int = 24, blocks=(6, 12, 8)) -> keras.Model:
@@ -82,7 +63,7 @@ NETWORKS = {
         weights=None, input_shape=(224, 224, 3), alpha=1.0
     ),
     "resnet50": lambda: keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3)),
-    "cifar_resnet20": cifar_resnet,
+    "cifar_resnet20": cifar_resnet,  # width 16, 3 blocks a stage, 32x32x3
     "densenet_style": densenet_style,
 }
 

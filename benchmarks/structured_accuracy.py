@@ -31,6 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from fashion_mnist import load  # noqa: E402  (benchmarks/ is the script's directory)
+from nets import cifar_resnet  # noqa: E402
 
 import tf_admm  # noqa: E402
 from tf_admm import keras  # noqa: E402
@@ -39,23 +40,9 @@ L = keras.layers
 BATCH = 128
 
 
-def resnet(width: int = 8, blocks: int = 2) -> keras.Model:
-    """He et al.'s CIFAR ResNet for 28x28x1: 3 stages of ``blocks`` basic blocks."""
-    inputs = keras.Input((28, 28, 1))
-    x = L.Conv2D(width, 3, padding="same", use_bias=False)(inputs)
-    x = L.ReLU()(L.BatchNormalization()(x))
-    for stage, filters in enumerate((width, 2 * width, 4 * width)):
-        for block in range(blocks):
-            stride = 2 if stage > 0 and block == 0 else 1
-            y = L.Conv2D(filters, 3, stride, padding="same", use_bias=False)(x)
-            y = L.ReLU()(L.BatchNormalization()(y))
-            y = L.Conv2D(filters, 3, padding="same", use_bias=False)(y)
-            y = L.BatchNormalization()(y)
-            if stride != 1:
-                x = L.BatchNormalization()(L.Conv2D(filters, 1, stride, use_bias=False)(x))
-            x = L.ReLU()(L.Add()([x, y]))
-    x = L.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, L.Dense(10)(x), name="resnet")
+def resnet():
+    """ResNet-14 of width 8 for 28x28x1 (2 blocks a stage)."""
+    return cifar_resnet((28, 28, 1), width=8, blocks=2)
 
 
 def dataset(x, y, seed: int):

@@ -19,6 +19,7 @@ import numpy as np
 
 from tf_admm._keras import is_keras_object, is_model, other_flavour_hint
 from tf_admm.export import format_bits, layer_sizes, plain_model
+from tf_admm.flops import layer_macs
 
 __all__ = ["layer_sparsity", "summary"]
 
@@ -45,9 +46,14 @@ def layer_sparsity(model) -> dict[str, float]:
     return {l.layer: 1.0 - l.nonzeros / l.weights for l in layers}
 
 
+def _count(value) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
 def summary(model, print_fn: Callable[[str], Any] | None = print) -> dict[str, Any]:
     """Print (and return) a per-layer table: weights, nonzeros, sparsity, bits per value, packed
-    bytes (see ``docs/export.md``) and compression against dense float32, with totals.
+    bytes (see ``docs/export.md``), compression against dense float32 and multiply-accumulates
+    of one inference (:mod:`tf_admm.flops`; "-" for a subclassed model), with totals.
 
     Works on wrapped models (what :func:`tf_admm.strip_admm` would give), stripped and plain
     models. Bits are the quantization's bits for wrapped layers after hard_project, otherwise
@@ -56,6 +62,10 @@ def summary(model, print_fn: Callable[[str], Any] | None = print) -> dict[str, A
     """
     plain = _plain(model)
     layers, others = layer_sizes(plain, {}, format_bits(model))
+    try:
+        macs = layer_macs(plain)
+    except ValueError:  # a subclassed model: no graph to count from
+        macs = None
     rows = []
     for l in layers:
         rows.append(
@@ -68,6 +78,7 @@ def summary(model, print_fn: Callable[[str], Any] | None = print) -> dict[str, A
                 "bytes": int(np.ceil(l.lower_bound_bytes)),
                 "pruning_rate": l.weights / l.nonzeros if l.nonzeros else float("inf"),
                 "compression": 4 * l.weights / l.lower_bound_bytes if l.lower_bound_bytes else 0,
+                "macs": None if macs is None else macs.get(l.layer, 0),
             }
         )
     weights = sum(r["weights"] for r in rows)
@@ -81,11 +92,12 @@ def summary(model, print_fn: Callable[[str], Any] | None = print) -> dict[str, A
         "bytes": int(np.ceil(packed)),
         "compression": 4 * weights / packed if packed else 0.0,
         "other_parameters": others,
+        "macs": None if macs is None else sum(macs.values()),
     }
     if print_fn is not None:
         head = (
             f"{'layer':<18}{'weights':>10}{'nonzeros':>10}{'sparsity':>10}{'bits':>6}"
-            f"{'bytes':>10}{'rate':>9}{'storage':>9}"
+            f"{'bytes':>10}{'rate':>9}{'storage':>9}{'MACs':>14}"
         )
         print_fn(head)
         print_fn("-" * len(head))
@@ -93,12 +105,13 @@ def summary(model, print_fn: Callable[[str], Any] | None = print) -> dict[str, A
             print_fn(
                 f"{r['layer']:<18}{r['weights']:>10}{r['nonzeros']:>10}{r['sparsity']:>10.2%}"
                 f"{r['bits']:>6}{r['bytes']:>10}{r['pruning_rate']:>8.1f}x"
-                f"{r['compression']:>8.1f}x"
+                f"{r['compression']:>8.1f}x{_count(r['macs']):>14}"
             )
         print_fn("-" * len(head))
         print_fn(
             f"{'total':<18}{weights:>10}{nonzeros:>10}{total['sparsity']:>10.2%}{'':>6}"
             f"{total['bytes']:>10}{total['pruning_rate']:>8.1f}x{total['compression']:>8.1f}x"
+            f"{_count(total['macs']):>14}"
         )
         print_fn(f"(plus {others} other parameters: biases, normalization)")
     return {"layers": rows, "total": total}

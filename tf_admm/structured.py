@@ -134,9 +134,11 @@ def _macs_at(groups: ChannelGroups, fractions: dict[int, float]) -> float:
 
 
 def allocate_channels(model, flops_rate: float, *, max_sparsity: float = 0.9) -> dict[int, float]:
-    """Per-group sparsity that divides the model's MACs by ``flops_rate``: the same fraction
-    of every free group (at most ``max_sparsity``, so no group empties), found by bisection on
-    the MACs counted from the shapes (:mod:`tf_admm.flops`).
+    """Per-group sparsity that divides the model's MACs by ``flops_rate``: about the same
+    fraction of every free group (at most ``max_sparsity``, so no group empties), found by
+    bisection on the MACs counted from the shapes (:mod:`tf_admm.flops`), then channels given
+    back one at a time, largest groups first, while the MACs stay at most ``dense /
+    flops_rate``.
 
     Returns ``{group index: sparsity}`` for :func:`prune_channels`. Raises ValueError when
     even ``max_sparsity`` everywhere does not reach the rate (the fixed groups cost too much).
@@ -148,7 +150,7 @@ def allocate_channels(model, flops_rate: float, *, max_sparsity: float = 0.9) ->
     >>> h = keras.layers.Conv2D(16, 3, padding="same")(h)
     >>> m = keras.Model(x, keras.layers.Dense(2)(keras.layers.Flatten()(h)))
     >>> {g: round(s, 3) for g, s in tf_admm.allocate_channels(m, 2.0).items()}
-    {1: 0.375, 2: 0.375}
+    {1: 0.312, 2: 0.375}
     """
     rate = check_positive("flops_rate", flops_rate, 1.0)
     max_sparsity = check_sparsity(max_sparsity)
@@ -167,4 +169,21 @@ def allocate_channels(model, flops_rate: float, *, max_sparsity: float = 0.9) ->
     for _ in range(40):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if _macs_at(groups, {i: mid for i in free}) > target else (lo, mid)
-    return {i: hi for i in free}
+    # channel counts are whole: give channels back, largest groups first, while the MACs stay
+    # within the target (a uniform fraction alone overshoots on narrow layers)
+    sizes = {g.index: g.size for g in groups.free}
+    removed = {i: int(np.floor(sizes[i] * hi + 1e-9)) for i in free}
+
+    def fractions(counts):
+        return {i: counts[i] / sizes[i] for i in free}
+
+    changed = True
+    while changed:
+        changed = False
+        for i in sorted(free, key=lambda i: -sizes[i]):
+            if removed[i] == 0:
+                continue
+            trial = {**removed, i: removed[i] - 1}
+            if _macs_at(groups, fractions(trial)) <= target:
+                removed, changed = trial, True
+    return fractions(removed)
