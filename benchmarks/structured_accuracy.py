@@ -12,7 +12,8 @@ dense (cached in ``--cache``), then, from that same dense model, at each ``--rat
   Gupta over the same ``--ramp-epochs``, every 100 steps; masks enforced after every step;
   then ``--retrain-epochs`` of fine-tuning), ``tf_admm.shrink``.
 
-Both sides: Adam 1e-3, batch 128, the same batches (one shuffle seed), the same epochs. The
+Both sides: Adam, batch 128, the same batches (one shuffle seed), the same epochs; 1e-3
+over the ramp, a cosine decay from 1e-3 to 0 over the retraining. The
 test accuracy is that of the shrunk Keras model. One JSON object per run is appended to
 ``--out`` (kind "accuracy"), and a run already there is skipped (resumable).
 
@@ -54,7 +55,7 @@ def dataset(x, y, seed: int):
     )
 
 
-def compile_model(model, lr: float = 1e-3) -> None:
+def compile_model(model, lr=1e-3) -> None:
     model.compile(
         optimizer=keras.optimizers.Adam(lr),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -144,21 +145,28 @@ class GroupL1Pruning(keras.callbacks.Callback):
             self._apply()
 
 
-def run_admm(dense, targets, data, seed, ramp_epochs, retrain_epochs):
+def retrain_rate(x, epochs: int):
+    """Both methods retrain on a cosine decay from 1e-3 to 0 (the ramp runs at 1e-3)."""
+    return keras.optimizers.schedules.CosineDecay(1e-3, epochs * int(np.ceil(len(x) / BATCH)))
+
+
+def run_admm(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
     (x, y), _ = data
     keras.utils.set_random_seed(seed)
     pruned = tf_admm.prune_channels(dense, targets)
     compile_model(pruned)
-    pruned.fit(dataset(x, y, seed), epochs=ramp_epochs, verbose=0, callbacks=[tf_admm.UpdateADMM()])
+    options = {} if rho_final is None else {"rho_final": rho_final}
+    admm = tf_admm.UpdateADMM(**options)
+    pruned.fit(dataset(x, y, seed), epochs=ramp_epochs, verbose=0, callbacks=[admm])
     tf_admm.hard_project(pruned)
-    compile_model(pruned)
+    compile_model(pruned, retrain_rate(x, retrain_epochs))
     pruned.fit(
         dataset(x, y, seed + 1), epochs=retrain_epochs, verbose=0, callbacks=[tf_admm.UpdateADMM()]
     )
     return tf_admm.shrink(pruned)
 
 
-def run_l1(dense, targets, data, seed, ramp_epochs, retrain_epochs):
+def run_l1(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
     (x, y), _ = data
     keras.utils.set_random_seed(seed)
     model = keras.models.clone_model(dense)
@@ -169,7 +177,7 @@ def run_l1(dense, targets, data, seed, ramp_epochs, retrain_epochs):
     compile_model(model)
     model.fit(dataset(x, y, seed), epochs=ramp_epochs, verbose=0, callbacks=[pruner])
     pruner._prune(1.0)
-    compile_model(model)
+    compile_model(model, retrain_rate(x, retrain_epochs))
     model.fit(dataset(x, y, seed + 1), epochs=retrain_epochs, verbose=0, callbacks=[pruner])
     return tf_admm.shrink(model)
 
@@ -186,6 +194,12 @@ def main() -> None:
     parser.add_argument("--ramp-epochs", type=int, default=4)
     parser.add_argument("--retrain-epochs", type=int, default=2)
     parser.add_argument("--train-size", type=int, default=60000)
+    parser.add_argument(
+        "--rho-final",
+        type=float,
+        default=None,
+        help="UpdateADMM(rho_final=...) for the ADMM phase (default: the library's)",
+    )
     parser.add_argument("--cache", default="runs/structured_cache")
     parser.add_argument("--out", default="docs/structured.json")
     args = parser.parse_args()
@@ -195,8 +209,10 @@ def main() -> None:
     if os.path.exists(args.out):
         for line in open(args.out):
             r = json.loads(line)
-            if r.get("kind") == "accuracy":
-                done.add((r["method"], r["target_rate"], r["seed"]))
+            if r.get("kind") == "accuracy" and r.get("retrain_schedule") == "cosine":
+                rho = r.get("rho_final") if r["method"] == "structured_admm" else args.rho_final
+                if rho == args.rho_final:
+                    done.add((r["method"], r["target_rate"], r["seed"]))
     for seed in args.seeds:
         start = time.process_time()
         dense, dense_acc = dense_model(seed, args.dense_epochs, data, args.cache)
@@ -209,7 +225,13 @@ def main() -> None:
                     continue
                 start = time.process_time()
                 small = METHODS[method](
-                    dense, targets, data, seed, args.ramp_epochs, args.retrain_epochs
+                    dense,
+                    targets,
+                    data,
+                    seed,
+                    args.ramp_epochs,
+                    args.retrain_epochs,
+                    args.rho_final,
                 )
                 record = {
                     "network": "resnet14_w8",
@@ -227,6 +249,8 @@ def main() -> None:
                     "cpu_seconds": time.process_time() - start,
                     "dense_cpu_seconds": dense_cpu,
                     "train_size": args.train_size,
+                    "rho_final": args.rho_final if method == "structured_admm" else None,
+                    "retrain_schedule": "cosine",
                 }
                 print(json.dumps(record), flush=True)
                 with open(args.out, "a") as f:

@@ -9,8 +9,8 @@ returns for each wrapper a :class:`tf_admm.constraints.KeepChannels` that the Z/
 :func:`tf_admm.hard_project` use in place of the wrapper's own constraint.
 
 The group's sparsity is that of its producers' wrappers (the first one's, ramped like every
-other constraint under a gradual schedule); channels of a wrapper outside any free group are
-kept.
+other constraint under a gradual schedule; a group whose producers are not wrapped takes its
+first wrapped member's); channels of a wrapper outside any free group are kept.
 """
 
 from __future__ import annotations
@@ -58,9 +58,9 @@ def group_constraints(
     keep = {id(w): np.ones(energy[id(w)].shape, bool) for w in channel}
     for group in channel_groups(model).free:
         members = [m for m in group.members if m.role != "consumer" and id(m.layer) in wanted]
-        producers = [m for m in members if m.role == "producer"]
-        if not producers:
+        if not members:
             continue
+        producers = [m for m in members if m.role == "producer"] or members
         score = np.zeros(group.size)
         for m in members:
             score[m.start : m.start + m.length] += energy[id(m.layer)][
