@@ -17,7 +17,8 @@ import pytest
 
 import tf_admm
 from tf_admm import keras
-from tf_admm.removal import dead_channels, zero_channels
+from tf_admm.dead_channels import dead_channels
+from tf_admm.removal import zero_channels
 
 L = keras.layers
 

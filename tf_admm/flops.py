@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import math
 
-from tf_admm.channels import CONV, DENSE, DEPTHWISE, SEPARABLE, TRANSPOSED, _inner
 from tf_admm.graph import Graph, model_graph
+from tf_admm.layer_kinds import CONV, DENSE, DEPTHWISE, SEPARABLE, TRANSPOSED, inner_layer
 
-__all__ = ["layer_macs", "total_macs"]
+__all__ = ["layer_macs", "node_macs", "total_macs"]
 
 
-def _node_macs(layer, in_shape, out_shape) -> int:
+def node_macs(layer, in_shape, out_shape) -> int:
+    """MACs of one call of ``layer`` from its input and output shapes (0 if not counted)."""
     if in_shape is None or out_shape is None or None in in_shape[1:] or None in out_shape[1:]:
         return 0
     config = layer.get_config()
@@ -50,10 +51,10 @@ def layer_macs(model, graph: Graph | None = None) -> dict[str, int]:
     graph = graph or model_graph(model)
     macs: dict[str, int] = {}
     for node in graph.nodes:
-        layer = _inner(node.layer)
+        layer = inner_layer(node.layer)
         in_shape = graph.shapes.get(node.inputs[0]) if node.inputs else None
         out_shape = graph.shapes.get(node.outputs[0]) if node.outputs else None
-        count = _node_macs(layer, in_shape, out_shape)
+        count = node_macs(layer, in_shape, out_shape)
         if count:
             macs[node.layer.name] = macs.get(node.layer.name, 0) + count
     return macs

@@ -28,233 +28,24 @@ True
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
 
 import numpy as np
-import tensorflow as tf
 
 from tf_admm import cloning
 from tf_admm._keras import is_model, keras
-from tf_admm.channels import (
-    BATCHNORM,
-    CONV,
-    DENSE,
-    DEPTHWISE,
-    SEPARABLE,
-    TRANSPOSED,
-    ChannelGroups,
-    _inner,
-    channel_groups,
-    layer_kind,
+from tf_admm.channels import ChannelGroups, channel_groups
+from tf_admm.dead_channels import (
+    bn_parts,
+    constants,
+    dead_channels,
+    kernel_out_axis,
+    producer_kernel,
+    slice_zero,
 )
 from tf_admm.graph import model_graph
+from tf_admm.layer_kinds import DENSE, DEPTHWISE, SEPARABLE, TRANSPOSED, inner_layer, layer_kind
 
-__all__ = ["ShrinkPlan", "dead_channels", "shrink", "zero_channels"]
-
-
-def _kernel_out_axis(layer) -> int:
-    return -2 if isinstance(layer, TRANSPOSED) else -1
-
-
-def _producer_kernel(layer) -> np.ndarray:
-    """The kernel whose last (or, transposed, second-to-last) axis holds the outputs."""
-    weights = layer.get_weights()
-    return weights[1] if isinstance(layer, SEPARABLE) else weights[0]
-
-
-def _slice_zero(kernel: np.ndarray, axis: int) -> np.ndarray:
-    """Per output channel: is the whole slice zero?"""
-    moved = np.moveaxis(kernel, axis, -1)
-    return ~np.any(moved.reshape(-1, moved.shape[-1]) != 0, axis=0)
-
-
-def _bn_parts(layer) -> dict[str, np.ndarray]:
-    config = layer.get_config()
-    names = (["gamma"] if config.get("scale", True) else []) + (
-        ["beta"] if config.get("center", True) else []
-    )
-    names += ["moving_mean", "moving_variance"]
-    return dict(zip(names, layer.get_weights()))
-
-
-def _sample_shape(shape: tuple | None) -> tuple:
-    if shape is None:
-        raise ValueError("shape unknown")
-    return (1,) + tuple(8 if d is None else int(d) for d in shape[1:])
-
-
-def _pads(layer) -> bool:
-    """True when a convolution pads its input (a constant then differs at the border)."""
-    config = layer.get_config()
-    kernel = config.get("kernel_size", (1,))
-    if all(int(k) == 1 for k in kernel):
-        return False
-    return config.get("padding", "valid") != "valid"
-
-
-def _call(layer, inputs):
-    return np.asarray(layer(inputs, training=False), dtype=np.float64)
-
-
-def _constants(groups: ChannelGroups) -> dict[tuple, np.ndarray]:
-    """Per tensor, per position of its last axis: the constant value it holds for every input,
-    NaN where it varies. Constants start where weights zero a channel (a producer's kernel
-    slice, a BatchNorm gamma, a depthwise filter) and follow the layers that keep them."""
-    graph = groups.graph
-    const: dict[tuple, np.ndarray] = {}
-    for t in graph.inputs:
-        const[t] = np.full((graph.shapes[t] or (0,))[-1] or 0, np.nan)
-    for node in graph.nodes:
-        layer = _inner(node.layer)
-        ins = [const.get(t) for t in node.inputs]
-        shapes = [graph.shapes.get(t) for t in node.inputs]
-        out_shape = graph.shapes.get(node.outputs[0]) if node.outputs else None
-        kind, _ = layer_kind(layer, shapes[0] if shapes else None, node.arguments)
-        width = out_shape[-1] if out_shape and out_shape[-1] is not None else 0
-        out = np.full(width, np.nan)
-        try:
-            if any(c is None for c in ins) or kind == "unknown":
-                pass
-            elif kind == "producer":
-                killed = _slice_zero(_producer_kernel(layer), _kernel_out_axis(layer))
-                if killed.any():
-                    y = _call(layer, tf.zeros(_sample_shape(shapes[0])))
-                    out = _read(y, killed)
-            elif (
-                kind in ("flatten", "reshape")
-                and len(shapes[0] or ()) > 2
-                and width != (shapes[0][-1])
-            ):
-                out = np.tile(ins[0], max(width // max(len(ins[0]), 1), 1))
-            elif kind in ("flatten", "reshape"):
-                out = ins[0].copy()
-            elif kind == "concat" and len(out) == sum(len(c) for c in ins):
-                out = np.concatenate(ins)
-            else:  # channel-wise layers and ties: evaluate on the constants
-                candidate = _candidates(layer, kind, ins)
-                if candidate.any():
-                    samples = [
-                        tf.constant(
-                            np.broadcast_to(np.nan_to_num(c, nan=0.0), _sample_shape(s)),
-                            tf.float32,
-                        )
-                        for c, s in zip(ins, shapes)
-                    ]
-                    if not isinstance(layer, keras.layers.Layer):  # a Keras 3 operation
-                        args = [samples[a[1]] if a[0] == "tensor" else a[1] for a in node.arguments]
-                        y = np.asarray(layer(*args), dtype=np.float64)
-                    else:
-                        y = _call(layer, samples if kind in ("tie", "concat") else samples[0])
-                    out = _read(y, candidate)
-        except (ValueError, TypeError):  # a shape it cannot sample: nothing is constant
-            out = np.full(width, np.nan)
-        for t in node.outputs:
-            const[t] = out
-    return const
-
-
-def _candidates(layer, kind: str, ins: list[np.ndarray]) -> np.ndarray:
-    if kind == "tie" and len(ins) > 1:
-        stacked = np.stack(ins)
-        finite = np.all(np.isfinite(stacked), axis=0)
-        if type(layer).__name__ == "Multiply":
-            finite |= np.any(stacked == 0, axis=0)
-        return finite
-    finite = np.isfinite(ins[0])
-    if isinstance(layer, BATCHNORM):
-        parts = _bn_parts(layer)
-        if "gamma" in parts:
-            finite |= parts["gamma"] == 0
-    if isinstance(layer, DEPTHWISE):
-        kernel = layer.get_weights()[0]
-        finite |= _slice_zero(kernel.reshape(*kernel.shape[:-2], -1), -1)
-    return finite
-
-
-def _read(y: np.ndarray, which: np.ndarray) -> np.ndarray:
-    """The value of each channel in ``which`` where it is the same at every position; NaN
-    elsewhere (a zero-padded border makes a constant vary)."""
-    flat = y.reshape(-1, y.shape[-1])
-    first = flat[0]
-    same = np.all(np.abs(flat - first) <= 1e-6 * np.maximum(1.0, np.abs(first)), axis=0)
-    return np.where(which & same, first, np.nan)
-
-
-@dataclass
-class ShrinkPlan:
-    """What :func:`shrink` removes: per group index, the channels removed, and per group
-    the channels that are dead but kept, with why."""
-
-    removed: dict[int, list[int]] = field(default_factory=dict)
-    kept_dead: dict[int, str] = field(default_factory=dict)
-
-    @property
-    def count(self) -> int:
-        return sum(len(c) for c in self.removed.values())
-
-
-def _foldable(layer, value: float) -> str | None:
-    """None if a constant input of ``value`` can be folded into the reader's bias exactly."""
-    if value == 0.0 or isinstance(layer, DENSE):
-        return None
-    if isinstance(layer, TRANSPOSED):
-        return f"{layer.name!r} (a transposed convolution) reads it as {value:.3g}, not 0"
-    if isinstance(layer, SEPARABLE + CONV) and _pads(layer):
-        return f"{layer.name!r} pads its input and reads it as {value:.3g}, not 0"
-    return None
-
-
-def dead_channels(model, groups: ChannelGroups | None = None) -> ShrinkPlan:
-    """The channels :func:`shrink` removes from ``model`` (a plain model: strip first).
-
-    >>> import tf_admm
-    >>> from tf_admm import keras
-    >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(2)])
-    >>> dead_channels(m).count
-    0
-    """
-    groups = groups if groups is not None else channel_groups(model)
-    const = _constants(groups)
-    graph = groups.graph
-    plan = ShrinkPlan()
-    readers: dict[int, list[tuple]] = {}  # group -> [(layer, tensor)]
-    for node in graph.nodes:
-        layer = _inner(node.layer)
-        kind, _ = layer_kind(layer)
-        if kind == "producer" and node.inputs:
-            for group, _, _ in groups.layout.get(node.inputs[0], ([], 1))[0]:
-                readers.setdefault(group, []).append((layer, node.inputs[0]))
-    for group in groups.free:
-        pairs = readers.get(group.index, [])
-        if not pairs:
-            continue
-        dead = np.ones(group.size, bool)
-        why = ""
-        for layer, tensor in pairs:
-            segments, repeat = groups.layout[tensor]
-            values = const.get(tensor)
-            width = sum(n for _, _, n in segments)
-            offset = 0
-            for g, start, length in segments:
-                if g == group.index:
-                    for i in range(length):
-                        vals = values[[p * width + offset + i for p in range(repeat)]]
-                        if not np.all(np.isfinite(vals)):
-                            dead[start + i] = False
-                            continue
-                        reason = next((r for v in vals if (r := _foldable(layer, v))), None)
-                        if reason:
-                            dead[start + i] = False
-                            why = why or reason
-                offset += length
-        channels = [int(c) for c in np.flatnonzero(dead)]
-        if len(channels) == group.size:
-            channels = channels[1:]  # a layer keeps at least one channel
-        if channels:
-            plan.removed[group.index] = channels
-        if why:
-            plan.kept_dead[group.index] = why
-    return plan
+__all__ = ["shrink", "zero_channels"]
 
 
 def _positions(groups: ChannelGroups, tensor, removed: dict[int, list[int]]) -> list[int]:
@@ -301,7 +92,7 @@ def _new_layer(layer, kind: str, in_drop: list[int], out_drop: list[int], values
     weights = layer.get_weights()
     config: dict = {}
     if kind == "producer":
-        out_axis = _kernel_out_axis(layer)
+        out_axis = kernel_out_axis(layer)
         if isinstance(layer, SEPARABLE):
             depthwise, pointwise = weights[0], weights[1]
             m = depthwise.shape[-1]
@@ -389,14 +180,14 @@ def shrink(model):
             "channel that every reader sees as a constant. Returned an equal copy.",
             stacklevel=2,
         )
-    const = _constants(groups) if plan.count else {}
+    const = constants(groups) if plan.count else {}
 
     def _drop(tensor) -> list[int]:
         return _positions(groups, tensor, plan.removed) if tensor in groups.layout else []
 
     specs: dict[int, tuple] = {}
     for node in graph.nodes:
-        layer = _inner(node.layer)
+        layer = inner_layer(node.layer)
         if id(layer) in specs or not plan.count:
             continue
         in_t = node.inputs[0] if node.inputs else None
@@ -465,8 +256,8 @@ def _dead_in_fixed(groups: ChannelGroups) -> list[str]:
             continue
         for member in group.members:
             if member.role == "producer":
-                layer = _inner(member.layer)
-                zero = _slice_zero(_producer_kernel(layer), _kernel_out_axis(layer))
+                layer = inner_layer(member.layer)
+                zero = slice_zero(producer_kernel(layer), kernel_out_axis(layer))
                 if zero.any():
                     messages.append(
                         f"shrink kept {int(zero.sum())} zero channels of {layer.name!r} "
@@ -495,13 +286,13 @@ def zero_channels(model, channels: dict[int, list[int]], groups: ChannelGroups |
                 + (f", fixed because {group.fixed}" if group is not None else "")
             )
         for member in group.members:
-            layer = _inner(member.layer)
+            layer = inner_layer(member.layer)
             pos = member.positions(chans)
             if member.role == "consumer" or not pos:
                 continue
             weights = layer.get_weights()
             if member.role == "producer":
-                axis = _kernel_out_axis(layer)
+                axis = kernel_out_axis(layer)
                 k = 1 if isinstance(layer, SEPARABLE) else 0
                 kernel = np.moveaxis(weights[k], axis, -1).copy()
                 kernel[..., pos] = 0
@@ -515,7 +306,7 @@ def zero_channels(model, channels: dict[int, list[int]], groups: ChannelGroups |
                 for w in weights[1:]:
                     w[pos] = 0
             else:  # BatchNorm: gamma and beta
-                parts = _bn_parts(layer)
+                parts = bn_parts(layer)
                 for name in ("gamma", "beta"):
                     if name in parts:
                         parts[name][pos] = 0

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from tf_admm._keras import keras
-from tf_admm.channels import ChannelGroups, _inner, channel_groups, layer_kind
+from tf_admm.channels import ChannelGroups, channel_groups
 from tf_admm.constraints import ChannelSparsity
-from tf_admm.flops import _node_macs
+from tf_admm.flops import node_macs
+from tf_admm.layer_kinds import inner_layer, layer_kind
 from tf_admm.validation import check_positive, check_sparsity
 
 __all__ = ["allocate_channels", "prune_channels"]
@@ -122,9 +123,9 @@ def _macs_at(groups: ChannelGroups, fractions: dict[int, float]) -> float:
 
     total = 0.0
     for node in graph.nodes:
-        layer = _inner(node.layer)
+        layer = inner_layer(node.layer)
         in_t, out_t = node.inputs[0] if node.inputs else None, node.outputs[0]
-        macs = _node_macs(layer, graph.shapes.get(in_t), graph.shapes.get(out_t))
+        macs = node_macs(layer, graph.shapes.get(in_t), graph.shapes.get(out_t))
         if not macs:
             continue
         kind, _ = layer_kind(layer, graph.shapes.get(in_t))

@@ -56,7 +56,7 @@ NOT_INITIALIZED_MESSAGE = (
 
 def _check_channel_layer(layer) -> None:
     """A channel-group constraint takes the layers that hold a group's channels."""
-    from tf_admm.channels import layer_kind
+    from tf_admm.layer_kinds import layer_kind
 
     kind, reason = layer_kind(layer)
     if isinstance(layer, keras.layers.BatchNormalization):
