@@ -211,7 +211,7 @@ def main() -> None:
             r = json.loads(line)
             if r.get("kind") == "accuracy" and r.get("retrain_schedule") == "cosine":
                 rho = r.get("rho_final") if r["method"] == "structured_admm" else args.rho_final
-                if rho == args.rho_final:
+                if rho == args.rho_final and r.get("ramp_epochs", 4) == args.ramp_epochs:
                     done.add((r["method"], r["target_rate"], r["seed"]))
     for seed in args.seeds:
         start = time.process_time()
@@ -251,6 +251,7 @@ def main() -> None:
                     "train_size": args.train_size,
                     "rho_final": args.rho_final if method == "structured_admm" else None,
                     "retrain_schedule": "cosine",
+                    "ramp_epochs": args.ramp_epochs,
                 }
                 print(json.dumps(record), flush=True)
                 with open(args.out, "a") as f:
