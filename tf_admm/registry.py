@@ -26,6 +26,7 @@ from tf_admm.layouts import Layout
 
 __all__ = [
     "channel_weights",
+    "holds_channels",
     "compressible_layers",
     "compressible_weights",
     "is_compressible",
@@ -233,6 +234,20 @@ def weight_layouts(layer) -> list[Layout]:
     if isinstance(layer, _SEPARABLE):  # (depthwise kernel, pointwise kernel)
         return [Layout("depthwise"), Layout()][: len(weights)]
     return [Layout() for _ in weights]
+
+
+def holds_channels(layer) -> bool:
+    """True for the layers :func:`channel_weights` reads: Dense, Conv*, Conv*Transpose,
+    SeparableConv*, DepthwiseConv* with ``depth_multiplier=1``, BatchNormalization.
+
+    >>> from tf_admm import keras
+    >>> holds_channels(keras.layers.BatchNormalization()), holds_channels(keras.layers.ReLU())
+    (True, False)
+    """
+    if isinstance(layer, _DEPTHWISE):
+        return int(layer.get_config().get("depth_multiplier", 1)) == 1
+    producers = tuple(getattr(_L, n) for n in ("Conv1D", "Conv2D", "Conv3D", "Dense"))
+    return isinstance(layer, (_L.BatchNormalization, *_SEPARABLE, *_TRANSPOSED, *producers))
 
 
 def channel_weights(layer) -> tuple[list, list[Layout]]:

@@ -56,17 +56,11 @@ NOT_INITIALIZED_MESSAGE = (
 
 def _check_channel_layer(layer) -> None:
     """A channel-group constraint takes the layers that hold a group's channels."""
-    from tf_admm.layer_kinds import layer_kind
-
-    kind, reason = layer_kind(layer)
-    if isinstance(layer, keras.layers.BatchNormalization):
-        return  # its axis is checked against the model by tf_admm.channel_groups
-    if kind not in ("producer", "channelwise"):
+    if not registry.holds_channels(layer):
         raise ValueError(
-            f"ChannelSparsity wraps layers that hold channels (Dense, Conv*, Conv*Transpose, "
-            f"SeparableConv*, DepthwiseConv* with depth_multiplier=1, BatchNormalization). "
+            "ChannelSparsity wraps layers that hold channels (Dense, Conv*, Conv*Transpose, "
+            "SeparableConv*, DepthwiseConv* with depth_multiplier=1, BatchNormalization). "
             f"Received: {layer.name!r} of type {type(layer).__name__}"
-            + (f" ({reason})" if reason else "")
         )
 
 
