@@ -173,10 +173,12 @@ def _read(y: np.ndarray, which: np.ndarray) -> np.ndarray:
 @dataclass
 class ShrinkPlan:
     """What :func:`shrink` removes: per group index, the channels removed, and per group
-    the channels that are dead but kept, with why."""
+    the channels that are dead but kept, with why; ``constants`` (:func:`constants`) are the
+    values the removed channels still carry, which shrink folds into the readers' biases."""
 
     removed: dict[int, list[int]] = field(default_factory=dict)
     kept_dead: dict[int, str] = field(default_factory=dict)
+    constants: dict[tuple, np.ndarray] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -200,7 +202,7 @@ def dead_channels(model, groups: ChannelGroups | None = None) -> ShrinkPlan:
     groups = groups if groups is not None else channel_groups(model)
     const = constants(groups)
     graph = groups.graph
-    plan = ShrinkPlan()
+    plan = ShrinkPlan(constants=const)
     readers: dict[int, list[tuple]] = {}  # group -> [(layer, tensor)]
     for node in graph.nodes:
         layer = inner_layer(node.layer)

@@ -49,14 +49,6 @@ class Graph:
     # id(nested model) -> the tensors it is called on (its first call)
     nested_inputs: dict[int, list[TensorId]] = field(default_factory=dict)
 
-    def consumers(self) -> dict[TensorId, list[Node]]:
-        """For each tensor, the nodes that read it."""
-        out: dict[TensorId, list[Node]] = {}
-        for node in self.nodes:
-            for t in node.inputs:
-                out.setdefault(t, []).append(node)
-        return out
-
 
 def _shape(tensor) -> tuple | None:
     shape = getattr(tensor, "shape", None)
@@ -68,11 +60,11 @@ def _shape(tensor) -> tuple | None:
         return None
 
 
-def _layer_shapes(layer, attr: str, count: int) -> list[tuple | None]:
-    """Static shapes of the layer's (first call's) inputs or outputs; None where unknown (a
-    layer called more than once has no single ``input``)."""
+def _output_shapes(layer, count: int) -> list[tuple | None]:
+    """Static shapes of the layer's (first call's) outputs; None where unknown (a layer called
+    more than once has no single ``output``)."""
     try:
-        value = getattr(layer, attr)
+        value = layer.output
     except (AttributeError, ValueError, RuntimeError):
         return [None] * count
     values = value if isinstance(value, (list, tuple)) else [value]
@@ -143,7 +135,7 @@ class _Walker:
         if is_model(layer):
             return self.model(layer, inputs)
         outputs = [self.new_id(layer.name, i) for i in range(n_outputs)]
-        for t, shape in zip(outputs, _layer_shapes(layer, "output", n_outputs)):
+        for t, shape in zip(outputs, _output_shapes(layer, n_outputs)):
             self.graph.shapes[t] = shape
         self.graph.nodes.append(Node(layer, list(inputs), outputs, arguments))
         return outputs

@@ -36,7 +36,6 @@ from tf_admm._keras import is_model, keras
 from tf_admm.channels import ChannelGroups, channel_groups
 from tf_admm.dead_channels import (
     bn_parts,
-    constants,
     dead_channels,
     kernel_out_axis,
     producer_kernel,
@@ -180,7 +179,6 @@ def shrink(model):
             "channel that every reader sees as a constant. Returned an equal copy.",
             stacklevel=2,
         )
-    const = constants(groups) if plan.count else {}
 
     def _drop(tensor) -> list[int]:
         return _positions(groups, tensor, plan.removed) if tensor in groups.layout else []
@@ -193,12 +191,13 @@ def shrink(model):
         in_t = node.inputs[0] if node.inputs else None
         kind, _ = layer_kind(layer, graph.shapes.get(in_t))
         out_t = node.outputs[0] if node.outputs else None
-        in_drop = _positions(groups, in_t, plan.removed) if in_t in groups.layout else []
-        out_drop = _positions(groups, out_t, plan.removed) if out_t in groups.layout else []
+        in_drop, out_drop = _drop(in_t), _drop(out_t)
         if kind not in ("producer", "channelwise", "reshape") or not (in_drop or out_drop):
             continue
         new_width = (graph.shapes[out_t][-1] or 0) - len(out_drop) if out_t else 0
-        specs[id(layer)] = _new_layer(layer, kind, in_drop, out_drop, const.get(in_t), new_width)
+        specs[id(layer)] = _new_layer(
+            layer, kind, in_drop, out_drop, plan.constants.get(in_t), new_width
+        )
 
     def replace(layer):
         if not isinstance(layer, keras.layers.Layer):  # a stateless Keras 3 operation

@@ -109,29 +109,36 @@ def prune_channels(model, sparsity: Any, *, rho: float = 1e-3):
     return _wrap(model, resolver, check_positive("rho", rho), "prune_channels")
 
 
-def _macs_at(groups: ChannelGroups, fractions: dict[int, float]) -> float:
-    """MACs of the model once ``fractions`` of each group's channels are removed."""
+def _mac_terms(groups: ChannelGroups) -> list[tuple]:
+    """Per layer call that has MACs: ``(macs, input segments, output segments, channel-wise)``,
+    read once from the graph, so the MACs at many removal fractions cost no model walk."""
     graph = groups.graph
+    terms = []
+    for node in graph.nodes:
+        layer = inner_layer(node.layer)
+        in_t, out_t = node.inputs[0] if node.inputs else None, node.outputs[0]
+        macs = node_macs(layer, graph.shapes.get(in_t), graph.shapes.get(out_t))
+        if macs:
+            kind, _ = layer_kind(layer, graph.shapes.get(in_t))
+            segments = [groups.layout.get(t, ([], 1))[0] for t in (in_t, out_t)]
+            terms.append((macs, segments[0], segments[1], kind == "channelwise"))
+    return terms
 
-    def kept(tensor) -> float:
-        segments, _ = groups.layout.get(tensor, ([], 1))
+
+def _macs_at(terms: list[tuple], fractions: dict[int, float]) -> float:
+    """MACs of the model once ``fractions`` of each group's channels are removed."""
+
+    def kept(segments) -> float:
         width = sum(n for _, _, n in segments)
         if not width:
             return 1.0
         removed = sum(int(np.floor(n * fractions.get(g, 0.0) + 1e-9)) for g, _, n in segments)
         return (width - removed) / width
 
-    total = 0.0
-    for node in graph.nodes:
-        layer = inner_layer(node.layer)
-        in_t, out_t = node.inputs[0] if node.inputs else None, node.outputs[0]
-        macs = node_macs(layer, graph.shapes.get(in_t), graph.shapes.get(out_t))
-        if not macs:
-            continue
-        kind, _ = layer_kind(layer, graph.shapes.get(in_t))
-        factor = kept(out_t) if kind == "channelwise" else kept(in_t) * kept(out_t)
-        total += macs * factor
-    return total
+    return sum(
+        macs * (kept(out) if channelwise else kept(inp) * kept(out))
+        for macs, inp, out, channelwise in terms
+    )
 
 
 def allocate_channels(model, flops_rate: float, *, max_sparsity: float = 0.9) -> dict[int, float]:
@@ -157,19 +164,20 @@ def allocate_channels(model, flops_rate: float, *, max_sparsity: float = 0.9) ->
     max_sparsity = check_sparsity(max_sparsity)
     groups = channel_groups(model)
     free = [g.index for g in groups.free]
-    dense = _macs_at(groups, {})
+    terms = _mac_terms(groups)
+    dense = _macs_at(terms, {})
     target = dense / rate
-    if not free or _macs_at(groups, {i: max_sparsity for i in free}) > target:
+    least = _macs_at(terms, {i: max_sparsity for i in free})
+    if not free or least > target:
         raise ValueError(
             f"allocate_channels cannot divide the MACs of {model.name!r} by {rate:g}: removing "
             f"max_sparsity={max_sparsity:g} of every free group leaves "
-            f"{_macs_at(groups, {i: max_sparsity for i in free}):.4g} of {dense:.4g}. Groups:\n"
-            + groups.table()
+            f"{least:.4g} of {dense:.4g}. Groups:\n" + groups.table()
         )
     lo, hi = 0.0, max_sparsity
     for _ in range(40):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if _macs_at(groups, {i: mid for i in free}) > target else (lo, mid)
+        lo, hi = (mid, hi) if _macs_at(terms, {i: mid for i in free}) > target else (lo, mid)
     # channel counts are whole: give channels back, largest groups first, while the MACs stay
     # within the target (a uniform fraction alone overshoots on narrow layers)
     sizes = {g.index: g.size for g in groups.free}
@@ -185,6 +193,6 @@ def allocate_channels(model, flops_rate: float, *, max_sparsity: float = 0.9) ->
             if removed[i] == 0:
                 continue
             trial = {**removed, i: removed[i] - 1}
-            if _macs_at(groups, fractions(trial)) <= target:
+            if _macs_at(terms, fractions(trial)) <= target:
                 removed, changed = trial, True
     return fractions(removed)
