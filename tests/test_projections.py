@@ -84,6 +84,24 @@ def test_filter_mask_removes_whole_output_channels():
     assert np.array_equal(mask.reshape(-1, 10).any(0), per_filter)
 
 
+def test_channel_mask_keeps_the_channels_of_largest_norm_against_brute_force():
+    rng = np.random.default_rng(6)
+    for shape in [(7,), (5, 7), (3, 3, 2, 7)]:
+        values = rng.standard_normal(shape)
+        values[..., 2] = values[..., 4] = 0.5  # two tied channels: the lower index wins
+        for sparsity in (0.0, 0.3, 0.5, 0.9):
+            k = 7 - int(np.floor(7 * sparsity + 1e-9))
+            norms = [float(np.sum(values[..., c] ** 2)) for c in range(7)]
+            kept = sorted(range(7), key=lambda c: (-norms[c], c))[:k]
+            mask = P.channel_mask(values, sparsity)
+            assert mask.shape == values.shape
+            assert [bool(mask[..., c].all()) for c in range(7)] == [c in kept for c in range(7)]
+            assert np.array_equal(mask.reshape(-1, 7).any(0), mask.reshape(-1, 7).all(0))
+    # for a kernel of rank >= 2 it is the filter projection
+    kernel = rng.standard_normal((3, 3, 4, 10))
+    assert np.array_equal(P.channel_mask(kernel, 0.6), P.filter_mask(kernel, 0.6))
+
+
 def test_nm_mask_two_of_four():
     kernel = np.random.default_rng(5).standard_normal((16, 3))
     mask = P.nm_mask(kernel, 2, 4)

@@ -31,8 +31,7 @@ def _channel_energy(wrapper, values: Callable) -> np.ndarray:
     weights."""
     total = None
     for i, layout in enumerate(wrapper.layouts):
-        v = layout.canonical(np.asarray(values(wrapper, i), np.float64))
-        e = np.square(v).reshape(-1, v.shape[-1]).sum(axis=0)
+        e = projections.channel_energy(layout.canonical(values(wrapper, i)))
         total = e if total is None else total + e
     return total
 

@@ -38,6 +38,7 @@ from tf_admm.graph import Graph, model_graph
 from tf_admm.layer_kinds import (
     _CHANNEL_MIXING_ACTIVATIONS,
     DENSE,
+    SOFTMAX_REASON,
     _activation_name,
     inner_layer,
     layer_kind,
@@ -119,6 +120,22 @@ class ChannelGroups(list):
     def free(self) -> list[ChannelGroup]:
         """The groups whose channels can be removed."""
         return [g for g in self if g.fixed is None]
+
+    def positions(self, tensor, channels: dict[int, list[int]]) -> list[int]:
+        """Where ``channels`` (``{group index: [channel, ...]}``) sit on the last axis of
+        ``tensor`` (a :class:`tf_admm.graph.Graph` tensor id), sorted; every position of a
+        channel spread by a Flatten is included."""
+        if tensor not in self.layout:
+            return []
+        segments, repeat = self.layout[tensor]
+        width = sum(n for _, _, n in segments)
+        out, offset = [], 0
+        for g, start, length in segments:
+            for c in channels.get(g, ()):
+                if start <= c < start + length:
+                    out.extend(p * width + offset + c - start for p in range(repeat))
+            offset += length
+        return sorted(out)
 
     def table(self) -> str:
         def cut(names: list[str], n: int = 3) -> str:
@@ -225,8 +242,6 @@ class _Builder:
         in_shape = g.shapes.get(node.inputs[0]) if node.inputs else None
         out_shape = g.shapes.get(node.outputs[0]) if node.outputs else None
         kind, reason = layer_kind(layer, in_shape, node.arguments)
-        if kind == "elementwise":  # an operation with a number: channel by channel
-            kind = "passthrough"
         label = f"{type(layer).__name__} {layer.name!r}"
         if kind != "unknown" and (not ins or any(c is None for c in ins)):
             kind, reason = "unknown", "its inputs are not followed"
@@ -249,7 +264,7 @@ class _Builder:
                 self.producer_space[id(layer)] = space
                 self.add(space, Member(layer, "producer", 0, 0, width, width))
                 if _activation_name(layer) in _CHANNEL_MIXING_ACTIVATIONS:
-                    self.fixed.setdefault(space, f"{label}: a softmax over channels")
+                    self.fixed.setdefault(space, f"{label}: {SOFTMAX_REASON}")
             out = _Channels([(space, 0, self.sizes[space])])
         elif kind == "channelwise":
             chans = ins[0]

@@ -198,10 +198,7 @@ class ChannelSparsity(Constraint):
         self.sparsity = check_sparsity(sparsity)
 
     def mask(self, values: np.ndarray) -> np.ndarray:
-        values = np.asarray(values)
-        energy = np.square(values.astype(np.float64)).reshape(-1, values.shape[-1]).sum(axis=0)
-        keep = projections.topk_mask(energy, projections.keep_count(energy.size, self.sparsity))
-        return np.broadcast_to(keep, values.shape).copy()
+        return projections.channel_mask(values, self.sparsity)
 
     def get_config(self) -> dict[str, Any]:
         return {"sparsity": self.sparsity}

@@ -217,22 +217,16 @@ def dead_channels(model, groups: ChannelGroups | None = None) -> ShrinkPlan:
         dead = np.ones(group.size, bool)
         why = ""
         for layer, tensor in pairs:
-            segments, repeat = groups.layout[tensor]
             values = const.get(tensor)
-            width = sum(n for _, _, n in segments)
-            offset = 0
-            for g, start, length in segments:
-                if g == group.index:
-                    for i in range(length):
-                        vals = values[[p * width + offset + i for p in range(repeat)]]
-                        if not np.all(np.isfinite(vals)):
-                            dead[start + i] = False
-                            continue
-                        reason = next((r for v in vals if (r := _foldable(layer, v))), None)
-                        if reason:
-                            dead[start + i] = False
-                            why = why or reason
-                offset += length
+            for c in range(group.size):
+                vals = values[groups.positions(tensor, {group.index: [c]})]
+                if not np.all(np.isfinite(vals)):
+                    dead[c] = False
+                    continue
+                reason = next((r for v in vals if (r := _foldable(layer, v))), None)
+                if reason:
+                    dead[c] = False
+                    why = why or reason
         channels = [int(c) for c in np.flatnonzero(dead)]
         if len(channels) == group.size:
             channels = channels[1:]  # a layer keeps at least one channel

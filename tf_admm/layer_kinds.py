@@ -10,6 +10,7 @@ the channel code recognizes, in one place for :mod:`tf_admm.channels`, :mod:`tf_
 from __future__ import annotations
 
 from tf_admm._keras import keras
+from tf_admm.registry import DEPTHWISE, SEPARABLE, TRANSPOSED  # noqa: F401  (re-exported)
 
 __all__ = ["inner_layer", "layer_kind"]
 
@@ -20,9 +21,6 @@ def _classes(*names: str) -> tuple[type, ...]:
     return tuple(getattr(_L, n) for n in names if hasattr(_L, n))
 
 
-DEPTHWISE = _classes("DepthwiseConv1D", "DepthwiseConv2D")
-SEPARABLE = _classes("SeparableConv1D", "SeparableConv2D")
-TRANSPOSED = _classes("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
 CONV = _classes("Conv1D", "Conv2D", "Conv3D")
 DENSE = _classes("Dense")
 BATCHNORM = _classes("BatchNormalization")
@@ -70,6 +68,7 @@ PASSTHROUGH = GLOBAL_POOLING + _classes(
     "UpSampling3D",
 )
 _CHANNEL_MIXING_ACTIVATIONS = ("softmax", "log_softmax")
+SOFTMAX_REASON = "a softmax over channels couples every channel"
 
 
 def inner_layer(layer):
@@ -113,7 +112,7 @@ def layer_kind(
     if not isinstance(layer, keras.layers.Layer):  # a Keras 3 operation
         tensors = sum(1 for a in arguments or () if a[0] == "tensor")
         if name in _ELEMENTWISE_OPS and arguments and tensors == 1:
-            return "elementwise", None
+            return "passthrough", None  # an operation with a number: channel by channel
         if name in _ELEMENTWISE_OPS and arguments and tensors == len(arguments):
             return "tie", None
         return "unknown", f"the operation {name} is not followed"
@@ -123,7 +122,7 @@ def layer_kind(
         if int(layer.get_config().get("depth_multiplier", 1)) != 1:
             return "unknown", "depth_multiplier > 1 ties each input to several outputs"
         if _activation_name(layer) in _CHANNEL_MIXING_ACTIVATIONS:
-            return "unknown", "a softmax over channels couples every channel"
+            return "unknown", SOFTMAX_REASON
         return "channelwise", None
     if isinstance(layer, SEPARABLE + TRANSPOSED + CONV + DENSE):
         if isinstance(layer, SEPARABLE + TRANSPOSED + CONV) and not _channels_last(layer):
@@ -139,12 +138,12 @@ def layer_kind(
         return "unknown", f"normalizes over axis {axis!r}, not the channel axis"
     if isinstance(layer, _classes("Activation")):
         if _activation_name(layer) in _CHANNEL_MIXING_ACTIVATIONS:
-            return "unknown", "a softmax over channels couples every channel"
+            return "unknown", SOFTMAX_REASON
         return "passthrough", None
     if isinstance(layer, _classes("Softmax")):
         axis = layer.get_config().get("axis", -1)
         if axis == -1 or (rank is not None and axis == rank - 1):
-            return "unknown", "a softmax over channels couples every channel"
+            return "unknown", SOFTMAX_REASON
         return "passthrough", None
     if isinstance(layer, PASSTHROUGH):
         if "data_format" in layer.get_config() and not _channels_last(layer):

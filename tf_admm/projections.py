@@ -19,6 +19,8 @@ import numpy as np
 
 __all__ = [
     "block_mask",
+    "channel_energy",
+    "channel_mask",
     "filter_mask",
     "keep_count",
     "kth_largest",
@@ -141,6 +143,28 @@ def block_mask(values: np.ndarray, sparsity: float, block_shape: tuple[int, int]
 def filter_mask(values: np.ndarray, sparsity: float) -> np.ndarray:
     """Keep whole output channels (filters / units) of largest L2 norm."""
     return block_mask(values, sparsity, (1, weight_as_matrix(values).shape[1]))
+
+
+def channel_energy(values: np.ndarray) -> np.ndarray:
+    """Sum of squares per channel, the channels on the last axis (any rank).
+
+    >>> channel_energy(np.array([[1.0, 2.0], [3.0, 0.0]])).tolist()
+    [10.0, 4.0]
+    """
+    values = np.asarray(values, np.float64)
+    return np.square(values).reshape(-1, values.shape[-1]).sum(axis=0)
+
+
+def channel_mask(values: np.ndarray, sparsity: float) -> np.ndarray:
+    """Keep whole channels (last axis, any rank, 1-D included) of largest L2 norm.
+
+    >>> channel_mask(np.array([1.0, 5.0, 0.1, 2.0]), 0.5).tolist()
+    [False, True, False, True]
+    """
+    values = np.asarray(values)
+    energy = channel_energy(values)
+    keep = topk_mask(energy, keep_count(energy.size, sparsity))
+    return np.broadcast_to(keep, values.shape).copy()
 
 
 def nm_mask(values: np.ndarray, n: int, m: int) -> np.ndarray:

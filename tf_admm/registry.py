@@ -57,14 +57,16 @@ _WEIGHT_ATTRS: list[tuple[type, tuple[str, ...]]] = [
     if hasattr(_L, name)
 ]
 
-# Separable convolutions constrain *both* listed kernels; the others use the first that exists.
-_SEPARABLE = tuple(getattr(_L, n) for n in ("SeparableConv1D", "SeparableConv2D") if hasattr(_L, n))
-_TRANSPOSED = tuple(
+# The layer classes whose kernels keep their channels elsewhere than on the last axis (also
+# read by tf_admm.layer_kinds). Separable convolutions constrain *both* listed kernels; the
+# others use the first that exists.
+SEPARABLE = tuple(getattr(_L, n) for n in ("SeparableConv1D", "SeparableConv2D") if hasattr(_L, n))
+TRANSPOSED = tuple(
     getattr(_L, n)
     for n in ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
     if hasattr(_L, n)
 )
-_DEPTHWISE = tuple(getattr(_L, n) for n in ("DepthwiseConv1D", "DepthwiseConv2D") if hasattr(_L, n))
+DEPTHWISE = tuple(getattr(_L, n) for n in ("DepthwiseConv1D", "DepthwiseConv2D") if hasattr(_L, n))
 
 # Layers whose matrices are found by weight name (every weight called kernel or
 # recurrent_kernel, nested cells and sublayers included): recurrent layers and attention.
@@ -202,7 +204,7 @@ def compressible_weights(layer) -> list:
         return found
     if isinstance(layer, _NAMED_KERNELS):
         return [w for w in layer.weights if _short_name(w) in _KERNEL_NAMES]
-    if isinstance(layer, _SEPARABLE):
+    if isinstance(layer, SEPARABLE):
         return [getattr(layer, a) for a in attrs]
     for attr in attrs:
         weight = getattr(layer, attr, None)
@@ -227,11 +229,11 @@ def weight_layouts(layer) -> list[Layout]:
     user = _user_entry(layer)
     if user is not None:
         return [Layout(user[1]) for _ in weights]
-    if isinstance(layer, _TRANSPOSED):
+    if isinstance(layer, TRANSPOSED):
         return [Layout("transposed") for _ in weights]
-    if isinstance(layer, _DEPTHWISE):
+    if isinstance(layer, DEPTHWISE):
         return [Layout("depthwise") for _ in weights]
-    if isinstance(layer, _SEPARABLE):  # (depthwise kernel, pointwise kernel)
+    if isinstance(layer, SEPARABLE):  # (depthwise kernel, pointwise kernel)
         return [Layout("depthwise"), Layout()][: len(weights)]
     return [Layout() for _ in weights]
 
@@ -244,10 +246,10 @@ def holds_channels(layer) -> bool:
     >>> holds_channels(keras.layers.BatchNormalization()), holds_channels(keras.layers.ReLU())
     (True, False)
     """
-    if isinstance(layer, _DEPTHWISE):
+    if isinstance(layer, DEPTHWISE):
         return int(layer.get_config().get("depth_multiplier", 1)) == 1
     producers = tuple(getattr(_L, n) for n in ("Conv1D", "Conv2D", "Conv3D", "Dense"))
-    return isinstance(layer, (_L.BatchNormalization, *_SEPARABLE, *_TRANSPOSED, *producers))
+    return isinstance(layer, (_L.BatchNormalization, *SEPARABLE, *TRANSPOSED, *producers))
 
 
 def channel_weights(layer) -> tuple[list, list[Layout]]:
@@ -268,13 +270,13 @@ def channel_weights(layer) -> tuple[list, list[Layout]]:
         found = [getattr(layer, name, None) for name in ("gamma", "beta")]
         found = [w for w in found if w is not None]
         return found, [Layout() for _ in found]
-    if isinstance(layer, _DEPTHWISE):
+    if isinstance(layer, DEPTHWISE):
         kernel = getattr(layer, "depthwise_kernel", None)
         kernel = kernel if kernel is not None else layer.kernel
         found, layouts = [kernel], [Layout("depthwise")]
-    elif isinstance(layer, _SEPARABLE):
+    elif isinstance(layer, SEPARABLE):
         found, layouts = [layer.pointwise_kernel], [Layout()]
-    elif isinstance(layer, _TRANSPOSED):
+    elif isinstance(layer, TRANSPOSED):
         found, layouts = [layer.kernel], [Layout("transposed")]
     elif isinstance(layer, tuple(getattr(_L, n) for n in ("Conv1D", "Conv2D", "Conv3D", "Dense"))):
         found, layouts = [layer.kernel], [Layout()]

@@ -47,19 +47,6 @@ from tf_admm.layer_kinds import DENSE, DEPTHWISE, SEPARABLE, TRANSPOSED, inner_l
 __all__ = ["shrink", "zero_channels"]
 
 
-def _positions(groups: ChannelGroups, tensor, removed: dict[int, list[int]]) -> list[int]:
-    """Positions on ``tensor``'s last axis that hold removed channels."""
-    segments, repeat = groups.layout[tensor]
-    width = sum(n for _, _, n in segments)
-    out, offset = [], 0
-    for g, start, length in segments:
-        for c in removed.get(g, ()):
-            if start <= c < start + length:
-                out.extend(p * width + offset + c - start for p in range(repeat))
-        offset += length
-    return sorted(out)
-
-
 def _keep(size: int, drop: list[int]) -> np.ndarray:
     keep = np.ones(size, bool)
     keep[drop] = False
@@ -181,7 +168,7 @@ def shrink(model):
         )
 
     def _drop(tensor) -> list[int]:
-        return _positions(groups, tensor, plan.removed) if tensor in groups.layout else []
+        return groups.positions(tensor, plan.removed)
 
     specs: dict[int, tuple] = {}
     for node in graph.nodes:
