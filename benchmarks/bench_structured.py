@@ -76,17 +76,18 @@ def randomize_batchnorm(model, rng) -> None:
             )
 
 
-def shrunk_at(dense, groups, fraction: float, seed: int):
+def shrunk_at(dense, fraction: float, seed: int):
     """A copy of ``dense`` with ``fraction`` of every free group's channels zeroed, and its
     shrunk model."""
     zeroed = keras.models.clone_model(dense)
     zeroed.set_weights(dense.get_weights())
     rng = np.random.default_rng(seed)
+    groups = tf_admm.channel_groups(zeroed)
     chosen = {
         g.index: sorted(rng.choice(g.size, int(round(fraction * g.size)), replace=False).tolist())
-        for g in tf_admm.channel_groups(zeroed).free
+        for g in groups.free
     }
-    zero_channels(zeroed, chosen)
+    zero_channels(zeroed, chosen, groups)
     return zeroed, tf_admm.shrink(zeroed)
 
 
@@ -97,7 +98,7 @@ def at_rate(dense, rate: float, seed: int):
     best = None
     for _ in range(8):
         mid = (lo + hi) / 2
-        zeroed, small = shrunk_at(dense, None, mid, seed)
+        zeroed, small = shrunk_at(dense, mid, seed)
         macs = tf_admm.flops.total_macs(small)
         best = (zeroed, small, macs)
         if abs(macs / target - 1) < 0.03:
