@@ -10,7 +10,10 @@ dense (cached in ``--cache``), then, from that same dense model, at each ``--rat
 - ``l1_gradual``: the standard magnitude baseline on the same groups (Li et al.'s L1-norm filter
   ranking summed over the group's producers, removed on the AGP cubic schedule of Zhu and
   Gupta over the same ``--ramp-epochs``, every 100 steps; masks enforced after every step;
-  then ``--retrain-epochs`` of fine-tuning), ``tf_admm.shrink``.
+  then ``--retrain-epochs`` of fine-tuning), ``tf_admm.shrink``;
+- ``structured_admm_progressive``: the paper's progressive scheme with physical removal between
+  steps (``STAGES`` steps at geometrically growing MAC reductions, each allocated on the model
+  the last step shrank, each with its share of both phases), public API calls only.
 
 Both sides: Adam, batch 128, the same batches (one shuffle seed), the same epochs; 1e-3
 over the ramp, a cosine decay from 1e-3 to 0 over the retraining. The
@@ -166,6 +169,41 @@ def run_admm(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=
     return tf_admm.shrink(pruned)
 
 
+def run_admm_progressive(dense, rate, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
+    """The paper's progressive scheme with physical removal between steps: ``STAGES`` steps
+    of structured ADMM at geometrically growing MAC reductions (each allocated with
+    ``tf_admm.allocate_channels`` on the model the last step shrank), each with its share of
+    the ramp and retraining epochs."""
+    (x, y), _ = data
+    dense_macs = tf_admm.flops.total_macs(dense)
+    model = dense
+    for stage in range(1, STAGES + 1):
+        keras.utils.set_random_seed(seed + 10 * stage)
+        relative = tf_admm.flops.total_macs(model) / (dense_macs / rate ** (stage / STAGES))
+        pruned = tf_admm.prune_channels(model, tf_admm.allocate_channels(model, relative))
+        compile_model(pruned)
+        pruned.fit(
+            dataset(x, y, seed + 10 * stage),
+            epochs=ramp_epochs // STAGES,
+            verbose=0,
+            callbacks=[tf_admm.UpdateADMM()],
+        )
+        tf_admm.hard_project(pruned)
+        epochs = retrain_epochs // STAGES
+        compile_model(pruned, retrain_rate(x, epochs))
+        pruned.fit(
+            dataset(x, y, seed + 10 * stage + 1),
+            epochs=epochs,
+            verbose=0,
+            callbacks=[tf_admm.UpdateADMM()],
+        )
+        model = tf_admm.shrink(pruned)
+    return model
+
+
+STAGES = 2
+
+
 def run_l1(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
     (x, y), _ = data
     keras.utils.set_random_seed(seed)
@@ -182,7 +220,11 @@ def run_l1(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=No
     return tf_admm.shrink(model)
 
 
-METHODS = {"structured_admm": run_admm, "l1_gradual": run_l1}
+METHODS = {
+    "structured_admm": run_admm,
+    "l1_gradual": run_l1,
+    "structured_admm_progressive": run_admm_progressive,
+}
 
 
 def main() -> None:
@@ -226,7 +268,7 @@ def main() -> None:
                 start = time.process_time()
                 small = METHODS[method](
                     dense,
-                    targets,
+                    rate if method.endswith("progressive") else targets,
                     data,
                     seed,
                     args.ramp_epochs,
@@ -252,6 +294,7 @@ def main() -> None:
                     "rho_final": args.rho_final if method == "structured_admm" else None,
                     "retrain_schedule": "cosine",
                     "ramp_epochs": args.ramp_epochs,
+                    "stages": STAGES if method.endswith("progressive") else 1,
                 }
                 print(json.dumps(record), flush=True)
                 with open(args.out, "a") as f:

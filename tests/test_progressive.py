@@ -52,7 +52,9 @@ def test_plan_round_trip_through_json_file(tmp_path):
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(), "sparsity=..., bits=... or both"),
+        (dict(), r"sparsity=..., bits=... \(or both\), or flops_rate"),
+        (dict(flops_rate=1.0), "flops_rate must be a number > 1"),
+        (dict(flops_rate=2.0, sparsity=0.5), "not both"),
         (dict(sparsity=1.0), r"sparsity must be in \[0, 1\)"),
         (dict(bits=9), "2 <= bits <= 8"),
         (dict(sparsity=0.5, admm_epochs=-1), "admm_epochs must be an int >= 0"),
@@ -129,6 +131,56 @@ def test_guard_keeps_the_last_good_model_and_retries_smaller(capsys):
     )
     smaller = run.reports[2]["config"]["sparsity"]
     assert 0.3 < smaller["hidden"] < 0.98 and 0 < smaller["conv"] < 0.98
+
+
+def test_channel_stages_shrink_the_model_step_by_step_to_the_mac_target(tmp_path):
+    model, x, y = _dense()
+    before = [w.copy() for w in model.get_weights()]
+    dense_macs = tf_admm.flops.total_macs(model)
+    stages = [
+        tf_admm.Stage("c1", flops_rate=1.4, admm_epochs=1, retrain_epochs=1),
+        tf_admm.Stage("c2", flops_rate=2.0, admm_epochs=1, retrain_epochs=1),
+    ]
+    assert tf_admm.stages_from_json(tf_admm.stages_to_json(stages)) == stages
+    run = _compressor(model, x, y, stages, tolerance=1.0, directory=str(tmp_path))
+    final = run.run()
+    first = keras.models.load_model(str(tmp_path / "stage_01" / "model.keras"))
+    macs = [tf_admm.flops.total_macs(m) for m in (first, final)]
+    assert macs[0] <= dense_macs / 1.4 and macs[1] <= dense_macs / 2.0 and macs[1] < macs[0]
+    assert [r["macs"] for r in run.reports] == macs
+    # physically smaller, not masked: fewer units and filters, no wrappers, no zero channels
+    widths = [(m.get_layer("conv").filters, m.get_layer("hidden").units) for m in (first, final)]
+    assert widths[1][0] <= widths[0][0] <= 4 and widths[1][1] <= widths[0][1] <= 16
+    assert sum(widths[1]) < sum(widths[0]) < 20
+    assert not tf_admm.find_wrappers(final)
+    assert all(np.abs(final.get_layer("hidden").get_weights()[0]).sum(0) > 0)
+    for a, b in zip(before, model.get_weights()):  # the user's model is untouched
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_channel_stage_below_what_its_seed_has_is_refused():
+    from tf_admm.stage_runner import TrainData, run_stage
+
+    model, x, y = _dense(epochs=1)
+    dense_macs = tf_admm.flops.total_macs(model)
+    stage = tf_admm.Stage("c", flops_rate=2.0, admm_epochs=0, retrain_epochs=0)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    half, _, _ = run_stage(model, stage, loss=loss, train=TrainData((x, y), 32), verbose=0)
+    assert tf_admm.flops.total_macs(half) <= dense_macs / 2
+    again = tf_admm.Stage("again", flops_rate=1.5, admm_epochs=0, retrain_epochs=0)
+    with pytest.raises(ValueError, match="which its seed already has"):
+        run_stage(half, again, loss=loss, train=TrainData((x, y), 32), reference_macs=dense_macs)
+
+
+def test_guard_retries_a_channel_stage_halfway_in_mac_rate():
+    model, _, _ = _dense(epochs=1)
+    dense_macs = tf_admm.flops.total_macs(model)
+    smaller = tf_admm.guard.smaller_stage(
+        tf_admm.Stage("c", flops_rate=4.0), 0, model, [], dense_macs
+    )
+    assert smaller.flops_rate == pytest.approx(2.0) and smaller.name == "c (smaller)"
+    barely = tf_admm.Stage("c", flops_rate=1.01)
+    assert tf_admm.guard.smaller_stage(barely, 0, model, [], dense_macs) is None
 
 
 class _Kill(keras.callbacks.Callback):

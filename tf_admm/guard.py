@@ -13,18 +13,31 @@ from __future__ import annotations
 import math
 
 from tf_admm import registry
+from tf_admm.flops import total_macs
 from tf_admm.plan import Stage, more_bits
 from tf_admm.report import layer_sparsity
 
 __all__ = ["smaller_stage"]
 
 
-def smaller_stage(stage: Stage, index: int, current, reports: list[dict]) -> Stage | None:
+def smaller_stage(
+    stage: Stage, index: int, current, reports: list[dict], reference_macs: float | None = None
+) -> Stage | None:
     """The retry inserted before a failed ``stage``: sparsities halfway in log-rate between the
     ``current`` (last good) model and the stage's targets; when sparsity cannot shrink (none, or
     already reached), the same stage with more bits (:func:`tf_admm.plan.more_bits`, halfway to
-    the bits of the last passed report in ``reports``). None when neither helps."""
+    the bits of the last passed report in ``reports``). A ``flops_rate`` stage: the MAC rate
+    halfway in log-rate between ``current``'s (counted from ``reference_macs``, the dense
+    model's) and the stage's. None when neither helps."""
     config = stage.get_config()
+    if stage.flops_rate is not None:
+        have = reference_macs / total_macs(current) if reference_macs else 1.0
+        middle = math.sqrt(have * stage.flops_rate)
+        if middle > have * 1.01 and middle < stage.flops_rate:
+            config["flops_rate"] = middle
+            config["name"] = f"{stage.label(index)} (smaller)"
+            return Stage.from_config(config)
+        return None
     if stage.sparsity is not None:
         have = layer_sparsity(current)
         targets = {}

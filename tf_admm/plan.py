@@ -76,6 +76,11 @@ class Stage:
         sparsity: None, a float for every compressible layer, or a dict layer name -> float.
         bits: None, 2..8 / ``"ternary"`` / ``"binary"`` for every compressible layer, or a dict
             layer name -> bits (e.g. binarize all but the first and last layers, then those).
+        flops_rate: structured pruning instead of ``sparsity``/``bits``: the stage removes whole
+            channels (:func:`tf_admm.prune_channels` with per-group targets from
+            :func:`tf_admm.allocate_channels`) until the model has at most ``1 / flops_rate``
+            of the MACs of the run's dense model (:func:`run_stage`'s ``reference_macs``),
+            and its result is physically smaller (:func:`tf_admm.shrink`).
         scheme, per_channel: as in :func:`tf_admm.quantize`.
         admm_epochs: epochs of ADMM training (0: hard projection right away).
         retrain_epochs: epochs of retraining on the constraint after the hard projection.
@@ -110,6 +115,7 @@ class Stage:
         *,
         sparsity: Any = None,
         bits: Any = None,
+        flops_rate: float | None = None,
         scheme: str = "uniform",
         per_channel: bool = True,
         admm_epochs: int = 4,
@@ -132,8 +138,20 @@ class Stage:
         self.name = name
         self.sparsity = _check_sparsity_spec(sparsity)
         self.bits = _check_bits_spec(bits)
-        if self.sparsity is None and self.bits is None:
-            raise ValueError("A Stage needs sparsity=..., bits=... or both. Received neither.")
+        self.flops_rate = (
+            None if flops_rate is None else check_positive("flops_rate", flops_rate, 1.0)
+        )
+        if self.flops_rate is not None and (self.sparsity is not None or self.bits is not None):
+            raise ValueError(
+                "A Stage prunes channels (flops_rate=...) or prunes and quantizes weights "
+                "(sparsity=..., bits=...), not both: give them to consecutive stages. Received: "
+                f"flops_rate={flops_rate!r}, sparsity={sparsity!r}, bits={bits!r}"
+            )
+        if self.sparsity is None and self.bits is None and self.flops_rate is None:
+            raise ValueError(
+                "A Stage needs sparsity=..., bits=... (or both), or flops_rate=.... "
+                "Received none of them."
+            )
         self.scheme = check_scheme(scheme)
         self.per_channel = check_bool("per_channel", per_channel)
         self.admm_epochs = check_int("admm_epochs", admm_epochs, 0)
@@ -172,6 +190,7 @@ class Stage:
             "name": self.name,
             "sparsity": self.sparsity,
             "bits": self.bits,
+            "flops_rate": self.flops_rate,
             "scheme": self.scheme,
             "per_channel": self.per_channel,
             "admm_epochs": self.admm_epochs,

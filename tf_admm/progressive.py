@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from tf_admm import cloning, registry
 from tf_admm._keras import is_keras_object, is_model, other_flavour_hint
+from tf_admm.flops import total_macs
 from tf_admm.guard import smaller_stage
 from tf_admm.plan import Stage, geometric_stages, more_bits, stages_from_json, stages_to_json
 from tf_admm.report import summary
@@ -149,6 +150,8 @@ class ProgressiveCompressor:
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2. Received: {verbose!r}")
         self.dense = model
+        # the MACs that flops_rate stages count from, read once (None: no such stage)
+        self.dense_macs = total_macs(model) if any(s.flops_rate for s in stages) else None
         self.plan = stages
         self.loss = loss
         self.metric = metric
@@ -273,6 +276,7 @@ class ProgressiveCompressor:
             folder=f"stage_{index + 1:02d}",
             callbacks=self.callbacks,
             verbose=self.verbose,
+            reference_macs=self.dense_macs,
         )
         value = self._evaluate(result)
         table = summary(result, print_fn=None)
@@ -287,6 +291,7 @@ class ProgressiveCompressor:
             "bits": bits,
             "pruning_rate": table["total"]["pruning_rate"],
             "storage_rate": table["total"]["compression"],
+            "macs": total_macs(result),
             "history": histories,
             "seconds": time.time() - start,
             "cpu_seconds": time.process_time() - cpu0,
@@ -329,7 +334,7 @@ class ProgressiveCompressor:
             self._notify(report)
             smaller = None
             if retries_left > 0:
-                smaller = smaller_stage(plan[done], done, current, self.reports)
+                smaller = smaller_stage(plan[done], done, current, self.reports, self.dense_macs)
             if self.store is not None:
                 self.store.remove(folder)
             if smaller is None:
@@ -356,6 +361,8 @@ class ProgressiveCompressor:
             parts.append(f"sparsity {stage.sparsity}")
         if stage.bits is not None:
             parts.append(f"bits {stage.bits}")
+        if stage.flops_rate is not None:
+            parts.append(f"{stage.flops_rate:g}x fewer MACs than dense")
         return (
             f"== {stage.label(index)} ({index + 1}/{total}): {', '.join(parts)}; "
             f"ADMM {stage.admm_epochs} + retrain {stage.retrain_epochs} epochs"

@@ -32,11 +32,14 @@ import tensorflow as tf
 
 from tf_admm._keras import keras
 from tf_admm.callbacks import UpdateADMM
+from tf_admm.flops import total_macs
 from tf_admm.plan import Stage
 from tf_admm.prune import compress, strip_admm
+from tf_admm.removal import shrink
 from tf_admm.report import layer_sparsity
 from tf_admm.rho_scaling import scale_rho_by_gradient
 from tf_admm.run_store import RunStore
+from tf_admm.structured import allocate_channels, prune_channels
 from tf_admm.updates import find_wrappers, growth_to_reach, hard_project, to_numpy
 from tf_admm.validation import check_int
 
@@ -100,9 +103,30 @@ class TrainData:
         return batches.map(lambda i: (tf.gather(x, i), tf.gather(y, i))).prefetch(2)
 
 
-def wrap_for_stage(seed, stage: Stage):
+def channel_targets(seed, stage: Stage, reference_macs: float | None = None) -> dict[int, float]:
+    """Per-group sparsity that takes ``seed`` to ``reference_macs / stage.flops_rate`` MACs
+    (``reference_macs`` defaults to the seed's own)."""
+    have = total_macs(seed)
+    reference = have if reference_macs is None else float(reference_macs)
+    relative = have / (reference / stage.flops_rate)
+    if relative <= 1.0:
+        raise ValueError(
+            f"Stage {stage.name!r} asks for {stage.flops_rate:g}x fewer MACs than the dense "
+            f"model ({reference:.4g} MACs), which its seed already has ({have:.4g} MACs). "
+            "Give a larger flops_rate than the stage before."
+        )
+    return allocate_channels(seed, relative)
+
+
+def wrap_for_stage(seed, stage: Stage, reference_macs: float | None = None):
     """Wrap ``seed`` for ``stage``: each layer's sparsity never below its current zeros, and
-    those zeros masked from the start of ADMM (weights pruned earlier stay zero)."""
+    those zeros masked from the start of ADMM (weights pruned earlier stay zero). A
+    ``flops_rate`` stage wraps the channel groups (:func:`channel_targets`)."""
+    if stage.flops_rate is not None:
+        targets = channel_targets(seed, stage, reference_macs)
+        wrapped = prune_channels(seed, targets, rho=stage.rho)
+        _mask_zeros(wrapped)
+        return wrapped
     current = layer_sparsity(seed)
     sparsity, bits = {}, {}
     for name, zeros in current.items():
@@ -120,11 +144,16 @@ def wrap_for_stage(seed, stage: Stage):
         per_channel=stage.per_channel,
         rho=stage.rho,
     )
+    _mask_zeros(wrapped)
+    return wrapped
+
+
+def _mask_zeros(wrapped) -> None:
+    """Mask every weight that is zero already (an earlier stage's), so it stays zero."""
     for wrapper in find_wrappers(wrapped):
         for weight, mask in zip(wrapper.constrained, wrapper.mask_vars):
             values = np.asarray(weight)
             mask.assign((values != 0).astype(values.dtype))
-    return wrapped
 
 
 def compile_for_phase(
@@ -282,9 +311,14 @@ def run_stage(
     folder: str = "stage",
     callbacks: list | None = None,
     verbose: int = 1,
+    reference_macs: float | None = None,
 ) -> tuple[Any, dict[str, dict], dict[str, Any]]:
     """Run one stage from the stripped model ``seed``; returns (stripped result, histories of
     the ``"admm"`` and ``"retrain"`` phases, bits per quantized layer).
+
+    A ``flops_rate`` stage's result is shrunk (:func:`tf_admm.shrink`): its removed channels
+    are gone from the layers' shapes. Its rate counts from ``reference_macs`` (the run's dense
+    model's MACs; default: the seed's).
 
     With ``store``, ``folder`` holds ``projected.keras`` (after the hard projection),
     ``admm_history.json`` and the two phase backups; a stage run again with the same store
@@ -297,7 +331,7 @@ def run_stage(
     if wrapped is not None:
         histories["admm"] = store.read_json(f"{folder}/admm_history.json") or {}
     else:
-        wrapped = wrap_for_stage(seed, stage)
+        wrapped = wrap_for_stage(seed, stage, reference_macs)
         compile_for_phase(wrapped, stage, loss, metric, train.steps, stage.admm_epochs, False)
         if stage.rho_by_gradient and stage.admm_epochs:
             # before the phase backup is read: a resumed phase keeps its started wrappers
@@ -335,4 +369,6 @@ def run_stage(
         verbose=verbose,
     )
     bits = {w.layer.name: w.constraint.bits for w in find_wrappers(wrapped) if w.quantized}
+    if stage.flops_rate is not None:
+        return shrink(wrapped), histories, bits
     return strip_admm(wrapped), histories, bits
