@@ -65,6 +65,30 @@ def time_file(
     return statistics.median(rounds)
 
 
+def time_files(paths: list[str], x, invokes: int, repeats: int, threads: int = 1) -> list[float]:
+    """:func:`time_file` for several files at once, their rounds interleaved (file 1, file 2,
+    ..., file 1, ...), so that a drift of the machine's speed during the run falls on every
+    file alike; each file's median over ``repeats`` rounds of ``invokes`` calls. ``x``: one
+    input for every file, or a list with one per file."""
+    inputs = x if isinstance(x, (list, tuple)) else [x] * len(paths)
+    interpreters = []
+    for path, x in zip(paths, inputs):
+        interpreter = _interpreter(path, False, threads)
+        detail = interpreter.get_input_details()[0]
+        interpreter.set_tensor(detail["index"], x[:1].astype(detail["dtype"]))
+        for _ in range(max(invokes // 5, 5)):  # warm-up
+            interpreter.invoke()
+        interpreters.append(interpreter)
+    rounds: list[list[float]] = [[] for _ in paths]
+    for _ in range(repeats):
+        for interpreter, times in zip(interpreters, rounds):
+            start = time.perf_counter()
+            for _ in range(invokes):
+                interpreter.invoke()
+            times.append((time.perf_counter() - start) / invokes)
+    return [statistics.median(times) for times in rounds]
+
+
 def files_for(name: str, dense, targets, x, directory: str) -> list[tuple[str, str, bool]]:
     """(label, path, sparse) of every file of one network."""
     compressed = tf_admm.compress(dense, sparsity=targets, bits=4)

@@ -2,18 +2,19 @@
 
 For each network (MobileNetV2 alpha 1.0 and ResNet50 at 224x224x3, a CIFAR-style ResNet-20
 with identity shortcuts at 32x32x3, a DenseNet-style net with Concatenate at 32x32x3) with
-random weights (latency depends on shapes, not on what was learned), it removes the same
-fraction of every free channel group through the public API: ``tf_admm.channel_groups``,
-``tf_admm.removal.zero_channels`` (what ``hard_project`` of a structured constraint leaves),
-``tf_admm.shrink``; the fraction is found by bisection so that the shrunk model has the target
-MAC ratio (``tf_admm.flops.total_macs``). It checks that the shrunk model computes what the
+random weights (latency depends on shapes, not on what was learned), it removes the channels
+``tf_admm.allocate_channels(model, rate, round_to=...)`` allocates (random channels of each
+group, ``tf_admm.removal.zero_channels``: what ``hard_project`` of a structured constraint
+leaves) and ``tf_admm.shrink`` removes them. It checks that the shrunk model computes what the
 zeroed dense model computes, exports dense and shrunk models as float and as full int8
 (``tf_admm.export_tflite``, no sparse tensors) and times ``invoke()`` on batch 1 with the
-default XNNPACK delegate, 1 and 2 threads, every file of a network in the same run.
+default XNNPACK delegate, 1 and 2 threads, every file of a network in the same run, their
+rounds interleaved (``bench_latency.time_files``) so that drift falls on every file alike.
 
 One JSON object per measurement is appended to ``--out`` (kind "latency"): network, method
-("dense" or "shrunk"), flops_rate, precision, threads, seconds, latency_ratio (to the dense
-file of the same precision and threads), raw_bytes, bytes_ratio, max_rel_error.
+("dense" or "shrunk"), flops_rate (measured), round_to, precision, threads, seconds,
+latency_ratio (to the dense file of the same precision and threads), raw_bytes, bytes_ratio,
+max_rel_error.
 
     python benchmarks/bench_structured.py --out docs/structured.json
 """
@@ -29,7 +30,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from bench_latency import time_file  # noqa: E402  (benchmarks/ is the script's directory)
+from bench_latency import time_files  # noqa: E402  (benchmarks/ is the script's directory)
 from nets import cifar_resnet  # noqa: E402
 
 import tf_admm  # noqa: E402
@@ -76,35 +77,21 @@ def randomize_batchnorm(model, rng) -> None:
             )
 
 
-def shrunk_at(dense, fraction: float, seed: int):
-    """A copy of ``dense`` with ``fraction`` of every free group's channels zeroed, and its
-    shrunk model."""
+def shrunk_at(dense, rate: float, round_to: int, seed: int):
+    """A copy of ``dense`` with the channels ``tf_admm.allocate_channels(dense, rate,
+    round_to=round_to)`` asks for zeroed (random channels of each group: latency depends on how
+    many, not which), and its shrunk model."""
+    targets = tf_admm.allocate_channels(dense, rate, round_to=round_to)
     zeroed = keras.models.clone_model(dense)
     zeroed.set_weights(dense.get_weights())
     rng = np.random.default_rng(seed)
     groups = tf_admm.channel_groups(zeroed)
     chosen = {
-        g.index: sorted(rng.choice(g.size, int(round(fraction * g.size)), replace=False).tolist())
-        for g in groups.free
+        i: sorted(rng.choice(groups[i].size, int(np.floor(groups[i].size * s + 1e-9)), False))
+        for i, s in targets.items()
     }
     zero_channels(zeroed, chosen, groups)
     return zeroed, tf_admm.shrink(zeroed)
-
-
-def at_rate(dense, rate: float, seed: int):
-    """Bisection on the removed fraction until dense MACs / shrunk MACs is within 3% of rate."""
-    target = tf_admm.flops.total_macs(dense) / rate
-    lo, hi = 0.0, 0.95
-    best = None
-    for _ in range(8):
-        mid = (lo + hi) / 2
-        zeroed, small = shrunk_at(dense, mid, seed)
-        macs = tf_admm.flops.total_macs(small)
-        best = (zeroed, small, macs)
-        if abs(macs / target - 1) < 0.03:
-            break
-        lo, hi = (mid, hi) if macs > target else (lo, mid)
-    return best
 
 
 def export(model, path: str, precision: str, calibration) -> int:
@@ -115,7 +102,9 @@ def export(model, path: str, precision: str, calibration) -> int:
     return os.path.getsize(path)
 
 
-def run(name: str, rates, threads_list, invokes: int, repeats: int, out: str, seed: int) -> None:
+def run(
+    name: str, rates, round_tos, threads_list, invokes: int, repeats: int, out: str, seed: int
+) -> None:
     keras.utils.set_random_seed(seed)
     dense = NETWORKS[name]()
     rng = np.random.default_rng(seed)
@@ -123,36 +112,41 @@ def run(name: str, rates, threads_list, invokes: int, repeats: int, out: str, se
     shape = (1,) + tuple(dense.input_shape[1:])
     x = rng.normal(size=(8,) + shape[1:]).astype("float32")
     dense_macs = tf_admm.flops.total_macs(dense)
-    models = [("dense", 1.0, dense, 0.0)]
-    for rate in rates:
+    models = [("dense", 1.0, 1, dense, 0.0)]
+    for rate, round_to in [(r, k) for k in round_tos for r in rates]:
         start = time.time()
-        zeroed, small, macs = at_rate(dense, rate, seed)
+        zeroed, small = shrunk_at(dense, rate, round_to, seed)
+        macs = tf_admm.flops.total_macs(small)
         error = float(
             np.max(np.abs(np.asarray(small(x)) - np.asarray(zeroed(x))))
             / np.max(np.abs(np.asarray(zeroed(x))))
         )
         print(
-            f"{name}: {dense_macs / macs:.2f}x fewer MACs, max rel error {error:.1e} "
+            f"{name}: {dense_macs / macs:.2f}x fewer MACs (round_to={round_to}), max rel error "
+            f"{error:.1e} "
             f"({time.time() - start:.0f} s)",
             flush=True,
         )
-        models.append(("shrunk", dense_macs / macs, small, error))
+        models.append(("shrunk", dense_macs / macs, round_to, small, error))
     with tempfile.TemporaryDirectory() as directory:
         for precision in ("float", "int8"):
             files = []
-            for method, rate, model, error in models:
-                path = os.path.join(directory, f"{name}_{method}_{rate:.2f}_{precision}.tflite")
-                files.append((method, rate, path, export(model, path, precision, x[:8]), error))
+            for method, rate, round_to, model, error in models:
+                path = os.path.join(
+                    directory, f"{name}_{method}_{rate:.2f}_{round_to}_{precision}.tflite"
+                )
+                size = export(model, path, precision, x[:8])
+                files.append((method, rate, round_to, path, size, error))
             for threads in threads_list:
-                base = None
-                for method, rate, path, size, error in files:
-                    seconds = time_file(path, x, False, invokes, repeats, threads=threads)
-                    base = base or (seconds, size)
+                times = time_files([f[3] for f in files], x, invokes, repeats, threads)
+                base = (times[0], files[0][4])
+                for (method, rate, round_to, _, size, error), seconds in zip(files, times):
                     record = {
                         "network": name,
                         "kind": "latency",
                         "method": method,
                         "flops_rate": round(rate, 3),
+                        "round_to": round_to,
                         "precision": precision,
                         "threads": threads,
                         "seconds": seconds,
@@ -171,6 +165,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
     parser.add_argument("--rates", nargs="+", type=float, default=[1.5, 2.0, 3.0])
+    parser.add_argument(
+        "--round-to",
+        nargs="+",
+        type=int,
+        default=[1],
+        help="allocate_channels(round_to=...) values, each at every rate",
+    )
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--invokes", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
@@ -178,7 +179,16 @@ def main() -> None:
     parser.add_argument("--out", default="docs/structured.json")
     args = parser.parse_args()
     for name in args.networks:
-        run(name, args.rates, args.threads, args.invokes, args.repeats, args.out, args.seed)
+        run(
+            name,
+            args.rates,
+            args.round_to,
+            args.threads,
+            args.invokes,
+            args.repeats,
+            args.out,
+            args.seed,
+        )
 
 
 if __name__ == "__main__":

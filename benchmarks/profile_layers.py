@@ -3,9 +3,10 @@
 LiteRT's Python interpreter has no per-operator profiler, so each Conv2D, DepthwiseConv2D and
 Dense layer of the network is exported on its own (a one-layer model with the layer's input
 shape and weights, ``tf_admm.export_tflite``, float and full int8) and timed like a whole file
-(``bench_latency.time_file``: batch 1, XNNPACK, median of rounds). The shrunk network is the
-one ``bench_structured.py`` times (the same seed, bisection to ``--rate`` fewer MACs through
-``tf_admm.channel_groups``, ``tf_admm.removal.zero_channels`` and ``tf_admm.shrink``); its
+(``bench_latency.time_files``: batch 1, XNNPACK, median of rounds, the dense and shrunk
+files' rounds interleaved). The shrunk network is the
+one ``bench_structured.py`` times (the same seed, ``--rate`` and ``--round-to``: the channels of
+``tf_admm.allocate_channels``, zeroed and removed by ``tf_admm.shrink``); its
 layers keep their names, so each layer is paired with its dense self. One JSON object per
 layer, precision and threads is appended to ``--out``: network, layer, role (MobileNetV2's
 "expand", "depthwise", "project", or "other"), precision, threads, macs and seconds for dense
@@ -25,8 +26,8 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from bench_latency import time_file  # noqa: E402  (benchmarks/ is the script's directory)
-from bench_structured import NETWORKS, at_rate, export, randomize_batchnorm  # noqa: E402
+from bench_latency import time_files  # noqa: E402  (benchmarks/ is the script's directory)
+from bench_structured import NETWORKS, export, randomize_batchnorm, shrunk_at  # noqa: E402
 
 import tf_admm  # noqa: E402
 from tf_admm import keras  # noqa: E402
@@ -54,6 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--network", default="mobilenet_v2", choices=list(NETWORKS))
     parser.add_argument("--rate", type=float, default=2.0)
+    parser.add_argument("--round-to", type=int, default=1)
     parser.add_argument("--threads", nargs="+", type=int, default=[1])
     parser.add_argument("--invokes", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
@@ -65,8 +67,8 @@ def main() -> None:
     dense = NETWORKS[args.network]()
     rng = np.random.default_rng(args.seed)
     randomize_batchnorm(dense, rng)
-    _, small, macs = at_rate(dense, args.rate, args.seed)
-    rate = tf_admm.flops.total_macs(dense) / macs
+    _, small = shrunk_at(dense, args.rate, args.round_to, args.seed)
+    rate = tf_admm.flops.total_macs(dense) / tf_admm.flops.total_macs(small)
     dense_macs, small_macs = tf_admm.flops.layer_macs(dense), tf_admm.flops.layer_macs(small)
     print(f"{args.network}: shrunk to {rate:.2f}x fewer MACs", flush=True)
     pairs = [
@@ -86,10 +88,14 @@ def main() -> None:
                     export(model, path, precision, x)
                     files[method] = (path, x)
                 for threads in args.threads:
-                    seconds = {
-                        method: time_file(path, x, False, args.invokes, args.repeats, threads)
-                        for method, (path, x) in files.items()
-                    }
+                    times = time_files(
+                        [files["dense"][0], files["shrunk"][0]],
+                        [files["dense"][1], files["shrunk"][1]],
+                        args.invokes,
+                        args.repeats,
+                        threads,
+                    )
+                    seconds = dict(zip(("dense", "shrunk"), times))
                     layer_macs = {
                         "dense": dense_macs[layer.name],
                         "shrunk": small_macs[layer.name],
@@ -97,6 +103,7 @@ def main() -> None:
                     record = {
                         "network": args.network,
                         "model_flops_rate": round(rate, 3),
+                        "round_to": args.round_to,
                         "layer": layer.name,
                         "kind": type(layer).__name__,
                         "role": role(layer.name),

@@ -1,8 +1,10 @@
 """Accuracy at equal MACs on Fashion-MNIST: structured ADMM against gradual L1 filter pruning.
 
-For each seed it trains a small CIFAR-style ResNet (28x28x1, identity shortcuts, BatchNorm)
-dense (cached in ``--cache``), then, from that same dense model, at each ``--rates`` (dense MACs
-/ pruned MACs) with the per-group targets of ``tf_admm.allocate_channels``:
+For each seed it trains ``--network`` dense (cached in ``--cache``): a small CIFAR-style ResNet
+(28x28x1, identity shortcuts, BatchNorm) or a MobileNetV2-style net (inverted residual blocks:
+1x1 expand, depthwise, 1x1 project, identity shortcuts), then, from that same dense model, at
+each ``--rates`` (dense MACs / pruned MACs) with the per-group targets of
+``tf_admm.allocate_channels``:
 
 - ``structured_admm``: ``tf_admm.prune_channels`` + ``UpdateADMM()`` (the default, gradual
   recipe) for ``--ramp-epochs``, ``tf_admm.hard_project``, ``--retrain-epochs`` of masked
@@ -35,7 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from fashion_mnist import load  # noqa: E402  (benchmarks/ is the script's directory)
-from nets import cifar_resnet  # noqa: E402
+from nets import cifar_resnet, mobilenet_v2_small  # noqa: E402
 
 import tf_admm  # noqa: E402
 from tf_admm import keras  # noqa: E402
@@ -71,20 +73,33 @@ def accuracy(model, x, y) -> float:
     return float(np.mean(np.argmax(logits, -1) == y))
 
 
-def dense_model(seed: int, epochs: int, data, cache: str):
-    path = os.path.join(cache, f"resnet_dense_seed{seed}_{epochs}ep.keras")
+NETWORKS = {  # name -> (cache file prefix, builder)
+    "resnet14_w8": ("resnet", resnet),
+    "mobilenet_v2_small": ("mobilenet_v2_small", mobilenet_v2_small),
+}
+
+
+def dense_model(seed: int, epochs: int, data, cache: str, network: str = "resnet14_w8"):
+    prefix, build = NETWORKS[network]
+    path = os.path.join(cache, f"{prefix}_dense_seed{seed}_{epochs}ep.keras")
     (x, y), (xt, yt) = data
     if os.path.exists(path):
         model = keras.models.load_model(path, compile=False)
     else:
         keras.utils.set_random_seed(seed)
-        model = resnet()
+        model = build()
         steps = epochs * int(np.ceil(len(x) / BATCH))
         compile_model(model, keras.optimizers.schedules.CosineDecay(1e-3, steps))
         model.fit(dataset(x, y, seed), epochs=epochs, verbose=2)
         os.makedirs(cache, exist_ok=True)
         model.save(path)
     return model, accuracy(model, xt, yt)
+
+
+def _channel_axis(layer) -> int:
+    """The kernel axis of a layer's output channels (input channels of a depthwise kernel)."""
+    kind = type(layer).__name__
+    return -2 if "Transpose" in kind or "Depthwise" in kind else -1
 
 
 class GroupL1Pruning(keras.callbacks.Callback):
@@ -108,7 +123,7 @@ class GroupL1Pruning(keras.callbacks.Callback):
             for m in group.members:
                 if m.role == "producer":
                     kernel = m.layer.get_weights()[0]
-                    axis = -2 if "Transpose" in type(m.layer).__name__ else -1
+                    axis = _channel_axis(m.layer)
                     score += np.abs(np.moveaxis(kernel, axis, -1)).reshape(-1, group.size).sum(0)
             sparsity = target * fraction_of_target
             k = tf_admm.projections.keep_count(group.size, sparsity)
@@ -122,7 +137,7 @@ class GroupL1Pruning(keras.callbacks.Callback):
                         continue
                     shape = tuple(variable.shape)
                     is_kernel = len(shape) > 1
-                    axis = (-2 if "Transpose" in type(m.layer).__name__ else -1) if is_kernel else 0
+                    axis = _channel_axis(m.layer) if is_kernel else 0
                     if not is_kernel and shape[0] != group.size and m.role == "producer":
                         continue
                     key = id(variable)
@@ -229,6 +244,7 @@ METHODS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--network", default="resnet14_w8", choices=list(NETWORKS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--rates", nargs="+", type=float, default=[2.0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
@@ -251,13 +267,17 @@ def main() -> None:
     if os.path.exists(args.out):
         for line in open(args.out):
             r = json.loads(line)
-            if r.get("kind") == "accuracy" and r.get("retrain_schedule") == "cosine":
+            if (
+                r.get("kind") == "accuracy"
+                and r.get("retrain_schedule") == "cosine"
+                and r.get("network") == args.network
+            ):
                 rho = r.get("rho_final") if r["method"] == "structured_admm" else args.rho_final
                 if rho == args.rho_final and r.get("ramp_epochs", 4) == args.ramp_epochs:
                     done.add((r["method"], r["target_rate"], r["seed"]))
     for seed in args.seeds:
         start = time.process_time()
-        dense, dense_acc = dense_model(seed, args.dense_epochs, data, args.cache)
+        dense, dense_acc = dense_model(seed, args.dense_epochs, data, args.cache, args.network)
         dense_cpu = time.process_time() - start
         dense_macs = tf_admm.flops.total_macs(dense)
         for rate in args.rates:
@@ -276,7 +296,7 @@ def main() -> None:
                     args.rho_final,
                 )
                 record = {
-                    "network": "resnet14_w8",
+                    "network": args.network,
                     "kind": "accuracy",
                     "method": method,
                     "target_rate": rate,

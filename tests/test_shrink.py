@@ -516,6 +516,26 @@ def test_allocate_channels_reaches_the_mac_target():
         tf_admm.allocate_channels(model, 0.5)
 
 
+@pytest.mark.parametrize("round_to", [2, 4])
+def test_allocate_channels_rounds_kept_channels_to_multiples(round_to):
+    model = resnet_block_model()
+    groups = tf_admm.channel_groups(model)
+    dense_macs = tf_admm.flops.total_macs(model)
+    targets = tf_admm.allocate_channels(model, 1.8, round_to=round_to)
+    assert targets
+    removed = {}
+    for g in groups.free:
+        removed[g.index] = list(range(int(np.floor(g.size * targets.get(g.index, 0.0) + 1e-9))))
+        kept = g.size - len(removed[g.index])
+        assert kept == g.size or (kept % round_to == 0 and kept >= round_to), (g.size, kept)
+    zero_channels(model, removed, groups)
+    assert dense_macs / tf_admm.flops.total_macs(tf_admm.shrink(model)) >= 1.8
+    with pytest.raises(ValueError, match="round_to must be an int >= 1"):
+        tf_admm.allocate_channels(model, 2.0, round_to=0)
+    with pytest.raises(ValueError, match="rounded up to multiples of 8"):
+        tf_admm.allocate_channels(model, 1.5, round_to=8)  # groups of 8 and 6: none can shrink
+
+
 def test_channel_sparsity_is_refused_where_it_cannot_apply():
     with pytest.raises(ValueError, match="ChannelSparsity wraps layers that hold channels"):
         tf_admm.ADMMWrapper(L.Flatten(), tf_admm.ChannelSparsity(0.5))

@@ -237,6 +237,12 @@ class UpdateADMM(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._wrappers = updates.built_wrappers(self.model, "UpdateADMM")
+        if any(w.trace_failed for w in self._wrappers):
+            # an earlier fit without this callback stopped while tracing its train function;
+            # tracing that function again would create variables, so build a new one
+            self.model.make_train_function(force=True)
+            for w in self._wrappers:
+                w.clear_trace_failed()
         active = self._admm_wrappers()
         recipe = self.recipe
         if recipe == "auto":

@@ -28,10 +28,16 @@ def fresh_copy(layer, **overrides):
 def built_copy(layer):
     """A fresh copy built like ``layer`` (multi-input layers such as MultiHeadAttention need
     their recorded build config, not one input shape)."""
+    import tensorflow as tf
+
     new = fresh_copy(layer)
     config = layer.get_build_config() if layer.built else None
     if config:
-        new.build_from_config(config)
+        # tf_keras names a variable by the name scope it is created in: building outside a
+        # call would name every kernel "kernel:0", and the legacy .h5 format (optimizer slots
+        # included) needs the names unique
+        with tf.name_scope(new.name):
+            new.build_from_config(config)
     if layer.built and len(new.weights) < len(layer.weights):
         _build_by_calling(new, layer)
     return new

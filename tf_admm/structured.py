@@ -24,7 +24,7 @@ from tf_admm.channels import ChannelGroups, channel_groups
 from tf_admm.constraints import ChannelSparsity
 from tf_admm.flops import node_macs
 from tf_admm.layer_kinds import inner_layer, layer_kind
-from tf_admm.validation import check_positive, check_sparsity
+from tf_admm.validation import check_int, check_positive, check_sparsity
 
 __all__ = ["allocate_channels", "prune_channels"]
 
@@ -141,12 +141,28 @@ def _macs_at(terms: list[tuple], fractions: dict[int, float]) -> float:
     )
 
 
-def allocate_channels(model, flops_rate: float, *, max_sparsity: float = 0.9) -> dict[int, float]:
+def _kept(size: int, fraction: float, round_to: int) -> int:
+    """Channels a group of ``size`` keeps when about ``fraction`` is removed: the remainder
+    rounded up to a multiple of ``round_to`` (the whole group when that is not smaller)."""
+    keep = size - int(np.floor(size * fraction + 1e-9))
+    if round_to > 1:
+        keep = max(round_to, -(-keep // round_to) * round_to)
+    return min(size, keep)
+
+
+def allocate_channels(
+    model, flops_rate: float, *, max_sparsity: float = 0.9, round_to: int = 1
+) -> dict[int, float]:
     """Per-group sparsity that divides the model's MACs by ``flops_rate``: about the same
     fraction of every free group (at most ``max_sparsity``, so no group empties), found by
     bisection on the MACs counted from the shapes (:mod:`tf_admm.flops`), then channels given
-    back one at a time, largest groups first, while the MACs stay at most ``dense /
+    back (``round_to`` at a time), largest groups first, while the MACs stay at most ``dense /
     flops_rate``.
+
+    ``round_to`` > 1 keeps a multiple of ``round_to`` channels in every group (a group of at
+    most ``round_to`` channels is left whole): CPU kernels compute output channels in blocks
+    (XNNPACK's int8 convolutions in blocks of 8 or 16 on x86), so 11 channels of 16 can cost
+    what 16 cost; Torch-Pruning's ``round_to`` does the same for GPUs.
 
     Returns ``{group index: sparsity}`` for :func:`prune_channels`. Raises ValueError when
     even ``max_sparsity`` everywhere does not reach the rate (the fixed groups cost too much).
@@ -159,40 +175,49 @@ def allocate_channels(model, flops_rate: float, *, max_sparsity: float = 0.9) ->
     >>> m = keras.Model(x, keras.layers.Dense(2)(keras.layers.Flatten()(h)))
     >>> {g: round(s, 3) for g, s in tf_admm.allocate_channels(m, 2.0).items()}
     {1: 0.312, 2: 0.375}
+    >>> tf_admm.allocate_channels(m, 2.0, round_to=4)
+    {1: 0.25, 2: 0.5}
     """
     rate = check_positive("flops_rate", flops_rate, 1.0)
     max_sparsity = check_sparsity(max_sparsity)
+    round_to = check_int("round_to", round_to, 1)
     groups = channel_groups(model)
-    free = [g.index for g in groups.free]
+    sizes = {g.index: g.size for g in groups.free}
+    free = list(sizes)
     terms = _mac_terms(groups)
     dense = _macs_at(terms, {})
     target = dense / rate
-    least = _macs_at(terms, {i: max_sparsity for i in free})
+
+    def fractions(kept: dict[int, int]) -> dict[int, float]:
+        return {i: (sizes[i] - kept[i]) / sizes[i] for i in free}
+
+    def uniform(fraction: float) -> dict[int, int]:
+        return {i: _kept(sizes[i], fraction, round_to) for i in free}
+
+    least = _macs_at(terms, fractions(uniform(max_sparsity)))
     if not free or least > target:
         raise ValueError(
             f"allocate_channels cannot divide the MACs of {model.name!r} by {rate:g}: removing "
-            f"max_sparsity={max_sparsity:g} of every free group leaves "
-            f"{least:.4g} of {dense:.4g}. Groups:\n" + groups.table()
+            f"max_sparsity={max_sparsity:g} of every free group"
+            + (f" (kept counts rounded up to multiples of {round_to})" if round_to > 1 else "")
+            + f" leaves {least:.4g} of {dense:.4g}. Groups:\n"
+            + groups.table()
         )
     lo, hi = 0.0, max_sparsity
     for _ in range(40):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if _macs_at(terms, {i: mid for i in free}) > target else (lo, mid)
+        lo, hi = (mid, hi) if _macs_at(terms, fractions(uniform(mid))) > target else (lo, mid)
     # channel counts are whole: give channels back, largest groups first, while the MACs stay
     # within the target (a uniform fraction alone overshoots on narrow layers)
-    sizes = {g.index: g.size for g in groups.free}
-    removed = {i: int(np.floor(sizes[i] * hi + 1e-9)) for i in free}
-
-    def fractions(counts):
-        return {i: counts[i] / sizes[i] for i in free}
-
+    kept = uniform(hi)
     changed = True
     while changed:
         changed = False
         for i in sorted(free, key=lambda i: -sizes[i]):
-            if removed[i] == 0:
+            more = min(sizes[i], kept[i] + round_to)
+            if more == kept[i]:
                 continue
-            trial = {**removed, i: removed[i] - 1}
+            trial = {**kept, i: more}
             if _macs_at(terms, fractions(trial)) <= target:
-                removed, changed = trial, True
-    return fractions(removed)
+                kept, changed = trial, True
+    return {i: s for i, s in fractions(kept).items() if s > 0}

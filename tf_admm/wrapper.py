@@ -48,9 +48,9 @@ MODE_STRIPPED = 2  # strip_admm(model, in_place=True): the inner layer's weights
 
 NOT_INITIALIZED_MESSAGE = (
     "tf_admm: this layer is wrapped for ADMM, but ADMM was never initialized. Add "
-    "tf_admm.UpdateADMM() to the callbacks of fit(), or call tf_admm.initialize_admm(model) "
-    "before a custom training loop. (Under tf_keras, call compile() again before the next "
-    "fit.) No weight was changed."
+    "tf_admm.UpdateADMM() to the callbacks of fit() (the next fit with it rebuilds the train "
+    "function that failed here), or call tf_admm.initialize_admm(model) before a custom "
+    "training loop. No weight was changed."
 )
 
 
@@ -75,6 +75,7 @@ class _Slots:
     def __init__(self):
         self.constrained, self.z, self.u, self.mask, self.scale = [], [], [], [], []
         self.layouts = []
+        self.trace_failed = False  # a training call raised NOT_INITIALIZED_MESSAGE
 
 
 @register(package="tf_admm")
@@ -302,6 +303,15 @@ class ADMMWrapper(keras.layers.Wrapper):
             self.rho.assign(self.initial_rho)
 
     @property
+    def trace_failed(self) -> bool:
+        """True when a training call raised because ADMM was never initialized: the train
+        function traced then must be built again (:class:`tf_admm.UpdateADMM` does)."""
+        return self._slots.trace_failed
+
+    def clear_trace_failed(self) -> None:
+        self._slots.trace_failed = False
+
+    @property
     def initialized(self) -> bool:
         """True once ADMM was initialized (Z = Proj(W), U = 0)."""
         return self.built and int(tf.convert_to_tensor(self.step)) >= 0
@@ -404,6 +414,9 @@ class ADMMWrapper(keras.layers.Wrapper):
         if state is not None and state[1] == MODE_STRIPPED:
             return self.layer(inputs, *args, **kwargs)
         if training_call and state is not None and state[0] < 0 and state[1] == MODE_ADMM:
+            # UpdateADMM reads this at the next train begin: the train function whose trace
+            # stopped here must be built again (a retrace of it would create variables)
+            self._slots.trace_failed = True
             raise ValueError(NOT_INITIALIZED_MESSAGE)
         mode = tf.convert_to_tensor(self.mode)
         self.apply_masks()
