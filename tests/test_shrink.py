@@ -349,10 +349,14 @@ def test_a_group_keeps_at_least_one_channel():
 
 
 def test_refuses_what_it_cannot_read():
-    with pytest.raises(ValueError, match="takes a built Keras model"):
+    with pytest.raises(ValueError, match="shrink takes a Keras model"):
         tf_admm.shrink("model.keras")
-    with pytest.raises(ValueError, match="channel_groups takes a built Keras model"):
+    with pytest.raises(ValueError, match="channel_groups takes a Keras model"):
         tf_admm.channel_groups(L.Dense(3))
+    unbuilt = keras.Sequential([L.Dense(3)])
+    for call in (tf_admm.shrink, tf_admm.channel_groups, lambda m: tf_admm.prune_channels(m, 0.5)):
+        with pytest.raises(ValueError, match="is not built; give it a keras.Input"):
+            call(unbuilt)
 
     class Sub(keras.Model):
         def __init__(self):

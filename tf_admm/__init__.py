@@ -22,7 +22,6 @@ from tf_admm import (  # noqa: F401  (submodules, importable as tf_admm.NAME)
     allocation,
     channel_admm,
     channels,
-    cli,
     cloning,
     constraints,
     dead_channels,

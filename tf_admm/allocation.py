@@ -25,8 +25,8 @@ import numbers
 import numpy as np
 
 from tf_admm import registry
-from tf_admm._keras import is_keras_object, is_model, other_flavour_hint
 from tf_admm.updates import find_wrappers
+from tf_admm.validation import check_model
 
 __all__ = ["allocate_sparsity", "allocation_table"]
 
@@ -81,10 +81,7 @@ def allocate_sparsity(
     Raises:
         ValueError: if the floors alone exceed the budget, or on bad arguments.
     """
-    if not is_keras_object(model) or not is_model(model):
-        raise ValueError(
-            f"allocate_sparsity takes a Keras model. Received: {model!r}. {other_flavour_hint()}"
-        )
+    check_model("allocate_sparsity", model)
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not rate >= 1:
         raise ValueError(f"rate must be a number >= 1 (weights / nonzeros). Received: {rate!r}")
     if not 0 <= min_density <= 1:

@@ -33,7 +33,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tf_admm._keras import keras
 from tf_admm.graph import Graph, model_graph
 from tf_admm.layer_kinds import (
     _CHANNEL_MIXING_ACTIVATIONS,
@@ -43,6 +42,7 @@ from tf_admm.layer_kinds import (
     inner_layer,
     layer_kind,
 )
+from tf_admm.validation import check_model
 
 __all__ = ["ChannelGroup", "ChannelGroups", "Member", "channel_groups"]
 
@@ -387,9 +387,5 @@ def channel_groups(model, graph: Graph | None = None) -> ChannelGroups:
     Returns a :class:`ChannelGroups` list; ``print(groups)`` shows the table (group, channels,
     producers, consumers, why fixed), ``groups.free`` the removable ones.
     """
-    if not isinstance(model, keras.Model):
-        raise ValueError(
-            "channel_groups takes a built Keras model. Received: "
-            f"{model!r} of type {type(model).__name__}"
-        )
+    check_model("channel_groups", model, built=True)
     return _Builder(graph or model_graph(model)).run()

@@ -27,12 +27,13 @@ from typing import Any
 
 import numpy as np
 
+import tf_admm  # the package (registers the ADMM objects for loading); not imported by it
+from tf_admm import keras
+
 __all__ = ["main"]
 
 
 def _load_model(path: str):
-    from tf_admm import keras  # importing tf_admm registers the ADMM objects for loading
-
     if not os.path.isfile(path):
         raise ValueError(f"no such model file: {path}")
     return keras.models.load_model(path)
@@ -62,14 +63,10 @@ def _fit_shape(x: np.ndarray, model) -> np.ndarray:
 
 
 def _summary(args) -> dict[str, Any]:
-    import tf_admm
-
     return tf_admm.summary(_load_model(args.model))["total"]
 
 
 def _export(args) -> dict[str, Any]:
-    import tf_admm
-
     model = _load_model(args.model)
     representative = None
     if args.data:
@@ -87,8 +84,6 @@ def _export(args) -> dict[str, Any]:
 
 
 def _check(args) -> dict[str, Any]:
-    import tf_admm
-
     model = _load_model(args.model)
     x, y = _load_data(args.data)
     x = _fit_shape(x, model)

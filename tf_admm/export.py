@@ -37,13 +37,14 @@ import numpy as np
 import tensorflow as tf
 
 from tf_admm import registry
-from tf_admm._keras import is_keras_object, is_model, keras, other_flavour_hint
+from tf_admm._keras import keras
 from tf_admm.cloning import flat_layers, float32_copy, uses_reduced_precision
 from tf_admm.layouts import Layout
 from tf_admm.prune import strip_admm
 from tf_admm.record import bits_by_layer, compression_record
 from tf_admm.tflite_file import ConstTensor, TFLiteFile
 from tf_admm.updates import find_wrappers
+from tf_admm.validation import check_model
 
 __all__ = [
     "QUANTIZATION_MODES",
@@ -218,16 +219,7 @@ class ExportResult:
 
 # -- argument checks -------------------------------------------------------------------------
 def _check_model(model, caller: str) -> None:
-    if not is_keras_object(model) or not is_model(model):
-        raise ValueError(
-            f"{caller} takes a Keras model. Received: {model!r} of type "
-            f"{type(model).__name__}. {other_flavour_hint()}"
-        )
-    if not model.built:
-        raise ValueError(
-            f"{caller}: model {model.name!r} is not built; give it a keras.Input (or call a "
-            "subclassed model on data)."
-        )
+    check_model(caller, model, built=True)
 
 
 def _input_shapes(model) -> list[tuple] | None:

@@ -27,7 +27,6 @@ from typing import Any
 import tensorflow as tf
 
 from tf_admm import cloning, registry
-from tf_admm._keras import is_keras_object, is_model, other_flavour_hint
 from tf_admm.flops import total_macs
 from tf_admm.guard import smaller_stage
 from tf_admm.plan import Stage, geometric_stages, more_bits, stages_from_json, stages_to_json
@@ -36,7 +35,7 @@ from tf_admm.reporting import FigureReporter, JsonReporter, TensorBoardReporter
 from tf_admm.run_store import RunStore
 from tf_admm.stage_runner import TrainData, run_stage
 from tf_admm.updates import find_wrappers
-from tf_admm.validation import check_int
+from tf_admm.validation import check_int, check_model
 
 __all__ = [
     "ProgressiveCompressor",
@@ -120,11 +119,7 @@ class ProgressiveCompressor:
         listeners: list | None = None,
         verbose: int = 1,
     ):
-        if not is_keras_object(model) or not is_model(model):
-            raise ValueError(
-                f"ProgressiveCompressor takes a Keras model. Received: {model!r}. "
-                f"{other_flavour_hint()}"
-            )
+        check_model("ProgressiveCompressor", model)
         if find_wrappers(model):
             raise ValueError("Give the dense (unwrapped) model; strip it with tf_admm.strip_admm.")
         if isinstance(stages, (str, os.PathLike)):

@@ -25,7 +25,6 @@ __all__ = [
     "keep_count",
     "kth_largest",
     "nm_mask",
-    "primal_residual",
     "topk_mask",
     "weight_as_matrix",
 ]
@@ -191,9 +190,3 @@ def nm_mask(values: np.ndarray, n: int, m: int) -> np.ndarray:
     keep = np.zeros(groups.shape, dtype=bool)
     np.put_along_axis(keep, order, True, axis=-1)
     return _matrix_mask_to_weight(keep.reshape(n_out, n_in), values.shape)
-
-
-def primal_residual(w: np.ndarray, z: np.ndarray) -> float:
-    """||W - Z|| / ||W|| (0 when W is zero)."""
-    norm = float(np.linalg.norm(w))
-    return float(np.linalg.norm(w - z)) / norm if norm > 0 else 0.0

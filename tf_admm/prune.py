@@ -34,8 +34,8 @@ from tf_admm._keras import (
 from tf_admm.cloning import built_copy, fresh_copy, rebuild
 from tf_admm.layouts import OnLayout
 from tf_admm.updates import find_wrappers
-from tf_admm.validation import check_bool, check_positive, check_scheme
-from tf_admm.wrapper import ADMMWrapper
+from tf_admm.validation import check_bool, check_model, check_positive, check_scheme
+from tf_admm.wrapper import ADMMWrapper, check_unwrapped
 
 __all__ = ["compress", "prune_low_magnitude", "quantize", "strip_admm"]
 
@@ -323,13 +323,8 @@ def _wrap(to_prune, make_resolver: Callable, rho: float, caller: str):
             f"{to_prune!r} of type {type(to_prune).__name__}. {other_flavour_hint()}"
         )
     if not is_model(to_prune):
-        if isinstance(to_prune, ADMMWrapper):
-            raise ValueError(f"Layer {to_prune.name!r} is already wrapped for ADMM; wrap it once.")
-        if not registry.is_compressible(to_prune):
-            raise ValueError(
-                f"Layer {to_prune.name!r} of type {type(to_prune).__name__} has no compressible "
-                "weights."
-            )
+        check_unwrapped(to_prune)
+        registry.check_compressible(to_prune)
         layer, constraint = _plan_layer(to_prune, make_resolver([to_prune]))
         if constraint is None:
             raise ValueError(f"{caller}: no target for layer {layer.name!r}.")
@@ -388,14 +383,10 @@ def _warn_dense_layers(layers: list, caller: str) -> None:
 
 
 def _plan_layer(layer, resolve):
-    if isinstance(layer, ADMMWrapper):
-        raise ValueError(f"Layer {layer.name!r} is already wrapped for ADMM; wrap it only once.")
+    check_unwrapped(layer)
     constraint = resolve(layer)
     if constraint is not None and not constraint.channel_level:
-        if not registry.is_compressible(layer):
-            raise ValueError(
-                f"Layer {layer.name!r} of type {type(layer).__name__} has no compressible weights."
-            )
+        registry.check_compressible(layer)
         _check_weights(layer, constraint)
     return layer, constraint
 
@@ -424,11 +415,7 @@ def strip_admm(model, *, in_place: bool = False):
     >>> [type(l).__name__ for l in tf_admm.strip_admm(m).layers]
     ['Dense']
     """
-    if not is_keras_object(model) or not is_model(model):
-        raise ValueError(
-            "strip_admm takes a Keras model. Received: "
-            f"{model!r} of type {type(model).__name__}. {other_flavour_hint()}"
-        )
+    check_model("strip_admm", model)
     if not isinstance(in_place, bool):
         raise ValueError(f"in_place must be True or False. Received: in_place={in_place!r}")
     if not in_place:

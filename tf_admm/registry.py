@@ -27,10 +27,12 @@ from tf_admm.layouts import Layout
 __all__ = [
     "channel_weights",
     "holds_channels",
+    "check_compressible",
     "compressible_layers",
     "compressible_weights",
     "is_compressible",
     "register_compressible",
+    "supported_layers",
     "weight_layouts",
 ]
 
@@ -177,6 +179,23 @@ def compressible_layers(model) -> list:
             # get_prunable_weights() returns [] (TFMOT marks the layers it never prunes so)
             found.append(layer)
     return found
+
+
+def supported_layers() -> list[str]:
+    """The names of the layer classes ADMM constrains (built in, then registered by users)."""
+    builtin = [cls.__name__ for cls, _ in _WEIGHT_ATTRS] + [c.__name__ for c in _NAMED_KERNELS]
+    return builtin + [cls.__name__ for cls in _USER]
+
+
+def check_compressible(layer) -> None:
+    """Raise ValueError naming ``layer`` and the supported layers unless ADMM can constrain
+    its weights (:func:`is_compressible`)."""
+    if not is_compressible(layer):
+        raise ValueError(
+            f"Layer {layer.name!r} of type {type(layer).__name__} has no compressible weights. "
+            f"Allowed: {', '.join(supported_layers())}, or a layer with get_prunable_weights() "
+            "(or one registered with tf_admm.register_compressible)."
+        )
 
 
 def is_compressible(layer) -> bool:

@@ -43,6 +43,7 @@ from tf_admm.dead_channels import (
 )
 from tf_admm.graph import model_graph
 from tf_admm.layer_kinds import DENSE, DEPTHWISE, SEPARABLE, TRANSPOSED, inner_layer, layer_kind
+from tf_admm.validation import check_model
 
 __all__ = ["shrink", "zero_channels"]
 
@@ -145,12 +146,7 @@ def shrink(model):
     from tf_admm.prune import strip_admm
     from tf_admm.updates import find_wrappers
 
-    if not isinstance(model, keras.Model):
-        raise ValueError(
-            f"shrink takes a built Keras model. Received: {model!r} of type {type(model).__name__}"
-        )
-    if not model.built:
-        raise ValueError(f"shrink needs a built model; {model.name!r} is not built yet.")
+    check_model("shrink", model, built=True)
     plain = strip_admm(model) if find_wrappers(model) else model
     graph = model_graph(plain)
     groups = channel_groups(plain, graph)

@@ -19,12 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from tf_admm._keras import keras
 from tf_admm.channels import ChannelGroups, channel_groups
 from tf_admm.constraints import ChannelSparsity
 from tf_admm.flops import node_macs
 from tf_admm.layer_kinds import inner_layer, layer_kind
-from tf_admm.validation import check_int, check_positive, check_sparsity
+from tf_admm.validation import check_int, check_model, check_positive, check_sparsity
 
 __all__ = ["allocate_channels", "prune_channels"]
 
@@ -79,11 +78,7 @@ def prune_channels(model, sparsity: Any, *, rho: float = 1e-3):
     """
     from tf_admm.prune import _check_model_kind, _wrap
 
-    if not isinstance(model, keras.Model):
-        raise ValueError(
-            f"prune_channels takes a built Keras model. Received: {model!r} of type "
-            f"{type(model).__name__}"
-        )
+    check_model("prune_channels", model, built=True)
     _check_model_kind(model, "prune_channels")
     groups = channel_groups(model)
     targets = _group_targets(groups, sparsity)

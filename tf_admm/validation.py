@@ -19,6 +19,7 @@ __all__ = [
     "check_bool",
     "check_choice",
     "check_int",
+    "check_model",
     "check_non_negative",
     "check_positive",
     "check_scheme",
@@ -27,7 +28,23 @@ __all__ = [
     "check_unit",
 ]
 
-UNITS = ("epoch", "step")  # what UpdateADMM's and a Stage's update_every counts
+UNITS = ("epoch", "step")
+
+
+def check_model(caller: str, model: Any, *, built: bool = False) -> None:
+    """``model`` is a Keras model of the flavour in use (and built, with ``built``)."""
+    from tf_admm._keras import is_keras_object, is_model, other_flavour_hint
+
+    if not is_keras_object(model) or not is_model(model):
+        raise ValueError(
+            f"{caller} takes a Keras model. Received: {model!r} of type "
+            f"{type(model).__name__}. {other_flavour_hint()}"
+        )
+    if built and not model.built:
+        raise ValueError(
+            f"{caller}: model {model.name!r} is not built; give it a keras.Input (or call it "
+            "on a batch) first."
+        )  # what UpdateADMM's and a Stage's update_every counts
 
 
 def check_int(name: str, value: Any, low: int) -> int:

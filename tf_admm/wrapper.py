@@ -54,6 +54,12 @@ NOT_INITIALIZED_MESSAGE = (
 )
 
 
+def check_unwrapped(layer) -> None:
+    """Raise ValueError when ``layer`` is an :class:`ADMMWrapper` already."""
+    if isinstance(layer, ADMMWrapper):
+        raise ValueError(f"Layer {layer.name!r} is already wrapped for ADMM; wrap it only once.")
+
+
 def _check_channel_layer(layer) -> None:
     """A channel-group constraint takes the layers that hold a group's channels."""
     if not registry.holds_channels(layer):
@@ -116,21 +122,12 @@ class ADMMWrapper(keras.layers.Wrapper):
                 "ADMMWrapper wraps a Keras layer. Received: "
                 f"layer={layer!r} of type {type(layer).__name__}"
             )
-        if isinstance(layer, ADMMWrapper):
-            raise ValueError(
-                f"Layer {layer.name!r} is already wrapped for ADMM; wrap it only once."
-            )
+        check_unwrapped(layer)
         constraint = constraints_lib.get(constraint)
         if constraint is not None and constraint.channel_level:
             _check_channel_layer(layer)
-        elif not registry.is_compressible(layer):
-            raise ValueError(
-                f"Layer {layer.name!r} of type {type(layer).__name__} has no compressible weights. "
-                "Allowed: Dense, EinsumDense, Conv*, Conv*Transpose, DepthwiseConv*, "
-                "SeparableConv*, Embedding, LSTM, GRU, SimpleRNN, RNN, Bidirectional, "
-                "MultiHeadAttention, "
-                "or a layer with get_prunable_weights()."
-            )
+        else:
+            registry.check_compressible(layer)
         if constraint is None:
             raise ValueError("ADMMWrapper needs a constraint. Received: constraint=None")
         rho = check_positive("rho", rho)
