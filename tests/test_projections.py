@@ -113,8 +113,3 @@ def test_nm_mask_two_of_four():
     assert np.all(kept_min >= dropped_max)
     with pytest.raises(ValueError, match="multiple of m"):
         P.nm_mask(np.ones((6, 2)), 2, 4)
-
-
-def test_primal_residual():
-    assert P.primal_residual(np.array([3.0, 4.0]), np.array([3.0, 0.0])) == 0.8
-    assert P.primal_residual(np.zeros(3), np.zeros(3)) == 0.0
