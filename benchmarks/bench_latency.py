@@ -51,21 +51,12 @@ def time_file(
     path: str, x: np.ndarray, builtin: bool, invokes: int, repeats: int, threads: int = 1
 ) -> float:
     """Median over ``repeats`` of the mean seconds per ``invoke()`` (batch 1)."""
-    interpreter = _interpreter(path, builtin, threads)
-    detail = interpreter.get_input_details()[0]
-    interpreter.set_tensor(detail["index"], x[:1].astype(detail["dtype"]))
-    for _ in range(max(invokes // 5, 5)):  # warm-up
-        interpreter.invoke()
-    rounds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(invokes):
-            interpreter.invoke()
-        rounds.append((time.perf_counter() - start) / invokes)
-    return statistics.median(rounds)
+    return time_files([path], x, invokes, repeats, threads, builtin)[0]
 
 
-def time_files(paths: list[str], x, invokes: int, repeats: int, threads: int = 1) -> list[float]:
+def time_files(
+    paths: list[str], x, invokes: int, repeats: int, threads: int = 1, builtin: bool = False
+) -> list[float]:
     """:func:`time_file` for several files at once, their rounds interleaved (file 1, file 2,
     ..., file 1, ...), so that a drift of the machine's speed during the run falls on every
     file alike; each file's median over ``repeats`` rounds of ``invokes`` calls. ``x``: one
@@ -73,7 +64,7 @@ def time_files(paths: list[str], x, invokes: int, repeats: int, threads: int = 1
     inputs = x if isinstance(x, (list, tuple)) else [x] * len(paths)
     interpreters = []
     for path, x in zip(paths, inputs):
-        interpreter = _interpreter(path, False, threads)
+        interpreter = _interpreter(path, builtin, threads)
         detail = interpreter.get_input_details()[0]
         interpreter.set_tensor(detail["index"], x[:1].astype(detail["dtype"]))
         for _ in range(max(invokes // 5, 5)):  # warm-up

@@ -69,6 +69,8 @@ TRANSPOSED = tuple(
     if hasattr(_L, n)
 )
 DEPTHWISE = tuple(getattr(_L, n) for n in ("DepthwiseConv1D", "DepthwiseConv2D") if hasattr(_L, n))
+# The layers whose kernel produces channels on its last axis.
+_PLAIN_PRODUCERS = tuple(getattr(_L, n) for n in ("Conv1D", "Conv2D", "Conv3D", "Dense"))
 
 # Layers whose matrices are found by weight name (every weight called kernel or
 # recurrent_kernel, nested cells and sublayers included): recurrent layers and attention.
@@ -267,8 +269,7 @@ def holds_channels(layer) -> bool:
     """
     if isinstance(layer, DEPTHWISE):
         return int(layer.get_config().get("depth_multiplier", 1)) == 1
-    producers = tuple(getattr(_L, n) for n in ("Conv1D", "Conv2D", "Conv3D", "Dense"))
-    return isinstance(layer, (_L.BatchNormalization, *SEPARABLE, *TRANSPOSED, *producers))
+    return isinstance(layer, (_L.BatchNormalization, *SEPARABLE, *TRANSPOSED, *_PLAIN_PRODUCERS))
 
 
 def channel_weights(layer) -> tuple[list, list[Layout]]:
@@ -297,7 +298,7 @@ def channel_weights(layer) -> tuple[list, list[Layout]]:
         found, layouts = [layer.pointwise_kernel], [Layout()]
     elif isinstance(layer, TRANSPOSED):
         found, layouts = [layer.kernel], [Layout("transposed")]
-    elif isinstance(layer, tuple(getattr(_L, n) for n in ("Conv1D", "Conv2D", "Conv3D", "Dense"))):
+    elif isinstance(layer, _PLAIN_PRODUCERS):
         found, layouts = [layer.kernel], [Layout()]
     else:
         return [], []
