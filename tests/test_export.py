@@ -8,7 +8,8 @@ from conftest import compile_model, dequantized_constants, small_cnn, small_data
 
 import tf_admm
 from tf_admm import keras
-from tf_admm.export import _arrangements, int8_grid
+from tf_admm.export import int8_grid
+from tf_admm.export.match import arrangements as _arrangements
 from tf_admm.tflite_file import TFLiteFile
 
 CB = [tf_admm.UpdateADMM()]
@@ -230,11 +231,11 @@ def test_export_before_hard_project_raises_unless_allowed(tmp_path):
 
 
 def test_export_to_an_unwritable_directory_fails_before_converting(tmp_path, monkeypatch):
-    import tf_admm.export as export
+    from tf_admm.export import checks, files
 
-    monkeypatch.setattr(export.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(checks.os, "access", lambda path, mode: False)
     converted = []
-    monkeypatch.setattr(export, "_convert", lambda *a: converted.append(1))
+    monkeypatch.setattr(files, "convert", lambda *a: converted.append(1))
     with pytest.raises(ValueError, match="not writable"):
         tf_admm.export_tflite(small_cnn(), tmp_path / "m.tflite")
     assert not converted
