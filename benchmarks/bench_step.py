@@ -6,7 +6,7 @@
 Each variant trains on synthetic MNIST-shaped data (batch 128) for --epochs epochs of --steps
 steps; the first epoch (tracing) is dropped and the median epoch time is divided by the steps.
 Plain and wrapped alternate in rounds so drift on a shared machine hits both. The wrapped model
-trains in ADMM mode with UpdateADMM(update_every=100, unit="step", recipe="oneshot"), so the
+trains in ADMM mode with OneShot(100, "step"), so the
 penalty, the mask write, the callback's counters and the Z/U updates are all in the measured
 time. With --tfmot-only
 (used by the subprocess, under TF_USE_LEGACY_KERAS=1) it measures TFMOT's prune_low_magnitude
@@ -128,9 +128,14 @@ def main() -> None:
         "tf_admm": run_pair(
             lambda: compiled(common.lenet5(), keras),
             lambda: compiled(
-                tf_admm.prune_low_magnitude(common.lenet5(), common.ECCV18_TARGETS), keras
+                tf_admm.prune_low_magnitude(
+                    common.lenet5(),
+                    common.ECCV18_TARGETS,
+                    schedule=tf_admm.schedules.OneShot(100, "step"),
+                ),
+                keras,
             ),
-            lambda: [tf_admm.UpdateADMM(update_every=100, unit="step", recipe="oneshot")],
+            lambda: [tf_admm.UpdateADMM()],
             args,
             keras,
         ),

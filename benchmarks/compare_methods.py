@@ -66,7 +66,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 
-DEFAULT_METHOD = "admm_gradual"  # UpdateADMM()'s recipe on pruned models (recipe="auto")
+DEFAULT_METHOD = "admm_gradual"  # prune_low_magnitude's default schedule with UpdateADMM()
 METHODS = (
     "gmp",
     "admm",
@@ -88,12 +88,6 @@ GMP_END = 0.7  # the share of the steps over which GMP (and admm_gradual) raise 
 # gscale: rho per layer times (its loss-gradient RMS / the layers' geometric mean) ** gscale
 # sscale: rho per layer times (its weight count / the layers' geometric mean) ** -sscale, no
 # data (tf_admm.scale_rho_by_size); not together with gscale
-# realloc: 1 re-allocates the targets from the ADMM weights at every Z/U update (see GradualADMM)
-# hold: share of the steps of ADMM at the final targets after the ramp, before the hard
-# projection (rho keeps growing at the ramp's rate)
-# lag: share of the steps by which a GMP-like mask (|W| ranked, W * mask in every forward
-# pass) follows Z's ramp: each weight is pulled towards zero for that long before it is cut,
-# so no single cut removes much (needs hold >= lag; 0: no mask before the hard projection)
 VARIANT_OPTIONS = {
     "end": GMP_END,
     "every": 100.0,
@@ -101,9 +95,6 @@ VARIANT_OPTIONS = {
     "rho_final": 0.1,
     "gscale": 0.0,
     "sscale": 0.0,
-    "realloc": 0.0,
-    "hold": 0.0,
-    "lag": 0.0,
 }
 LEARNING_RATE = 1e-3
 # --distill T: the weight of the cross-entropy on the labels; the rest goes to the teacher's
@@ -146,14 +137,9 @@ def parse_variant(text: str) -> dict[str, float]:
         except ValueError:
             raise SystemExit(f"variant option {name} needs a number. Received: {part!r}") from None
     merged = dict(VARIANT_OPTIONS, **options)
-    if (
-        not 0 <= merged["lag"] <= merged["hold"]
-        or merged["end"] + merged["hold"] > 1
-        or (merged["gscale"] and merged["sscale"])
-    ):
+    if not 0 < merged["end"] <= 1 or (merged["gscale"] and merged["sscale"]):
         raise SystemExit(
-            "variant needs 0 <= lag <= hold, end + hold <= 1, and gscale or sscale, not both. "
-            f"Received: {text!r}"
+            f"variant needs 0 < end <= 1, and gscale or sscale, not both. Received: {text!r}"
         )
     return options
 
@@ -390,61 +376,63 @@ def _admm_fit(keras, wrapped, train, epochs, optimizer, callback, loss):
         wrapped.fit(train, epochs=epochs, verbose=0, callbacks=[callback])
 
 
-class GradualADMM:
-    """Z/U updates every ``every`` steps onto sparsities rising as GMP's PolynomialDecay:
-    s(t) = s_final * (1 - (1 - t / end) ** 3), t counted in steps (prototype of a callback
-    option; uses only public tf_admm functions)."""
+def admm_schedule(tf_admm, options: dict):
+    """The library schedule of ``admm_gradual`` with ``options`` (:data:`VARIANT_OPTIONS`):
+    ``schedules.Gradual()`` over the ADMM phase's fit, Z/U every ``every`` steps (100:
+    the library's "auto", a tenth of the ramp, at most 100), rho to ``rho_final``, rho per layer
+    by size with ``sscale=0.5`` (the library's power)."""
+    every = options["every"]
+    return tf_admm.schedules.Gradual(
+        update_every="auto" if every == VARIANT_OPTIONS["every"] else int(every),
+        rho_final=options["rho_final"],
+        rho_scaling="size" if options["sscale"] == 0.5 else "auto",
+    )
 
-    @staticmethod
-    def sparsity_at(final: float, fraction: float) -> float:
-        """GMP's cubic schedule towards ``final`` at ``fraction`` of the ramp (clamped to 0..1)."""
-        return final * (1 - (1 - min(max(fraction, 0.0), 1.0)) ** 3)
 
-    @staticmethod
-    def make(keras, tf_admm, targets, end, every, rho_growth, realloc_rate=0.0, lag=0):
-        """``realloc_rate``: when set, the final targets are re-allocated (LAMP at that rate,
-        no floors) from the current weights at every Z/U update and at the end. ``lag`` > 0
-        (steps): at every update the masks keep the largest |W| at the sparsity Z had ``lag``
-        steps earlier (the wrapper writes W * mask before every forward pass)."""
+def admm_gradual(
+    tf_admm,
+    dense,
+    targets,
+    train,
+    options: dict,
+    *,
+    admm_optimizer,
+    retrain_optimizer,
+    epochs: tuple[int, int],
+    loss,
+    test=None,
+):
+    """The ``admm_gradual`` method through the public API, as README and the guide write it:
+    ``prune_low_magnitude`` with :func:`admm_schedule`, ``fit`` with ``UpdateADMM`` (given
+    ``gradient_data=train`` with ``gscale=1``: rho per layer by gradient), ``hard_project``,
+    masked retraining with ``UpdateADMM()``, ``strip_admm``. Other ``gscale`` / ``sscale``
+    powers call ``scale_rho_by_gradient`` / ``scale_rho_by_size`` before the fit (the callback
+    keeps a scale set before it). Returns (stripped model, test accuracy before and right after
+    the hard projection; None without ``test``)."""
+    from tf_admm import keras
 
-        class _Callback(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                self.t = 0
-                self.targets = dict(targets)
-                self.wrappers = tf_admm.find_wrappers(self.model)
-                self._set(0.0)
-                tf_admm.initialize_admm(self.model)
-
-            def _set(self, fraction):
-                if realloc_rate and fraction > 0:
-                    self.targets = tf_admm.allocate_sparsity(
-                        self.model, realloc_rate, min_density=0.0, min_keep=0
-                    )
-                for w in self.wrappers:
-                    final = self.targets[w.layer.name]
-                    w.constraint = tf_admm.Sparsity(GradualADMM.sparsity_at(final, fraction))
-
-            def on_train_batch_end(self, batch, logs=None):
-                self.t += 1
-                if self.t % every == 0:
-                    self._set(self.t / end)
-                    tf_admm.update_admm(self.model, rho_growth=rho_growth)
-                    if lag:
-                        self._mask((self.t - lag) / end)
-
-            def _mask(self, fraction):
-                for w in self.wrappers:
-                    cut = tf_admm.Sparsity(
-                        GradualADMM.sparsity_at(self.targets[w.layer.name], fraction)
-                    )
-                    for weight, mask in zip(w.constrained, w.mask_vars):
-                        keep = cut.mask(np.asarray(weight) * np.asarray(mask))
-                        mask.assign(keep.astype("float32"))
-
-            def on_train_end(self, logs=None):
-                self._set(1.0)
-
-        return _Callback()
+    wrapped = tf_admm.prune_low_magnitude(
+        dense, targets, rho=options["rho"], schedule=admm_schedule(tf_admm, options)
+    )
+    gradient_data = train if options["gscale"] == 1 else None
+    if options["gscale"] not in (0, 1):
+        tf_admm.scale_rho_by_gradient(wrapped, train, loss, power=options["gscale"])
+    if options["sscale"] not in (0, 0.5):
+        tf_admm.scale_rho_by_size(wrapped, power=options["sscale"])
+    _admm_fit(
+        keras,
+        wrapped,
+        train,
+        epochs[0],
+        admm_optimizer,
+        tf_admm.UpdateADMM(gradient_data=gradient_data),
+        loss,
+    )
+    before = _accuracy(wrapped, *test) if test else None
+    tf_admm.hard_project(wrapped)
+    projected = _accuracy(wrapped, *test) if test else None
+    _admm_fit(keras, wrapped, train, epochs[1], retrain_optimizer, tf_admm.UpdateADMM(), loss)
+    return tf_admm.strip_admm(wrapped), before, projected
 
 
 def _seeded_start(keras, spec: dict, quick: bool):
@@ -503,44 +491,22 @@ def run_admm(spec: dict, quick: bool) -> dict:
         return _finish(keras, current, spec, data, cpu0)
     if method == "admm_gradual":
         options = dict(VARIANT_OPTIONS, **parse_variant(spec.get("variant", "")))
-        total = epochs * per_epoch
-        admm_epochs = math.ceil((options["end"] + options["hold"]) * epochs)
-        end = int(options["end"] * total)
-        every = min(int(options["every"]), max(1, end // 10))  # 100 in full runs, as GMP
-        # rho from options["rho"] (1e-3) to options["rho_final"] (0.1) over the gradual phase
-        growth = (options["rho_final"] / options["rho"]) ** (1 / max(1, end // every))
-        wrapped = tf_admm.prune_low_magnitude(dense, targets, rho=options["rho"])
-        if options["gscale"]:  # rho per layer by loss-gradient RMS, 20 training batches
-            tf_admm.scale_rho_by_gradient(wrapped, train, loss, power=options["gscale"])
-        if options["sscale"]:  # rho per layer by weight count, no data
-            tf_admm.scale_rho_by_size(wrapped, power=options["sscale"])
-        realloc = spec["rate"] if options["realloc"] else 0.0
-        lag = int(options["lag"] * total)
-        callback = GradualADMM.make(keras, tf_admm, targets, end, every, growth, realloc, lag)
-        _admm_fit(
-            keras,
-            wrapped,
+        admm_epochs = math.ceil(options["end"] * epochs)
+        final, before, projected = admm_gradual(
+            tf_admm,
+            dense,
+            targets,
             train,
-            admm_epochs,
-            _optimizer(keras, "adam", admm_epochs * per_epoch, schedule),
-            callback,
-            loss,
+            options,
+            admm_optimizer=_optimizer(keras, "adam", admm_epochs * per_epoch, schedule),
+            retrain_optimizer=_optimizer(
+                keras, "adam", (epochs - admm_epochs) * per_epoch, schedule, masked=True
+            ),
+            epochs=(admm_epochs, epochs - admm_epochs),
+            loss=loss,
+            test=data[1],
         )
-        _, (x_test, y_test) = data
-        before = _accuracy(wrapped, x_test, y_test)
-        tf_admm.hard_project(wrapped)
-        projected = _accuracy(wrapped, x_test, y_test)
-        retrain = epochs - admm_epochs
-        _admm_fit(
-            keras,
-            wrapped,
-            train,
-            retrain,
-            _optimizer(keras, "adam", retrain * per_epoch, schedule, masked=True),
-            tf_admm.UpdateADMM(),
-            loss,
-        )
-        result = _finish(keras, tf_admm.strip_admm(wrapped), spec, data, cpu0)
+        result = _finish(keras, final, spec, data, cpu0)
         return dict(result, projected_accuracy=projected, admm_accuracy=before)
     admm_epochs = round(epochs * 3 / 8)
     optimizer = "sgd" if method == "admm_sgd" else "adam"
@@ -582,19 +548,18 @@ def _one_shot(
     from tf_admm.report import layer_sparsity
 
     have = layer_sparsity(model)
-    wrapped = tf_admm.prune_low_magnitude(
-        model, {n: max(s, have.get(n, 0.0)) for n, s in targets.items()}, rho=1e-3
-    )
-    for wrapper in tf_admm.find_wrappers(wrapped):  # earlier zeros masked from the start
-        for weight, mask in zip(wrapper.constrained, wrapper.mask_vars):
-            mask.assign((np.asarray(weight) != 0).astype("float32"))
     if ramp_steps:
-        every = min(100, max(1, ramp_steps // 10))
-        callback = tf_admm.UpdateADMM(
-            update_every=every, unit="step", ramp_steps=ramp_steps, rho_final=0.1
-        )
+        schedule = tf_admm.schedules.Gradual(ramp_steps=ramp_steps, rho_final=0.1)
     else:
-        callback = tf_admm.UpdateADMM(update_every=update_every, unit="step", recipe="oneshot")
+        schedule = tf_admm.schedules.OneShot(update_every, "step")
+    wrapped = tf_admm.prune_low_magnitude(
+        model,
+        {n: max(s, have.get(n, 0.0)) for n, s in targets.items()},
+        rho=1e-3,
+        schedule=schedule,
+    )
+    tf_admm.keep_zeros(wrapped)  # weights an earlier stage pruned stay zero
+    callback = tf_admm.UpdateADMM()
     _admm_fit(
         keras,
         wrapped,

@@ -171,11 +171,10 @@ def retrain_rate(x, epochs: int):
 def run_admm(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
     (x, y), _ = data
     keras.utils.set_random_seed(seed)
-    pruned = tf_admm.prune_channels(dense, targets)
+    schedule = tf_admm.schedules.Gradual(rho_final=rho_final)  # None: the library's default
+    pruned = tf_admm.prune_channels(dense, targets, schedule=schedule)
     compile_model(pruned)
-    options = {} if rho_final is None else {"rho_final": rho_final}
-    admm = tf_admm.UpdateADMM(**options)
-    pruned.fit(dataset(x, y, seed), epochs=ramp_epochs, verbose=0, callbacks=[admm])
+    pruned.fit(dataset(x, y, seed), epochs=ramp_epochs, verbose=0, callbacks=[tf_admm.UpdateADMM()])
     tf_admm.hard_project(pruned)
     compile_model(pruned, retrain_rate(x, retrain_epochs))
     pruned.fit(
@@ -256,7 +255,7 @@ def main() -> None:
         "--rho-final",
         type=float,
         default=None,
-        help="UpdateADMM(rho_final=...) for the ADMM phase (default: the library's)",
+        help="schedules.Gradual(rho_final=...) for the ADMM phase (default: the library's)",
     )
     parser.add_argument("--cache", default="runs/structured_cache")
     parser.add_argument("--out", default="docs/structured.json")

@@ -8,7 +8,7 @@ below). Two recipes for the ADMM phase:
 - ``--recipe gradual`` (default; the best ADMM recipe of the multi-seed study in
   docs/results.md): Z is projected onto a sparsity that rises from 0 to the targets over the
   whole ADMM phase on gradual magnitude pruning's cubic schedule, Z/U every 100 steps, rho from
-  1e-3 to 0.1 (``UpdateADMM(ramp_steps=..., rho_final=0.1)``), each layer's rho scaled by its
+  1e-3 to 0.1 (``schedules.Gradual(ramp_steps=..., rho_final=0.1)``), each layer's rho scaled by its
   loss-gradient RMS (``tf_admm.scale_rho_by_gradient``; ``--rho_by_gradient 0`` turns it off),
   a constant learning rate over the ramp; 18 ADMM + 8 retraining epochs. 99.26% at 71.2x
   (seed 0, dense 99.17%); 99.13 +- 0.13% over seeds 0-2, ahead of one-shot on each.
@@ -92,26 +92,27 @@ def main(_):
     dense_acc = dense.evaluate(test, verbose=0)[1]
     print(f"dense accuracy: {dense_acc:.4f}")
 
-    pruned = tf_admm.prune_low_magnitude(dense, common.ECCV18_TARGETS, rho=FLAGS.rho)
+    if gradual:  # Z onto sparsities rising to the targets over the whole ADMM phase
+        schedule = tf_admm.schedules.Gradual(
+            ramp_steps=steps * epochs[1],
+            update_every=min(update_every, max(1, steps * epochs[1] // 10)),
+            rho_final=FLAGS.rho_final,
+        )
+    else:
+        schedule = tf_admm.schedules.OneShot(update_every, "step", rho_max=FLAGS.rho_max)
+    pruned = tf_admm.prune_low_magnitude(
+        dense, common.ECCV18_TARGETS, rho=FLAGS.rho, schedule=schedule
+    )
     # gradual: a constant rate over the ramp. The ramp cuts most of fc1's weights in its last
     # epochs, and a cosine-decayed rate (near 0 there) leaves W unable to follow Z: the primal
     # residual rose to 0.95 at the end of the ramp in a run with it
     common.compile_for_mnist(pruned, 1e-3, 0 if gradual else steps * epochs[1])
-    if gradual:  # Z onto sparsities rising to the targets over the whole ADMM phase
-        if FLAGS.rho_by_gradient:
-            print(
-                "rho per layer:",
-                tf_admm.scale_rho_by_gradient(pruned, train, power=FLAGS.rho_by_gradient),
-            )
-        update_every = min(update_every, max(1, steps * epochs[1] // 10))
-        admm = tf_admm.UpdateADMM(
-            update_every=update_every,
-            unit="step",
-            ramp_steps=steps * epochs[1],
-            rho_final=FLAGS.rho_final,
+    if gradual and FLAGS.rho_by_gradient:
+        print(
+            "rho per layer:",
+            tf_admm.scale_rho_by_gradient(pruned, train, power=FLAGS.rho_by_gradient),
         )
-    else:
-        admm = tf_admm.UpdateADMM(update_every=update_every, unit="step", rho_max=FLAGS.rho_max)
+    admm = tf_admm.UpdateADMM()
     pruned.fit(train, epochs=epochs[1], verbose=2, callbacks=[admm], shuffle=False)
     admm_acc = pruned.evaluate(test, verbose=0)[1]
     print(f"after ADMM (not yet sparse): {admm_acc:.4f}")

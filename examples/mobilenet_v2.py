@@ -8,7 +8,7 @@ Steps: dense training (Adam, cosine decay); per-layer targets from one global ra
 (``tf_admm.allocate_sparsity``, LAMP); ``tf_admm.compress(sparsity=targets, bits=4)``; gradual
 ADMM epochs (the gradual recipe: rho per layer by loss-gradient scale, ``gradient_data``; Z
 projected onto the 4-bit levels with a sparsity rising to the targets over the phase, Z/U every
-100 steps, rho from 1e-3 to 0.1: ``UpdateADMM(recipe="gradual")``; a constant learning rate
+100 steps, rho from 1e-3 to 0.1: ``schedule=tf_admm.schedules.Gradual()``; a constant learning rate
 over the ramp); ``hard_project``; masked 4-bit
 retraining (cosine decay); export of a float file, a
 full-int8 file (exact: the converter folds each BatchNormalization into the conv before it, and
@@ -216,13 +216,15 @@ def main(_):
     tfmot, tfmot_sparsity = [], None
     if FLAGS.tfmot:  # before ADMM touches anything: the same dense weights and targets
         tfmot, tfmot_sparsity = tfmot_rows(dense, targets, epochs[1] + epochs[2], out)
-    model = tf_admm.compress(dense, sparsity=targets, bits=FLAGS.bits)
-    # a constant rate over the ramp: it cuts most weights in its last steps, and W must follow Z
-    compile_model(model, steps * epochs[1], decay=False)
     # gradual (compress's models default to one-shot): the pruning inside each Quantization
     # constraint ramps over the whole fit, Z/U every 100 steps (a tenth of a short phase), rho
-    # from 1e-3 to 0.1, each layer's rho scaled by its loss-gradient RMS
-    update = tf_admm.UpdateADMM(recipe="gradual", gradient_data=train)
+    # from 1e-3 to 0.1, each layer's rho scaled by its loss-gradient RMS (gradient_data below)
+    model = tf_admm.compress(
+        dense, sparsity=targets, bits=FLAGS.bits, schedule=tf_admm.schedules.Gradual()
+    )
+    # a constant rate over the ramp: it cuts most weights in its last steps, and W must follow Z
+    compile_model(model, steps * epochs[1], decay=False)
+    update = tf_admm.UpdateADMM(gradient_data=train)
     model.fit(train, epochs=epochs[1], verbose=2, callbacks=[update], shuffle=False)
     tf_admm.hard_project(model)
     compile_model(model, steps * epochs[2], 5e-4)

@@ -5,6 +5,7 @@ import os
 import sys
 
 import pytest
+import tensorflow as tf
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
 
@@ -118,10 +119,13 @@ def test_variants_and_schedules_are_separate_points_paired_with_plain_gmp():
     }
     with pytest.raises(SystemExit, match="unknown variant option 'evry'"):
         compare_methods.parse_variant("evry=50")
-    assert compare_methods.parse_variant("end=0.6,hold=0.1,lag=0.1")["lag"] == 0.1
-    # lag > hold; end + hold > 1; hold < 0; two rho scalings at once
-    for bad in ("lag=0.1", "hold=0.4", "hold=-0.1", "gscale=1,sscale=0.5"):
-        with pytest.raises(SystemExit, match="0 <= lag <= hold, end \\+ hold <= 1.*not both"):
+    # levers that never won left the harness (issue 24): they are unknown now
+    for gone in ("hold=0.1", "lag=0.1", "realloc=1"):
+        with pytest.raises(SystemExit, match="unknown variant option"):
+            compare_methods.parse_variant(gone)
+    # the ramp's share out of (0, 1]; two rho scalings at once
+    for bad in ("end=0", "end=1.2", "gscale=1,sscale=0.5"):
+        with pytest.raises(SystemExit, match="0 < end <= 1, and gscale or sscale, not both"):
             compare_methods.parse_variant(bad)
 
 
@@ -220,3 +224,49 @@ def test_fisher_allocation_keeps_the_highest_scores_over_all_layers():
     scores = {"a": np.array([5.0, 1.0, 0.5, 0.1]), "b": np.array([4.0, 3.0, 2.0, 0.2])}
     shares = fisher_allocation.kept_shares(scores, rate=2.0)  # the 4 highest of 8
     assert shares == {"a": 0.25, "b": 0.75}
+
+
+@pytest.mark.parametrize("gscale", [0.0, 1.0])
+def test_benchmark_default_method_is_the_readme_recipe(gscale):
+    """``admm_gradual`` (``gscale=0``: the JSON's default; ``gscale=1``: with
+    ``gradient_data``) computes the weights of README's "Use" snippet, bit for bit."""
+    import numpy as np
+    from conftest import small_cnn, small_data
+
+    import tf_admm
+    from tf_admm import keras
+
+    x, y = small_data(96)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    targets = {"conv": 0.5, "hidden": 0.9}
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    keras.utils.set_random_seed(0)
+    dense = small_cnn()
+    options = dict(compare_methods.VARIANT_OPTIONS, gscale=gscale)
+    bench, _, _ = compare_methods.admm_gradual(
+        tf_admm,
+        dense,
+        targets,
+        data,
+        options,
+        admm_optimizer=keras.optimizers.Adam(1e-3),
+        retrain_optimizer=keras.optimizers.Adam(1e-3),
+        epochs=(3, 1),
+        loss=loss,
+    )
+
+    # README, "Use"
+    pruned = tf_admm.prune_low_magnitude(dense, targets, rho=1e-3)
+    pruned.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=["accuracy"])
+    admm = tf_admm.UpdateADMM(gradient_data=data) if gscale else tf_admm.UpdateADMM()
+    pruned.fit(data, epochs=3, callbacks=[admm], verbose=0)
+    tf_admm.hard_project(pruned)
+    pruned.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=["accuracy"])
+    pruned.fit(data, epochs=1, callbacks=[tf_admm.UpdateADMM()], verbose=0)
+    final = tf_admm.strip_admm(pruned)
+
+    assert len(bench.get_weights()) == len(final.get_weights()) == 6
+    for a, b in zip(bench.get_weights(), final.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    zeros = np.mean(final.get_layer("hidden").get_weights()[0] == 0)
+    assert zeros == pytest.approx(0.9, abs=1e-3)

@@ -166,12 +166,14 @@ def test_update_count_survives_backup_and_restore_in_step_mode(tmp_path):
 
     def wrapped():
         keras.utils.set_random_seed(0)
-        model = tf_admm.prune_low_magnitude(small_cnn(), {"hidden": 0.75})
+        model = tf_admm.prune_low_magnitude(
+            small_cnn(), {"hidden": 0.75}, schedule=tf_admm.schedules.OneShot(3, "step")
+        )
         compile_model(model)
         return model
 
     def update():
-        return tf_admm.UpdateADMM(update_every=3, unit="step")
+        return tf_admm.UpdateADMM()
 
     full = wrapped()
     full.fit(x, y, callbacks=[update()], **kw)

@@ -65,12 +65,17 @@ def test_leaves_weights_alone_and_does_not_compound():
 
 def test_every_layer_grows_by_one_factor_and_stops_at_its_scaled_rho_final():
     x, y = small_data(64)
-    model = tf_admm.prune_low_magnitude(small_cnn(), {"hidden": 0.9, "logits": 0.5}, rho=1e-3)
+    model = tf_admm.prune_low_magnitude(
+        small_cnn(),
+        {"hidden": 0.9, "logits": 0.5},
+        rho=1e-3,
+        schedule=tf_admm.schedules.Gradual(ramp_steps=8, update_every=2, rho_final=0.1),
+    )
     compile_model(model)
     start = tf_admm.scale_rho_by_gradient(model, (x, y), batch_size=16)
     scale = {w.name: w.rho_scale for w in wrappers(model)}
     assert scale["admm_hidden"] != pytest.approx(scale["admm_logits"])
-    admm = tf_admm.UpdateADMM(update_every=2, unit="step", ramp_steps=8, rho_final=0.1)
+    admm = tf_admm.UpdateADMM()
     seen = []
     record = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda e, logs: seen.append(

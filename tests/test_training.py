@@ -7,10 +7,11 @@ from conftest import compile_model, small_cnn, small_data, to_np, wrappers
 
 import tf_admm
 from tf_admm import keras
+from tf_admm.schedules import Gradual, OneShot
 
 
-def _wrapped(sparsity=0.75, rho=1e-3):
-    model = tf_admm.prune_low_magnitude(small_cnn(), sparsity, rho=rho)
+def _wrapped(sparsity=0.75, rho=1e-3, schedule=None):
+    model = tf_admm.prune_low_magnitude(small_cnn(), sparsity, rho=rho, schedule=schedule)
     compile_model(model)
     return model
 
@@ -19,7 +20,7 @@ def _state(model):
     out = []
     for w in wrappers(model):
         out += [to_np(v) for v in (*w.z_vars, *w.u_vars, *w.mask_vars)]
-        out += [to_np(v) for v in (w.rho, w.step, w.epoch, w.num_updates, w.mode)]
+        out += [to_np(v) for v in (w.rho, w.step, w.epoch, w.num_updates, w.mode, w.ramp_steps)]
     return out
 
 
@@ -89,7 +90,7 @@ def test_training_without_the_callback_fails_with_advice():
 
 
 def test_residuals_in_history_and_csv_logger(tmp_path):
-    model = _wrapped(0.9, rho=0.05)
+    model = _wrapped(0.9, rho=0.05, schedule=OneShot(rho_growth=1.5))
     x, y = small_data()
     path = str(tmp_path / "log.csv")
     history = model.fit(
@@ -98,7 +99,7 @@ def test_residuals_in_history_and_csv_logger(tmp_path):
         epochs=4,
         batch_size=16,
         verbose=0,
-        callbacks=[tf_admm.UpdateADMM(rho_growth=1.5), keras.callbacks.CSVLogger(path)],
+        callbacks=[tf_admm.UpdateADMM(), keras.callbacks.CSVLogger(path)],
     )
     h = history.history
     assert h["admm_rho"] == pytest.approx([0.05 * 1.5**i for i in range(1, 5)], rel=1e-5)
@@ -112,7 +113,7 @@ def test_residuals_in_history_and_csv_logger(tmp_path):
 
 def test_admm_drives_weights_towards_the_constraint():
     # rho large enough to beat cross-entropy on random labels (0.1 oscillates at this size)
-    model = _wrapped(0.9, rho=1.0)
+    model = _wrapped(0.9, rho=1.0, schedule=OneShot(rho_growth=1.3, rho_max=5.0))
     x, y = small_data(128)
     h = model.fit(
         x,
@@ -120,15 +121,15 @@ def test_admm_drives_weights_towards_the_constraint():
         epochs=12,
         batch_size=32,
         verbose=0,
-        callbacks=[tf_admm.UpdateADMM(rho_growth=1.3, rho_max=5.0)],
+        callbacks=[tf_admm.UpdateADMM()],
     ).history["admm_primal_residual"]
     assert h[-1] < 0.1 * h[0]
 
 
 def test_step_unit_updates_every_n_steps():
-    model = _wrapped()
+    model = _wrapped(schedule=OneShot(update_every=3, unit="step"))
     x, y = small_data(64)
-    cb = tf_admm.UpdateADMM(update_every=3, unit="step")
+    cb = tf_admm.UpdateADMM()
     model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[cb])  # 16 steps
     w = wrappers(model)[0]
     assert int(to_np(w.step)) == 16 and int(to_np(w.num_updates)) == 5
@@ -202,23 +203,28 @@ class _StopAfter(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-@pytest.mark.parametrize("recipe", ["auto", "oneshot"])
-def test_resume_from_saved_model_equals_uninterrupted(tmp_path, recipe):
-    # auto is the gradual recipe here: its ramp spans the fit's 4 epochs, so the resumed fit
-    # says epochs=4 with initial_epoch=2, as Keras resumes a fit
+_SCHEDULES = {"gradual": None, "oneshot": OneShot()}
+
+
+@pytest.mark.parametrize("schedule", list(_SCHEDULES))
+def test_resume_from_saved_model_equals_uninterrupted(tmp_path, schedule):
+    # the default (gradual) ramps over the 4 epochs of the first fit; the wrappers keep that
+    # ramp in their variables and their schedule in the .keras file, so the resumed fit needs
+    # UpdateADMM() and the 2 epochs left, nothing else
     x, y = small_data()
-    kw = dict(epochs=4, batch_size=16, shuffle=False, verbose=0)
-    full = _wrapped()
-    admm = tf_admm.UpdateADMM(recipe=recipe)
-    full.fit(x, y, callbacks=[admm], **kw)
-    assert admm.resolved == ("gradual" if recipe == "auto" else "oneshot")
+    kw = dict(batch_size=16, shuffle=False, verbose=0)
+    full = _wrapped(schedule=_SCHEDULES[schedule])
+    full.fit(x, y, epochs=4, callbacks=[tf_admm.UpdateADMM()], **kw)
+    want = Gradual() if schedule == "gradual" else OneShot()
+    assert wrappers(full)[0].schedule == want
     keras.utils.set_random_seed(0)
-    part = _wrapped()
-    part.fit(x, y, callbacks=[tf_admm.UpdateADMM(recipe=recipe), _StopAfter(2)], **kw)
+    part = _wrapped(schedule=_SCHEDULES[schedule])
+    part.fit(x, y, epochs=4, callbacks=[tf_admm.UpdateADMM(), _StopAfter(2)], **kw)
     path = str(tmp_path / "half.keras")
     part.save(path)
     resumed = keras.models.load_model(path)
-    resumed.fit(x, y, initial_epoch=2, callbacks=[tf_admm.UpdateADMM(recipe=recipe)], **kw)
+    assert wrappers(resumed)[0].schedule == want
+    resumed.fit(x, y, epochs=2, callbacks=[tf_admm.UpdateADMM()], **kw)
     for a, b in zip(_state(full), _state(resumed)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(full.predict(x, verbose=0), resumed.predict(x, verbose=0), atol=1e-5)
@@ -234,41 +240,41 @@ class _StopAt(keras.callbacks.Callback):
             raise RuntimeError("interrupted")
 
 
-@pytest.mark.parametrize("recipe", ["auto", "oneshot"])
-def test_backup_and_restore_resumes_admm(tmp_path, recipe):
+@pytest.mark.parametrize("schedule", list(_SCHEDULES))
+def test_backup_and_restore_resumes_admm(tmp_path, schedule):
     x, y = small_data()
     kw = dict(epochs=4, batch_size=16, shuffle=False, verbose=0)
-    full = _wrapped()
-    full.fit(x, y, callbacks=[tf_admm.UpdateADMM(recipe=recipe)], **kw)
+    full = _wrapped(schedule=_SCHEDULES[schedule])
+    full.fit(x, y, callbacks=[tf_admm.UpdateADMM()], **kw)
 
     keras.utils.set_random_seed(0)
-    model = _wrapped()
+    model = _wrapped(schedule=_SCHEDULES[schedule])
     backup = str(tmp_path / "backup")
     with pytest.raises(RuntimeError, match="interrupted"):
         model.fit(
             x,
             y,
             callbacks=[
-                tf_admm.UpdateADMM(recipe=recipe),
+                tf_admm.UpdateADMM(),
                 keras.callbacks.BackupAndRestore(backup),
                 _StopAt(2),
             ],
             **kw,
         )
     keras.utils.set_random_seed(0)
-    fresh = _wrapped()  # a new process would start from scratch like this
+    fresh = _wrapped(schedule=_SCHEDULES[schedule])  # a new process starts from scratch
     fresh.fit(
         x,
         y,
         callbacks=[
-            tf_admm.UpdateADMM(recipe=recipe),
+            tf_admm.UpdateADMM(),
             keras.callbacks.BackupAndRestore(backup),
         ],
         **kw,
     )
     w_full, w_fresh = wrappers(full)[0], wrappers(fresh)[0]
     # one-shot: one update per epoch; gradual: every step here (a tenth of a 16-step ramp)
-    expected = 4 if recipe == "oneshot" else 16
+    expected = 4 if schedule == "oneshot" else 16
     assert int(to_np(w_fresh.num_updates)) == int(to_np(w_full.num_updates)) == expected
     for a, b in zip(_state(full), _state(fresh)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
@@ -291,19 +297,25 @@ def test_custom_training_loop():
     assert int(to_np(wrappers(model)[0].num_updates)) == 3 and logs["admm_primal_residual"] > 0
 
 
-def test_callback_argument_checks():
+def test_callback_and_schedule_argument_checks():
     with pytest.raises(
         ValueError, match=r"update_every must be an int >= 1. Received: update_every=0"
     ):
-        tf_admm.UpdateADMM(update_every=0)
+        OneShot(update_every=0)
     with pytest.raises(ValueError, match=r"unit must be one of \('epoch', 'step'\)"):
-        tf_admm.UpdateADMM(unit="batch")
+        OneShot(unit="batch")
     with pytest.raises(ValueError, match=r"rho_growth must be >= 1"):
-        tf_admm.UpdateADMM(rho_growth=0.5)
-    with pytest.raises(ValueError, match=r"recipe must be one of \('auto', 'gradual', 'oneshot'\)"):
-        tf_admm.UpdateADMM(recipe="fast")
-    with pytest.raises(ValueError, match=r"belong to one-shot ADMM: rho_growth=1.3, unit='epoch'"):
-        tf_admm.UpdateADMM(rho_growth=1.3, unit="epoch", recipe="gradual")
+        OneShot(rho_growth=0.5)
+    with pytest.raises(ValueError, match=r"update_every must be an int >= 1.*'soon'"):
+        Gradual(update_every="soon")
+    with pytest.raises(ValueError, match=r"rho_scaling must be one of"):
+        Gradual(rho_scaling="layer")
+    with pytest.raises(ValueError, match=r"A schedule must be a tf_admm.schedules.ADMMSchedule"):
+        tf_admm.prune_low_magnitude(small_cnn(), 0.5, schedule="fast")
+    with pytest.raises(ValueError, match=r"schedule names layers that are not wrapped: \['nope'\]"):
+        tf_admm.prune_low_magnitude(small_cnn(), {"hidden": 0.5}, schedule={"nope": OneShot()})
+    with pytest.raises(TypeError):
+        tf_admm.UpdateADMM(update_every=2)  # the schedule is the wrappers', not the callback's
     plain = small_cnn()
     compile_model(plain)
     with pytest.raises(ValueError, match="found no ADMM-wrapped layer"):
@@ -397,9 +409,9 @@ class _ZeroFractions(keras.callbacks.Callback):
 
 def test_ramp_projects_z_onto_the_cubic_schedule_then_the_target():
     x, y = small_data(64)
-    model = _wrapped({"hidden": 0.9})
+    model = _wrapped({"hidden": 0.9}, schedule=OneShot(2, "step", ramp_steps=8))
     record = _ZeroFractions()
-    admm = tf_admm.UpdateADMM(update_every=2, unit="step", ramp_steps=8)
+    admm = tf_admm.UpdateADMM()
     model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0, callbacks=[admm, record])
     size = 2304  # hidden: 144 x 16
     expected = []
@@ -429,64 +441,33 @@ def test_ramp_starts_from_the_zeros_already_masked():
     w.step.assign(10)
     assert tf_admm.updates.ramped_constraint(w, 10) == tf_admm.Sparsity(0.9)
     with pytest.raises(ValueError, match="ramp_steps must be an int >= 0"):
-        tf_admm.UpdateADMM(ramp_steps=-1)
-
-
-def test_ramp_equals_the_benchmark_prototype():
-    # benchmarks/compare_methods.py measured the ramp with a callback of its own that swaps the
-    # wrappers' constraints; the library option must compute the same weights, bit for bit
-    import os
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
-    import compare_methods
-
-    x, y = small_data(64)
-    targets = {"hidden": 0.9, "conv": 0.5}
-    results = []
-    for use_library in (False, True):
-        keras.utils.set_random_seed(0)
-        model = _wrapped(targets)
-        if use_library:
-            callback = tf_admm.UpdateADMM(2, unit="step", rho_growth=1.5, ramp_steps=8)
-        else:
-            callback = compare_methods.GradualADMM.make(keras, tf_admm, targets, 8, 2, 1.5)
-        model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0, callbacks=[callback])
-        tf_admm.hard_project(model)
-        state = [to_np(v) for v in model.trainable_weights]
-        for w in wrappers(model):  # the prototype counts no steps or epochs: not compared
-            state += [to_np(v) for v in (*w.z_vars, *w.u_vars, *w.mask_vars, w.rho, w.num_updates)]
-        results.append(state)
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
+        OneShot(ramp_steps=-1)
 
 
 def test_rho_final_takes_rho_there_over_the_ramp_and_stops():
     x, y = small_data(64)
-    model = _wrapped({"hidden": 0.9}, rho=1e-3)
-    admm = tf_admm.UpdateADMM(update_every=2, unit="step", ramp_steps=8, rho_final=0.1)
+    schedule = Gradual(ramp_steps=8, update_every=2, rho_final=0.1)
+    model = _wrapped({"hidden": 0.9}, rho=1e-3, schedule=schedule)
+    admm = tf_admm.UpdateADMM()
     history = model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0, callbacks=[admm])
     # 4 steps per epoch: the 4 updates of the ramp (steps 2, 4, 6, 8) take rho from 1e-3 to 0.1
     # by a factor 10 ** 0.5 each; the 2 updates after the ramp keep it at 0.1
-    assert admm.schedule["rho_growth"] == pytest.approx(10**0.5)
+    assert schedule.rho_rule(1e-3, 8)[0] == pytest.approx(10**0.5)
     np.testing.assert_allclose(history.history["admm_rho"], [0.01, 0.1, 0.1], rtol=1e-5)
     assert int(to_np(wrappers(model)[0].num_updates)) == 6
 
 
 def test_rho_final_is_checked():
-    with pytest.raises(ValueError, match="need a ramp counted in steps.*ramp_steps=0"):
-        tf_admm.UpdateADMM(update_every=2, unit="step", ramp_steps=0, rho_final=0.1)
-    with pytest.raises(ValueError, match="unit='epoch'"):
-        tf_admm.UpdateADMM(ramp_steps=8, rho_final=0.1, unit="epoch")
-    with pytest.raises(ValueError, match="update_every='auto' need a ramp.*recipe='oneshot'"):
-        tf_admm.UpdateADMM(update_every="auto", recipe="oneshot")
+    with pytest.raises(ValueError, match="ramp_steps must be an int >= 1. Received: ramp_steps=0"):
+        Gradual(ramp_steps=0)
+    with pytest.raises(ValueError, match="update_every must be an int >= 1"):
+        OneShot(update_every="auto")
     with pytest.raises(ValueError, match="rho_final must be a number > 0"):
-        tf_admm.UpdateADMM(unit="step", ramp_steps=8, rho_final=-1.0)
+        Gradual(ramp_steps=8, rho_final=-1.0)
     x, y = small_data(16)
-    model = _wrapped({"hidden": 0.9})
-    too_low = tf_admm.UpdateADMM(unit="step", ramp_steps=8, rho_final=1e-6)
-    with pytest.raises(ValueError, match="rho_final must be >= the wrappers' rho"):
-        model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[too_low])
+    model = _wrapped({"hidden": 0.9}, schedule=Gradual(ramp_steps=8, rho_final=1e-6))
+    with pytest.raises(ValueError, match="rho_final must be >= the layer's rho"):
+        model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[tf_admm.UpdateADMM()])
 
 
 def test_ramp_over_the_fit_equals_the_ramp_given_in_steps():
@@ -494,24 +475,31 @@ def test_ramp_over_the_fit_equals_the_ramp_given_in_steps():
     states = []
     for ramp in ("fit", 12):  # 3 epochs x 4 steps
         keras.utils.set_random_seed(0)
-        model = _wrapped({"hidden": 0.9}, rho=1e-3)
-        admm = tf_admm.UpdateADMM(update_every=2, unit="step", ramp_steps=ramp, rho_final=0.1)
-        model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0, callbacks=[admm])
-        assert admm.schedule["ramp_steps"] == 12
+        schedule = Gradual(ramp_steps=ramp, update_every=2, rho_final=0.1)
+        model = _wrapped({"hidden": 0.9}, rho=1e-3, schedule=schedule)
+        model.fit(
+            x,
+            y,
+            epochs=3,
+            batch_size=16,
+            shuffle=False,
+            verbose=0,
+            callbacks=[tf_admm.UpdateADMM()],
+        )
+        assert int(to_np(wrappers(model)[0].ramp_steps)) == 12
         states.append(_state(model))
     for a, b in zip(*states):
         np.testing.assert_array_equal(a, b)
 
 
 def test_ramp_over_the_fit_needs_a_known_length():
-    with pytest.raises(ValueError, match="ramp_steps must be an int >= 0 or 'fit'. Received: "):
-        tf_admm.UpdateADMM(ramp_steps="all")
+    with pytest.raises(ValueError, match="ramp_steps must be an int >= 1 or 'fit'. Received: "):
+        Gradual(ramp_steps="all")
     x, y = small_data(32)
     model = _wrapped({"hidden": 0.9})
     unknown = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: True).batch(16)
-    admm = tf_admm.UpdateADMM(update_every=2, unit="step", ramp_steps="fit", rho_final=0.1)
     with pytest.raises(ValueError, match="reads the number of steps from fit"):
-        model.fit(unknown, epochs=1, verbose=0, callbacks=[admm])
+        model.fit(unknown, epochs=1, verbose=0, callbacks=[tf_admm.UpdateADMM()])
 
 
 def test_default_recipe_is_gradual_for_pruning_and_oneshot_for_quantization():
@@ -520,8 +508,9 @@ def test_default_recipe_is_gradual_for_pruning_and_oneshot_for_quantization():
     admm = tf_admm.UpdateADMM()
     history = pruned.fit(x, y, epochs=5, batch_size=16, shuffle=False, verbose=0, callbacks=[admm])
     # gradual: a ramp over the fit's 20 steps, Z/U every 2 (a tenth), rho from 1e-3 to 0.1
-    assert admm.resolved == "gradual" and admm.unit == "step"
-    assert admm.schedule["ramp_steps"] == 20 and admm.update_every == 2
+    hidden = wrappers(pruned)[0]
+    assert hidden.schedule == Gradual() and int(to_np(hidden.ramp_steps)) == 20
+    assert hidden.schedule.interval(20) == 2
     assert history.history["admm_rho"][-1] == pytest.approx(0.1, rel=1e-5)
     assert int(to_np(wrappers(pruned)[0].num_updates)) == 10
     z = to_np(wrappers(pruned)[0].z_vars[0])
@@ -532,12 +521,11 @@ def test_default_recipe_is_gradual_for_pruning_and_oneshot_for_quantization():
     admm = tf_admm.UpdateADMM()
     history = quantized.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[admm])
     # one-shot: one update per epoch, rho x1.3 per update
-    assert admm.resolved == "oneshot" and admm.unit == "epoch"
+    assert wrappers(quantized)[0].schedule == OneShot()
     np.testing.assert_allclose(history.history["admm_rho"], [1.3e-3, 1.69e-3], rtol=1e-5)
-
-    # arguments only one-shot ADMM uses keep their meaning under the default recipe
-    for kwargs in ({"rho_growth": 1.5}, {"update_every": 2}, {"unit": "epoch"}):
-        assert tf_admm.UpdateADMM(**kwargs).recipe == "oneshot"
+    # n:m sparsity has no sparsity to ramp
+    nm = tf_admm.prune_low_magnitude(small_cnn(), {"hidden": tf_admm.NMSparsity(2, 4)})
+    assert wrappers(nm)[0].schedule == OneShot()
 
 
 def test_gradient_data_scales_rho_per_layer_at_train_begin():
@@ -562,36 +550,43 @@ def test_rho_scaling_size_scales_rho_by_weight_count_unless_already_scaled():
     tf_admm.scale_rho_by_size(expected)
     assert len({round(w.rho_scale, 9) for w in wrappers(expected)}) == 3  # layers differ
 
-    def scales_after(admm, before=None):
-        model = _wrapped(0.75, rho=1e-3)
+    def scales_after(schedule, before=None, admm=None):
+        model = _wrapped(0.75, rho=1e-3, schedule=schedule)
         if before:
             before(model)
-        model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[admm])
+        model.fit(
+            x, y, epochs=1, batch_size=16, verbose=0, callbacks=[admm or tf_admm.UpdateADMM()]
+        )
         return [w.rho_scale for w in wrappers(model)]
 
     want = [w.rho_scale for w in wrappers(expected)]
-    assert scales_after(tf_admm.UpdateADMM(rho_scaling="size")) == pytest.approx(want, rel=1e-6)
-    assert scales_after(tf_admm.UpdateADMM(rho_scaling="size", recipe="oneshot")) == (
-        pytest.approx(want, rel=1e-6)
-    )
-    assert scales_after(tf_admm.UpdateADMM()) == [1.0, 1.0, 1.0]  # "auto" without data
-    assert scales_after(tf_admm.UpdateADMM(rho_scaling="none")) == [1.0, 1.0, 1.0]
+    assert scales_after(Gradual(rho_scaling="size")) == pytest.approx(want, rel=1e-6)
+    assert scales_after(OneShot(rho_scaling="size")) == pytest.approx(want, rel=1e-6)
+    assert scales_after(None) == [1.0, 1.0, 1.0]  # "auto" without data
+    # "none" even with data
+    none = scales_after(Gradual(rho_scaling="none"), admm=tf_admm.UpdateADMM(gradient_data=(x, y)))
+    assert none == [1.0, 1.0, 1.0]
     mine = scales_after(  # set by the user before fit: kept
-        tf_admm.UpdateADMM(rho_scaling="size"),
+        Gradual(rho_scaling="size"),
         before=lambda m: wrappers(m)[0].set_rho_scale(3.0),
     )
     assert mine == [3.0, 1.0, 1.0]
-    with pytest.raises(ValueError, match="rho_scaling='gradient' needs gradient_data.*None"):
-        tf_admm.UpdateADMM(rho_scaling="gradient")
-    with pytest.raises(ValueError, match="Received: rho_scaling='size', gradient_data=given"):
-        tf_admm.UpdateADMM(rho_scaling="size", gradient_data=(x, y))
-    with pytest.raises(ValueError, match="rho_scaling"):
-        tf_admm.UpdateADMM(rho_scaling="layer")
+    with pytest.raises(
+        ValueError, match="rho_scaling='gradient'.*needs UpdateADMM\\(gradient_data"
+    ):
+        scales_after(Gradual(rho_scaling="gradient"))
+    mixed = {"conv": Gradual(rho_scaling="size"), "hidden": Gradual(rho_scaling="none")}
+    with pytest.raises(
+        ValueError, match="different rho_scaling \\(\\['auto', 'none', 'size'\\]\\)"
+    ):
+        scales_after(mixed)
 
 
 def test_compress_ramps_its_pruning_under_the_gradual_recipe_and_defaults_to_oneshot():
     x, y = small_data(64)  # 4 steps per epoch of 16
-    model = tf_admm.compress(small_cnn(), sparsity={"hidden": 0.9}, bits={"hidden": 2})
+    model = tf_admm.compress(
+        small_cnn(), sparsity={"hidden": 0.9}, bits={"hidden": 2}, schedule=Gradual()
+    )
     compile_model(model)
     hidden = [w for w in wrappers(model) if w.layer.name == "hidden"][0]
     zeros = []
@@ -600,14 +595,12 @@ def test_compress_ramps_its_pruning_under_the_gradual_recipe_and_defaults_to_one
         def on_train_batch_end(self, batch, logs=None):
             zeros.append(float(np.mean(to_np(hidden.z_vars[0]) == 0)))
 
-    admm = tf_admm.UpdateADMM(recipe="gradual")
+    admm = tf_admm.UpdateADMM()
     model.fit(x, y, epochs=5, batch_size=16, shuffle=False, verbose=0, callbacks=[admm, Watch()])
     # Z rises through intermediate sparsities to 0.9 and stays on the levels
     assert 0.0 < zeros[2] < zeros[10] < 0.9 and zeros[-1] == pytest.approx(0.9, abs=0.01)
     z = to_np(hidden.z_vars[0])  # ternary, one scale per output channel: +-alpha only
     assert max(len(np.unique(column[column != 0])) for column in z.T) <= 2
     assert np.count_nonzero(z) > 2 * z.shape[1]  # more kept weights than levels
-    assert tf_admm.UpdateADMM().recipe == "auto"
-    auto = tf_admm.UpdateADMM()
-    model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[auto])
-    assert auto.resolved == "oneshot"  # quantized: the schedule quantization was measured with
+    default = tf_admm.compress(small_cnn(), sparsity={"hidden": 0.9}, bits={"hidden": 2})
+    assert wrappers(default)[0].schedule == OneShot()  # what quantization was measured with

@@ -43,6 +43,7 @@ from tf_admm import (  # noqa: F401  (submodules, importable as tf_admm.NAME)
     reporting,
     rho_scaling,
     run_store,
+    schedules,
     stage_runner,
     structured,
     tflite_file,
@@ -77,7 +78,13 @@ from tf_admm.removal import shrink
 from tf_admm.report import summary
 from tf_admm.rho_scaling import scale_rho_by_gradient, scale_rho_by_size
 from tf_admm.structured import allocate_channels, prune_channels
-from tf_admm.updates import find_wrappers, hard_project, initialize_admm, update_admm
+from tf_admm.updates import (
+    find_wrappers,
+    hard_project,
+    initialize_admm,
+    keep_zeros,
+    update_admm,
+)
 from tf_admm.wrapper import ADMMWrapper
 
 # The public API: the functions and classes users call. Submodules (tf_admm.projections,
@@ -109,6 +116,7 @@ __all__ = [
     "geometric_stages",
     "hard_project",
     "initialize_admm",
+    "keep_zeros",
     "prune_channels",
     "prune_low_magnitude",
     "quantize",

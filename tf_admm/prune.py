@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from tf_admm import constraints as constraints_lib
 from tf_admm import registry
+from tf_admm import schedules as schedules_lib
 from tf_admm._keras import (
     is_functional,
     is_keras_object,
@@ -31,7 +32,7 @@ from tf_admm._keras import (
     is_sequential,
     other_flavour_hint,
 )
-from tf_admm.cloning import built_copy, fresh_copy, rebuild
+from tf_admm.cloning import built_copy, flat_layers, fresh_copy, rebuild
 from tf_admm.layouts import OnLayout
 from tf_admm.updates import find_wrappers
 from tf_admm.validation import check_bool, check_model, check_positive, check_scheme
@@ -40,16 +41,7 @@ from tf_admm.wrapper import ADMMWrapper, check_unwrapped
 __all__ = ["compress", "prune_low_magnitude", "quantize", "strip_admm"]
 
 SparsitySpec = Any  # float | Constraint | dict[str, float | Constraint | None] | Callable
-
-
-def _all_layers(model) -> list:
-    """Every layer of a model, nested models' layers included (the nested models too)."""
-    out = []
-    for layer in model.layers:
-        out.append(layer)
-        if is_model(layer):
-            out.extend(_all_layers(layer))
-    return out
+ScheduleSpec = Any  # ADMMSchedule | its config | dict[str, ADMMSchedule | None] | None
 
 
 def _check_model_kind(model, caller: str) -> None:
@@ -105,8 +97,37 @@ def _resolver(spec: Any, layers: list, arg: str = "sparsity", convert: Callable 
     return lambda layer: value if registry.is_compressible(layer) else None
 
 
-def _check_rho(rho: Any) -> float:
-    return check_positive("rho", rho)
+class _Options:
+    """What every wrapper of one call gets besides its constraint: rho and its schedule,
+    checked before anything is created."""
+
+    def __init__(self, rho: Any, schedule: ScheduleSpec):
+        self.rho = check_positive("rho", rho)
+        self.by_name: dict[str, Any] | None = None
+        self.schedule = None
+        if isinstance(schedule, dict) and set(schedule) != {"class_name", "config"}:
+            self.by_name = {}
+            for name, value in schedule.items():
+                if not isinstance(name, str):
+                    raise ValueError(
+                        f"A schedule dict maps layer names to schedules. Received key {name!r}"
+                    )
+                self.by_name[name] = schedules_lib.get(value)
+        else:
+            self.schedule = schedules_lib.get(schedule)
+
+    def check_names(self, wrapped: list[str], caller: str) -> None:
+        """A schedule dict names only layers that are wrapped."""
+        unknown = sorted(set(self.by_name or ()) - set(wrapped))
+        if unknown:
+            raise ValueError(
+                f"{caller}: schedule names layers that are not wrapped: {unknown}. "
+                f"Wrapped: {sorted(wrapped)}"
+            )
+
+    def wrap(self, layer, constraint):
+        schedule = self.schedule if self.by_name is None else self.by_name.get(layer.name)
+        return ADMMWrapper(layer, constraint, rho=self.rho, schedule=schedule)
 
 
 def _check_weights(layer, constraint) -> None:
@@ -147,6 +168,7 @@ def prune_low_magnitude(
     sparsity: SparsitySpec,
     *,
     rho: float = 1e-3,
+    schedule: ScheduleSpec = None,
 ):
     """Wrap compressible layers for ADMM pruning (TFMOT-style entry point).
 
@@ -162,6 +184,11 @@ def prune_low_magnitude(
             layer name -> float / constraint / None (unnamed layers stay unwrapped); or a callable
             layer -> float / constraint / None.
         rho: initial ADMM penalty weight.
+        schedule: the ADMM schedule the wrappers keep
+            (:class:`tf_admm.schedules.Gradual`, :class:`tf_admm.schedules.OneShot`), one for
+            every wrapped layer or a dict layer name -> schedule; None (or a layer left out of
+            the dict): :func:`tf_admm.schedules.default_for` its constraint (gradual for
+            pruning).
 
     Returns:
         The wrapped layer, list of layers, or a new model.
@@ -175,13 +202,17 @@ def prune_low_magnitude(
     >>> type(wrapped).__name__
     'ADMMWrapper'
     """
-    rho = _check_rho(rho)
     if sparsity is None:
         raise ValueError(
             "prune_low_magnitude needs a target. Received: sparsity=None; allowed: a float in "
             "[0, 1), a constraint, a dict layer name -> either, or a callable."
         )
-    return _wrap(to_prune, lambda layers: _resolver(sparsity, layers), rho, "prune_low_magnitude")
+    return _wrap(
+        to_prune,
+        lambda layers: _resolver(sparsity, layers),
+        _Options(rho, schedule),
+        "prune_low_magnitude",
+    )
 
 
 BitsSpec = Any  # int | str | Quantization | dict[str, ...] | Callable
@@ -214,6 +245,7 @@ def quantize(
     scheme: str = "uniform",
     per_channel: bool = True,
     rho: float = 1e-3,
+    schedule: ScheduleSpec = None,
 ):
     """Wrap compressible layers for ADMM quantization (same wrapper, callback and strip).
 
@@ -227,6 +259,7 @@ def quantize(
             ``"power_of_two"``; ``bits="binary"`` implies binary.
         per_channel: one scale per output channel (default) or per tensor.
         rho: initial ADMM penalty weight.
+        schedule: as in :func:`prune_low_magnitude` (default one-shot for quantization).
 
     After ADMM and :func:`tf_admm.hard_project`, retraining keeps the weights on the levels
     (straight-through estimator); :func:`tf_admm.strip_admm` then returns them exactly.
@@ -240,11 +273,10 @@ def quantize(
     >>> [len(np.unique(c)) <= 3 for c in tf_admm.strip_admm(q).layers[0].kernel.numpy().T]
     [True, True, True, True]
     """
-    rho = _check_rho(rho)
     _check_quant_options(scheme, per_channel)
     convert = _bits_converter(scheme, per_channel)
     resolve = lambda layers: _resolver(bits, layers, "bits", convert)  # noqa: E731
-    return _wrap(to_quantize, resolve, rho, "quantize")
+    return _wrap(to_quantize, resolve, _Options(rho, schedule), "quantize")
 
 
 def compress(
@@ -255,11 +287,13 @@ def compress(
     scheme: str = "uniform",
     per_channel: bool = True,
     rho: float = 1e-3,
+    schedule: ScheduleSpec = None,
 ):
     """Wrap layers for pruning and quantization at once: top-k first, survivors onto nonzero
     levels. ``sparsity`` and ``bits`` take the forms of :func:`prune_low_magnitude` and
     :func:`quantize` (one value, a dict by layer name, or a callable); a layer with only one of
-    them gets only that constraint.
+    them gets only that constraint. ``rho`` and ``schedule`` as in
+    :func:`prune_low_magnitude`.
 
     >>> import tf_admm
     >>> from tf_admm import keras
@@ -271,7 +305,6 @@ def compress(
     >>> tf_admm.hard_project(m)
     {'admm_fc': 0.75}
     """
-    rho = _check_rho(rho)
     _check_quant_options(scheme, per_channel)
     if sparsity is None and bits is None:
         raise ValueError("compress needs sparsity=..., bits=... or both. Received neither.")
@@ -295,7 +328,7 @@ def compress(
 
         return resolve
 
-    return _wrap(to_compress, resolve_both, rho, "compress")
+    return _wrap(to_compress, resolve_both, _Options(rho, schedule), "compress")
 
 
 def _sparsity_only(value):
@@ -305,7 +338,7 @@ def _sparsity_only(value):
     return constraint
 
 
-def _wrap(to_prune, make_resolver: Callable, rho: float, caller: str):
+def _wrap(to_prune, make_resolver: Callable, options: _Options, caller: str):
     """Shared body of the entry points: ``make_resolver(layers)`` gives layer -> constraint."""
     if isinstance(to_prune, (list, tuple)):
         for layer in to_prune:
@@ -316,7 +349,8 @@ def _wrap(to_prune, make_resolver: Callable, rho: float, caller: str):
                 )
         resolve = make_resolver(list(to_prune))
         plan = [_plan_layer(layer, resolve) for layer in to_prune]
-        return [ADMMWrapper(_own(l), c, rho=rho) if c is not None else l for l, c in plan]
+        options.check_names([l.name for l, c in plan if c is not None], caller)
+        return [options.wrap(_own(l), c) if c is not None else l for l, c in plan]
     if not is_keras_object(to_prune):
         raise ValueError(
             f"{caller} takes a Keras layer, a list of layers or a model. Received: "
@@ -328,7 +362,8 @@ def _wrap(to_prune, make_resolver: Callable, rho: float, caller: str):
         layer, constraint = _plan_layer(to_prune, make_resolver([to_prune]))
         if constraint is None:
             raise ValueError(f"{caller}: no target for layer {layer.name!r}.")
-        return ADMMWrapper(_own(layer), constraint, rho=rho)
+        options.check_names([layer.name], caller)
+        return options.wrap(_own(layer), constraint)
 
     model = to_prune
     _check_model_kind(model, caller)
@@ -337,7 +372,7 @@ def _wrap(to_prune, make_resolver: Callable, rho: float, caller: str):
             f"Model {model.name!r} is not built. Build it first: give it a keras.Input, or call "
             "it on a batch of data."
         )
-    layers = _all_layers(model)
+    layers = flat_layers(model)
     wrapped_already = [l.name for l in layers if isinstance(l, ADMMWrapper)]
     if wrapped_already:
         raise ValueError(
@@ -345,19 +380,20 @@ def _wrap(to_prune, make_resolver: Callable, rho: float, caller: str):
             "Strip them first with tf_admm.strip_admm(model)."
         )
     resolve = make_resolver(layers)
-    targets = {id(l): c for l, c in (_plan_layer(l, resolve) for l in layers if not is_model(l))}
+    targets = {id(l): c for l, c in (_plan_layer(l, resolve) for l in layers)}
     if not any(c is not None for c in targets.values()):
         raise ValueError(
             f"{caller}: the targets select no compressible layer of model {model.name!r}; "
             "nothing to wrap."
         )
+    options.check_names([l.name for l in layers if targets.get(id(l)) is not None], caller)
     _warn_dense_layers(layers, caller)
 
     def replace(layer):
         constraint = targets.get(id(layer))
         if constraint is None:
             return fresh_copy(layer), lambda new: new.set_weights(layer.get_weights())
-        wrapper = ADMMWrapper(built_copy(layer), constraint, rho=rho)
+        wrapper = options.wrap(built_copy(layer), constraint)
         return wrapper, lambda new: new.layer.set_weights(layer.get_weights())
 
     return rebuild(model, replace)

@@ -39,8 +39,9 @@ from tf_admm.removal import shrink
 from tf_admm.report import layer_sparsity
 from tf_admm.rho_scaling import scale_rho_by_gradient
 from tf_admm.run_store import RunStore
+from tf_admm.schedules import OneShot, growth_to_reach
 from tf_admm.structured import allocate_channels, prune_channels
-from tf_admm.updates import find_wrappers, growth_to_reach, hard_project, to_numpy
+from tf_admm.updates import find_wrappers, hard_project, keep_zeros, to_numpy
 from tf_admm.validation import check_int
 
 __all__ = ["PhaseBackup", "TrainData", "run_stage", "wrap_for_stage"]
@@ -118,14 +119,17 @@ def channel_targets(seed, stage: Stage, reference_macs: float | None = None) -> 
     return allocate_channels(seed, relative)
 
 
-def wrap_for_stage(seed, stage: Stage, reference_macs: float | None = None):
+def wrap_for_stage(
+    seed, stage: Stage, reference_macs: float | None = None, schedule: OneShot | None = None
+):
     """Wrap ``seed`` for ``stage``: each layer's sparsity never below its current zeros, and
-    those zeros masked from the start of ADMM (weights pruned earlier stay zero). A
-    ``flops_rate`` stage wraps the channel groups (:func:`channel_targets`)."""
+    those zeros masked from the start of ADMM (weights pruned earlier stay zero); every
+    wrapper keeps ``schedule`` (:func:`stage_schedule`). A ``flops_rate`` stage wraps the
+    channel groups (:func:`channel_targets`)."""
     if stage.flops_rate is not None:
         targets = channel_targets(seed, stage, reference_macs)
-        wrapped = prune_channels(seed, targets, rho=stage.rho)
-        _mask_zeros(wrapped)
+        wrapped = prune_channels(seed, targets, rho=stage.rho, schedule=schedule)
+        keep_zeros(wrapped)
         return wrapped
     current = layer_sparsity(seed)
     sparsity, bits = {}, {}
@@ -143,17 +147,10 @@ def wrap_for_stage(seed, stage: Stage, reference_macs: float | None = None):
         scheme=stage.scheme,
         per_channel=stage.per_channel,
         rho=stage.rho,
+        schedule=schedule,
     )
-    _mask_zeros(wrapped)
+    keep_zeros(wrapped)
     return wrapped
-
-
-def _mask_zeros(wrapped) -> None:
-    """Mask every weight that is zero already (an earlier stage's), so it stays zero."""
-    for wrapper in find_wrappers(wrapped):
-        for weight, mask in zip(wrapper.constrained, wrapper.mask_vars):
-            values = np.asarray(weight)
-            mask.assign((values != 0).astype(values.dtype))
 
 
 def compile_for_phase(
@@ -299,6 +296,20 @@ def _ramp_steps(stage: Stage, train: TrainData) -> int:
     return max(1, int(stage.ramp * stage.admm_epochs * train.steps))
 
 
+def stage_schedule(stage: Stage, train: TrainData) -> OneShot:
+    """The ADMM schedule a stage's wrappers keep: its Z/U interval and unit, rho grown by
+    ``rho_growth`` (or by the factor that reaches ``rho_final`` over the phase) up to
+    ``rho_max``, its ramp in steps; rho per layer is the stage's own (``rho_by_gradient``)."""
+    return OneShot(
+        update_every=stage.update_every,
+        unit=stage.unit,
+        rho_growth=_rho_growth(stage, train),
+        rho_max=max(stage.rho_max, stage.rho_final or 0.0),
+        ramp_steps=_ramp_steps(stage, train),
+        rho_scaling="none",
+    )
+
+
 def run_stage(
     seed,
     stage: Stage,
@@ -331,24 +342,17 @@ def run_stage(
     if wrapped is not None:
         histories["admm"] = store.read_json(f"{folder}/admm_history.json") or {}
     else:
-        wrapped = wrap_for_stage(seed, stage, reference_macs)
+        wrapped = wrap_for_stage(seed, stage, reference_macs, stage_schedule(stage, train))
         compile_for_phase(wrapped, stage, loss, metric, train.steps, stage.admm_epochs, False)
         if stage.rho_by_gradient and stage.admm_epochs:
             # before the phase backup is read: a resumed phase keeps its started wrappers
             scale_rho_by_gradient(wrapped, train.epochs(0, 1), power=stage.rho_by_gradient)
-        admm = UpdateADMM(
-            update_every=stage.update_every,
-            unit=stage.unit,
-            rho_growth=_rho_growth(stage, train),
-            rho_max=max(stage.rho_max, stage.rho_final or 0.0),
-            ramp_steps=_ramp_steps(stage, train),
-        )
         histories["admm"] = fit_phase(
             wrapped,
             train,
             stage.admm_epochs,
             validation=validation,
-            callbacks=[admm, *callbacks],
+            callbacks=[UpdateADMM(), *callbacks],
             store=store,
             backup=f"{folder}/admm_backup.npz",
             verbose=verbose,

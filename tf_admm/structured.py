@@ -59,7 +59,7 @@ def _group_targets(groups: ChannelGroups, sparsity: Any) -> dict[int, float]:
     return {i: s for i, s in targets.items() if s > 0}
 
 
-def prune_channels(model, sparsity: Any, *, rho: float = 1e-3):
+def prune_channels(model, sparsity: Any, *, rho: float = 1e-3, schedule: Any = None):
     """Wrap a model for structured ADMM over its channel groups.
 
     Every producer and every BatchNorm / depthwise layer of the chosen free groups
@@ -75,8 +75,17 @@ def prune_channels(model, sparsity: Any, *, rho: float = 1e-3):
             ``{group index or producer name: float}`` (:func:`allocate_channels` gives one
             from a MAC target).
         rho: initial ADMM penalty weight.
+        schedule: one :class:`tf_admm.schedules.ADMMSchedule` for every wrapper (a group is
+            projected jointly, so its layers share it); None: gradual.
     """
-    from tf_admm.prune import _check_model_kind, _wrap
+    from tf_admm.prune import _check_model_kind, _Options, _wrap
+
+    if isinstance(schedule, dict) and set(schedule) != {"class_name", "config"}:
+        raise ValueError(
+            "prune_channels takes one schedule for every wrapper (a channel group is projected "
+            f"jointly). Received a dict by layer: {sorted(schedule)}"
+        )
+    options = _Options(rho, schedule)
 
     check_model("prune_channels", model, built=True)
     _check_model_kind(model, "prune_channels")
@@ -101,7 +110,7 @@ def prune_channels(model, sparsity: Any, *, rho: float = 1e-3):
             ChannelSparsity(per_layer[layer.name]) if layer.name in per_layer else None
         )
 
-    return _wrap(model, resolver, check_positive("rho", rho), "prune_channels")
+    return _wrap(model, resolver, options, "prune_channels")
 
 
 def _mac_terms(groups: ChannelGroups) -> list[tuple]:

@@ -15,14 +15,25 @@ loops call them directly.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 import numpy as np
 import tensorflow as tf
 
 from tf_admm._keras import is_model
-from tf_admm.validation import check_int, check_schedule
+from tf_admm.validation import check_bool, check_int, check_schedule
 from tf_admm.wrapper import MODE_ADMM, MODE_MASKED, ADMMWrapper
 
-__all__ = ["find_wrappers", "hard_project", "initialize_admm", "ramped_constraint", "update_admm"]
+__all__ = [
+    "UpdateRule",
+    "find_wrappers",
+    "hard_project",
+    "initialize_admm",
+    "keep_zeros",
+    "ramped_constraint",
+    "update_admm",
+]
 
 
 def find_wrappers(model) -> list[ADMMWrapper]:
@@ -107,7 +118,7 @@ def ramped_constraint(wrapper: ADMMWrapper, ramp_steps: int):
     return constraint.at_sparsity(now)
 
 
-def _group_constraints(model, wrappers: list, values, ramp_steps: int) -> dict:
+def _group_constraints(model, wrappers: list, values, ramp_of: Callable) -> dict:
     """The joint channel-group projections (:mod:`tf_admm.channel_admm`) of the
     channel-level wrappers among ``wrappers``; empty when there are none."""
     if not any(w.constraint.channel_level for w in wrappers):
@@ -115,7 +126,7 @@ def _group_constraints(model, wrappers: list, values, ramp_steps: int) -> dict:
     from tf_admm.channel_admm import group_constraints
 
     return group_constraints(
-        model, wrappers, values, lambda w: ramped_constraint(w, ramp_steps).sparsity
+        model, wrappers, values, lambda w: ramped_constraint(w, ramp_of(w)).sparsity
     )
 
 
@@ -131,11 +142,16 @@ def initialize_admm(model, *, ramp_steps: int = 0) -> None:
     keeps its state.
     """
     ramp_steps = check_ramp(ramp_steps)
-    wrappers = built_wrappers(model, "initialize_admm")
+    initialize_wrappers(model, built_wrappers(model, "initialize_admm"), lambda w: ramp_steps)
+
+
+def initialize_wrappers(model, wrappers: list, ramp_of: Callable) -> None:
+    """:func:`initialize_admm` of those of ``wrappers`` not yet initialized, each with its
+    own ramp (``ramp_of(wrapper)`` steps)."""
     fresh = [w for w in wrappers if not w.initialized]
-    groups = _group_constraints(model, fresh, lambda w, i: to_numpy(w.constrained[i]), ramp_steps)
+    groups = _group_constraints(model, fresh, lambda w, i: to_numpy(w.constrained[i]), ramp_of)
     for wrapper in fresh:
-        constraint = groups.get(id(wrapper)) or ramped_constraint(wrapper, ramp_steps)
+        constraint = groups.get(id(wrapper)) or ramped_constraint(wrapper, ramp_of(wrapper))
         for i, (weight, z, u) in enumerate(
             zip(wrapper.constrained, wrapper.z_vars, wrapper.u_vars)
         ):
@@ -156,14 +172,17 @@ def primal_residual(wrappers: list[ADMMWrapper]) -> float:
     return float(np.sqrt(num / den)) if den else 0.0
 
 
-def growth_to_reach(rho: float, rho_final: float, count: int) -> float:
-    """The factor per Z/U update that takes ``rho`` to ``rho_final`` in ``count`` updates
-    (1 when there is none).
+@dataclasses.dataclass(frozen=True)
+class UpdateRule:
+    """What one Z/U update does to one wrapper: rho ``*= rho_growth`` up to ``rho_max`` (times
+    the wrapper's ``rho_scale``), U rescaled when rho grows (``rescale_dual``), Z projected
+    onto the ramped sparsity at the wrapper's step (``ramp_steps``, 0: the target).
+    :class:`tf_admm.UpdateADMM` makes one per wrapper from its schedule."""
 
-    >>> round(growth_to_reach(1e-3, 0.1, 2), 6)
-    10.0
-    """
-    return (rho_final / rho) ** (1.0 / count) if count > 0 else 1.0
+    rho_growth: float = 1.3
+    rho_max: float = 1.0
+    rescale_dual: bool = True
+    ramp_steps: int = 0
 
 
 def _zu_rest(v, w, z_old, z, scale):
@@ -214,9 +233,19 @@ def update_admm(
     ||rho (Z - Z_prev)|| over all wrapped weights, and ``admm_rho`` (largest rho after growth).
     """
     check_schedule(rho_growth, rho_max)
-    ramp_steps = check_ramp(ramp_steps)
-    wrappers = built_wrappers(model, "update_admm")
-    initialize_admm(model, ramp_steps=ramp_steps)
+    rule = UpdateRule(
+        float(rho_growth),
+        float(rho_max),
+        check_bool("rescale_dual", rescale_dual),
+        check_ramp(ramp_steps),
+    )
+    return update_wrappers(model, built_wrappers(model, "update_admm"), lambda w: rule)
+
+
+def update_wrappers(model, wrappers: list, rule_of: Callable) -> dict[str, float]:
+    """:func:`update_admm` of those of ``wrappers`` in ADMM mode, each by its own
+    :class:`UpdateRule` (``rule_of(wrapper)``)."""
+    initialize_wrappers(model, wrappers, lambda w: rule_of(w).ramp_steps)
     primal_sq = weight_sq = dual_sq = 0.0
     rho_out = 0.0
     active = [w for w in wrappers if int(tf.convert_to_tensor(w.mode)) == MODE_ADMM]
@@ -224,14 +253,15 @@ def update_admm(
         model,
         active,
         lambda w, i: to_numpy(w.constrained[i]) + to_numpy(w.u_vars[i]),
-        ramp_steps,
+        lambda w: rule_of(w).ramp_steps,
     )
     for wrapper in active:
+        rule = rule_of(wrapper)
         rho = float(tf.convert_to_tensor(wrapper.rho))
-        cap = rho_max * wrapper.rho_scale
-        rho_next = min(rho * rho_growth, max(cap, rho))
-        constraint = groups.get(id(wrapper)) or ramped_constraint(wrapper, ramp_steps)
-        scale_t = tf.constant(rho / rho_next if rescale_dual else 1.0, tf.float32)
+        cap = rule.rho_max * wrapper.rho_scale
+        rho_next = min(rho * rule.rho_growth, max(cap, rho))
+        constraint = groups.get(id(wrapper)) or ramped_constraint(wrapper, rule.ramp_steps)
+        scale_t = tf.constant(rho / rho_next if rule.rescale_dual else 1.0, tf.float32)
         for i, (weight, z, u) in enumerate(
             zip(wrapper.constrained, wrapper.z_vars, wrapper.u_vars)
         ):
@@ -261,6 +291,10 @@ def update_admm(
     }
 
 
+def _no_ramp(wrapper) -> int:
+    return 0
+
+
 def hard_project(model) -> dict[str, float]:
     """Project W onto its constraint, fix the mask and switch every wrapper to masked retraining.
 
@@ -278,7 +312,7 @@ def hard_project(model) -> dict[str, float]:
     {'admm_fc': 0.75}
     """
     wrappers = built_wrappers(model, "hard_project")
-    groups = _group_constraints(model, wrappers, lambda w, i: to_numpy(w.constrained[i]), 0)
+    groups = _group_constraints(model, wrappers, lambda w, i: to_numpy(w.constrained[i]), _no_ramp)
     result = {}
     for wrapper in wrappers:
         zeros = total = 0
@@ -304,6 +338,26 @@ def hard_project(model) -> dict[str, float]:
         wrapper.mode.assign(MODE_MASKED)
         result[wrapper.name] = zeros / total
     return result
+
+
+def keep_zeros(model) -> None:
+    """Mask every constrained weight that is zero already, so it stays zero from the start of
+    ADMM: what a progressive step does with the weights an earlier step pruned. Call it on a
+    freshly wrapped model, before training.
+
+    >>> import numpy as np, tf_admm
+    >>> from tf_admm import keras
+    >>> base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="fc")])
+    >>> base.layers[0].set_weights([np.eye(4, 2, dtype="float32"), np.zeros(2, "float32")])
+    >>> wrapped = tf_admm.prune_low_magnitude(base, 0.5)
+    >>> tf_admm.keep_zeros(wrapped)
+    >>> int(np.asarray(wrapped.layers[0].mask_vars[0]).sum())
+    2
+    """
+    for wrapper in built_wrappers(model, "keep_zeros"):
+        for weight, mask in zip(wrapper.constrained, wrapper.mask_vars):
+            values = to_numpy(weight)
+            mask.assign((values != 0).astype(values.dtype))
 
 
 def apply_masks(model) -> None:

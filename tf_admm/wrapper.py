@@ -2,9 +2,10 @@
 
 For every constrained weight W of the wrapped layer it creates, in ``build()``, non-trainable
 variables Z (the projected copy), U (the scaled dual) and a mask; per layer it keeps rho, a step
-counter (-1 until ADMM is initialized), an epoch counter, the number of Z/U updates made and the
-mode (0: ADMM, 1: masked retraining after :func:`tf_admm.hard_project`). Everything a resume
-needs is therefore saved with the model.
+counter (-1 until ADMM is initialized), an epoch counter, the number of Z/U updates made, the
+mode (0: ADMM, 1: masked retraining after :func:`tf_admm.hard_project`) and the steps of its
+schedule's ramp, fixed when ADMM starts. Its :mod:`schedule <tf_admm.schedules>` is in its
+config. Everything a resume needs is therefore saved with the model.
 
 In ADMM mode the wrapper adds ``rho/2 * ||W - Z + U||^2`` to the training loss through
 :class:`tf_admm.ADMMPenalty`. Before every forward pass it writes ``W * mask`` into the stored
@@ -35,6 +36,7 @@ import tensorflow as tf
 from tf_admm import constraints as constraints_lib
 from tf_admm import penalty as penalty_lib
 from tf_admm import quantizers, registry
+from tf_admm import schedules as schedules_lib
 from tf_admm._keras import LEGACY, aggregation, keras, register
 from tf_admm.layouts import OnLayout
 from tf_admm.penalty import ADMMPenalty
@@ -98,6 +100,9 @@ class ADMMWrapper(keras.layers.Wrapper):
             starts at ``rho * rho_scale`` and every cap on rho (``rho_max``, ``rho_final``) is
             multiplied by it too, so the layers keep their ratios while rho grows. Set by
             :func:`tf_admm.scale_rho_by_gradient`.
+        schedule: the :class:`tf_admm.schedules.ADMMSchedule` that
+            :class:`tf_admm.UpdateADMM` follows for this layer (or its serialized dict);
+            None: :func:`tf_admm.schedules.default_for` the constraint.
 
     Example:
 
@@ -115,6 +120,7 @@ class ADMMWrapper(keras.layers.Wrapper):
         rho: float = 1e-3,
         penalty: ADMMPenalty | dict | None = None,
         rho_scale: float = 1.0,
+        schedule: schedules_lib.ADMMSchedule | dict | None = None,
         **kwargs,
     ):
         if not isinstance(layer, keras.layers.Layer):
@@ -134,12 +140,14 @@ class ADMMWrapper(keras.layers.Wrapper):
         rho_scale = check_positive("rho_scale", rho_scale)
         if isinstance(penalty, dict):
             penalty = penalty_lib.deserialize(penalty)
+        schedule = schedules_lib.get(schedule) or schedules_lib.default_for(constraint)
         kwargs.setdefault("name", f"admm_{layer.name}")
         # The wrapper computes in the variables' dtype, so under mixed precision it reads and
         # writes W in float32; the inner layer still autocasts to its own compute dtype.
         kwargs.setdefault("dtype", layer.dtype)
         super().__init__(layer, **kwargs)
         self.constraint = constraint
+        self.schedule = schedule
         self.rho_init = float(rho)
         self._rho_scale = float(rho_scale)  # until build; then the rho_scale variable
         self.rho_scale_var = None
@@ -218,6 +226,10 @@ class ADMMWrapper(keras.layers.Wrapper):
             initializer=keras.initializers.Constant(self._rho_scale),
             **scalar,
             **_no_autocast(),
+        )
+        # the schedule's ramp in steps, fixed when ADMM starts (-1: not yet)
+        self.ramp_steps = self.add_weight(
+            name="ramp_steps", dtype="int64", initializer=keras.initializers.Constant(-1), **scalar
         )
         self.built = True
 
@@ -450,6 +462,7 @@ class ADMMWrapper(keras.layers.Wrapper):
                 "rho": self.rho_init,
                 "rho_scale": self.rho_scale,
                 "penalty": penalty_lib.serialize(self.penalty),
+                "schedule": schedules_lib.serialize(self.schedule),
             }
         )
         return config

@@ -46,13 +46,17 @@ def main(out: str, index: int, ports: list[str]) -> None:
         h = keras.layers.Flatten()(h)
         h = keras.layers.Dense(16, activation="relu", name="hidden")(h)
         model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(h))
-        wrapped = tf_admm.prune_low_magnitude(model, {"hidden": 0.75, "conv": 0.5})
+        wrapped = tf_admm.prune_low_magnitude(
+            model,
+            {"hidden": 0.75, "conv": 0.5},
+            schedule=tf_admm.schedules.OneShot(2, "step"),
+        )
         optimizer = keras.optimizers.SGD(0.05)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
 
     if legacy:  # tf_keras: fit with the callback
         wrapped.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(True))
-        wrapped.fit(data, epochs=3, verbose=0, callbacks=[tf_admm.UpdateADMM(2, unit="step")])
+        wrapped.fit(data, epochs=3, verbose=0, callbacks=[tf_admm.UpdateADMM()])
         tf_admm.hard_project(wrapped)
         wrapped.fit(data, epochs=2, verbose=0, callbacks=[tf_admm.UpdateADMM()])
     else:  # Keras 3's fit does not run under this strategy: a custom loop with the plain functions
