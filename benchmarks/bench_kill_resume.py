@@ -87,7 +87,7 @@ def child(directory: str, synthetic: bool, data: str | None) -> None:
     )
     print(f"STARTED {time.time()}", flush=True)
     final = run.run()
-    store = tf_admm.run_store.RunStore(directory)
+    store = tf_admm.progressive.store.RunStore(directory)
     store.save_arrays("final.npz", {f"w{i}": w for i, w in enumerate(final.get_weights())})
     print("FINISHED", flush=True)
 

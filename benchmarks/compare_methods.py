@@ -12,7 +12,7 @@ object to ``--out``:
      "test_accuracy", "per_layer_sparsity", "cpu_seconds", "recipe"}
 
 ``"default": true`` marks the library's default ADMM recipe (:func:`is_default`: what
-``UpdateADMM()`` runs on a pruned model, gradual ADMM without rho per layer).
+``UpdateADMM()`` runs on ``prune_low_magnitude``'s default schedule, without rho per layer).
 ``admm_gradual`` rows also hold ``"projected_accuracy"``, the test accuracy right after the hard
 projection (before masked retraining), and ``"admm_accuracy"``, right before it (rows written
 since the field was added; older rows lack it). ``--shift N`` moves the training images by up
@@ -37,15 +37,17 @@ Methods (:data:`METHODS`; every ADMM method ends with a hard projection and mask
   from 1e-3 x1.3 per update; ADMM for 3/8 of the epochs, retraining for the rest.
 - ``admm_sgd``: ``admm`` with the authors' optimizer in the ADMM phase: SGD, momentum 0.9,
   learning rate 0.01.
-- ``admm_gradual``: ADMM whose Z is projected onto sparsities that rise on GMP's polynomial
-  schedule (0 to the targets over the first 70% of the steps, Z/U every 100 steps), so the
-  penalty pulls weights towards a growing mask instead of forcing it; then hard projection and
-  retraining at the targets for the last 30%.
+- ``admm_gradual``: README's recipe through the public API (:func:`admm_gradual`):
+  ``prune_low_magnitude`` with the default ``schedules.Gradual()`` (Z projected onto sparsities
+  rising on GMP's cubic schedule from 0 to the targets over the ADMM fit, Z/U every 100 steps,
+  rho 1e-3 to 0.1), ``UpdateADMM`` for the first 70% of the epochs (``--variant gscale=1``:
+  with ``gradient_data``, rho per layer), ``hard_project``, masked retraining for the rest.
 - ``progressive``: three stages geometric in log-rate, each ADMM + retraining, seeded by the last
   (``tf_admm.geometric_stages``), the epochs split evenly.
 - ``progressive_gradual``: ``progressive`` whose stages each run gradual ADMM with the library's
-  own options (``UpdateADMM(ramp_steps=..., rho_final=0.1)``, Z/U every 100 steps; ramp from
-  the last stage's zeros over 70% of the stage's epochs, then hard projection and retraining).
+  schedule (``schedules.Gradual(ramp_steps=..., rho_final=0.1)``, Z/U every 100 steps; ramp
+  from the last stage's zeros over 70% of the stage's epochs, then hard projection and
+  retraining; ``tf_admm.keep_zeros`` keeps the last stage's zeros).
 - ``dense``: no compression: the dense model trained for the same epochs with the same batches,
   optimizer and augmentation (what the extra training alone gives; ``rate`` is only a label).
 """

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import tf_admm
 from tf_admm import keras
-from tf_admm.stage_runner import TrainData, run_stage
+from tf_admm.progressive.stage import TrainData, run_stage
 from tf_admm.tflite_file import TFLiteFile
 
 KERAS3 = keras.__version__.startswith("3.")

@@ -159,7 +159,7 @@ def test_channel_stages_shrink_the_model_step_by_step_to_the_mac_target(tmp_path
 
 
 def test_a_channel_stage_below_what_its_seed_has_is_refused():
-    from tf_admm.stage_runner import TrainData, run_stage
+    from tf_admm.progressive.stage import TrainData, run_stage
 
     model, x, y = _dense(epochs=1)
     dense_macs = tf_admm.flops.total_macs(model)
@@ -175,12 +175,12 @@ def test_a_channel_stage_below_what_its_seed_has_is_refused():
 def test_guard_retries_a_channel_stage_halfway_in_mac_rate():
     model, _, _ = _dense(epochs=1)
     dense_macs = tf_admm.flops.total_macs(model)
-    smaller = tf_admm.guard.smaller_stage(
+    smaller = tf_admm.progressive.guard.smaller_stage(
         tf_admm.Stage("c", flops_rate=4.0), 0, model, [], dense_macs
     )
     assert smaller.flops_rate == pytest.approx(2.0) and smaller.name == "c (smaller)"
     barely = tf_admm.Stage("c", flops_rate=1.01)
-    assert tf_admm.guard.smaller_stage(barely, 0, model, [], dense_macs) is None
+    assert tf_admm.progressive.guard.smaller_stage(barely, 0, model, [], dense_macs) is None
 
 
 class _Kill(keras.callbacks.Callback):
@@ -364,15 +364,15 @@ def test_a_ramped_stage_reaches_its_targets_exactly():
         rho_final=0.1,
     )
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    data = tf_admm.stage_runner.TrainData((x, y), batch_size=32)
-    result, history, _ = tf_admm.stage_runner.run_stage(
+    data = tf_admm.progressive.stage.TrainData((x, y), batch_size=32)
+    result, history, _ = tf_admm.progressive.stage.run_stage(
         model, stage, loss=loss, train=data, verbose=0
     )
     assert _zeros(result, "hidden").sum() == int(2304 * 0.9)
     # after the first epoch Z is still on the way (half the ramp): W is nearer to it than to
     # the final targets that a stage without the ramp projects onto
     config = dict(stage.get_config(), ramp=0.0)
-    _, plain, _ = tf_admm.stage_runner.run_stage(
+    _, plain, _ = tf_admm.progressive.stage.run_stage(
         model, tf_admm.Stage.from_config(config), loss=loss, train=data, verbose=0
     )
     first = history["admm"]["admm_primal_residual"][0]
@@ -381,8 +381,8 @@ def test_a_ramped_stage_reaches_its_targets_exactly():
     assert first < plain["admm"]["admm_primal_residual"][0] - 0.1  # 0.72 against 0.95
     unknown = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: True).batch(32)
     with pytest.raises(ValueError, match="cardinality is unknown"):
-        tf_admm.stage_runner.run_stage(
-            model, stage, loss=loss, train=tf_admm.stage_runner.TrainData(unknown), verbose=0
+        tf_admm.progressive.stage.run_stage(
+            model, stage, loss=loss, train=tf_admm.progressive.stage.TrainData(unknown), verbose=0
         )
 
 
@@ -403,7 +403,7 @@ def test_schedule_decays_each_phase_as_documented(schedule, ramp, admm_decays, r
     model = small_cnn()  # compiling needs no trained weights
     stage = tf_admm.Stage(sparsity=0.5, ramp=ramp, schedule=schedule, unit="step")
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    compile_phase = tf_admm.stage_runner.compile_for_phase
+    compile_phase = tf_admm.progressive.stage.compile_for_phase
     for retrain, decays in ((False, admm_decays), (True, retrain_decays)):
         compile_phase(model, stage, loss, "accuracy", steps=3, epochs=2, retrain=retrain)
         rate = _learning_rate_config(model)

@@ -10,8 +10,8 @@ from conftest import compile_model, small_cnn, small_data, to_np, wrappers
 
 import tf_admm
 from tf_admm import keras
-from tf_admm.run_store import RunStore
-from tf_admm.stage_runner import TrainData
+from tf_admm.progressive.stage import TrainData
+from tf_admm.progressive.store import RunStore
 
 
 class _Interrupt(keras.callbacks.Callback):

@@ -28,11 +28,9 @@ from tf_admm import (  # noqa: F401  (submodules, importable as tf_admm.NAME)
     export,
     flops,
     graph,
-    guard,
     layer_kinds,
     layouts,
     penalty,
-    plan,
     progressive,
     projections,
     quantizers,
@@ -40,11 +38,8 @@ from tf_admm import (  # noqa: F401  (submodules, importable as tf_admm.NAME)
     registry,
     removal,
     report,
-    reporting,
     rho_scaling,
-    run_store,
     schedules,
-    stage_runner,
     structured,
     tflite_file,
     updates,
@@ -88,8 +83,8 @@ from tf_admm.updates import (
 from tf_admm.wrapper import ADMMWrapper
 
 # The public API: the functions and classes users call. Submodules (tf_admm.projections,
-# tf_admm.registry, tf_admm.run_store, tf_admm.stage_runner, ...) stay importable for the
-# advanced pieces, and ``from tf_admm import keras`` gives the selected Keras flavour, but
+# tf_admm.registry, tf_admm.progressive.stage, tf_admm.export.match, ...) stay importable for
+# the advanced pieces, and ``from tf_admm import keras`` gives the selected Keras flavour, but
 # neither is re-exported by ``from tf_admm import *``.
 __all__ = [
     "ADMMPenalty",

@@ -7,7 +7,7 @@ warning and reported as missing, so the caller falls back to the last good state
 failing on every restart.
 
 >>> import tempfile, tf_admm
->>> store = tf_admm.run_store.RunStore(tempfile.mkdtemp())
+>>> store = tf_admm.progressive.store.RunStore(tempfile.mkdtemp())
 >>> store.write_json("state.json", {"done": 1})
 >>> store.read_json("state.json")
 {'done': 1}

@@ -1,21 +1,4 @@
-"""Progressive compression: stages of growing targets, each seeded by the previous result.
-
-:class:`ProgressiveCompressor` drives a plan (:mod:`tf_admm.plan`) stage by stage
-(:func:`tf_admm.stage_runner.run_stage`: ADMM, hard projection, retraining). Weights that an
-earlier stage pruned stay zero in every later stage. After every stage the validation metric is
-compared with the dense model's; a stage outside the tolerance is reported, the last good model
-is kept, and optionally a smaller step is tried first (:func:`tf_admm.guard.smaller_stage`).
-Listeners (:mod:`tf_admm.reporting`) write the JSON reports, TensorBoard scalars and figures.
-
-Everything needed to resume lives in ``directory`` (:class:`tf_admm.run_store.RunStore`, every
-file written atomically): the dense model, the model after every finished stage, the live plan
-and the reports (``state.json``), and inside the running stage the model after its hard
-projection and a backup of each phase at every epoch end. A killed run started again with the
-same arguments resumes where it stopped; with ``(x, y)`` array data it then ends with the same
-weights as an uninterrupted run. A damaged file is set aside and the run falls back to the last
-good state. :class:`ProgressiveCompressor` has a runnable example; plans are built as in
-:mod:`tf_admm.plan`.
-"""
+"""The driver: :class:`ProgressiveCompressor` runs a plan stage by stage, guards, resumes."""
 
 from __future__ import annotations
 
@@ -28,23 +11,19 @@ import tensorflow as tf
 
 from tf_admm import cloning, registry
 from tf_admm.flops import total_macs
-from tf_admm.guard import smaller_stage
-from tf_admm.plan import Stage, geometric_stages, more_bits, stages_from_json, stages_to_json
+from tf_admm.progressive.guard import smaller_stage
+from tf_admm.progressive.plan import (
+    Stage,
+    stages_from_json,
+)
+from tf_admm.progressive.reports import FigureReporter, JsonReporter, TensorBoardReporter
+from tf_admm.progressive.stage import TrainData, run_stage
+from tf_admm.progressive.store import RunStore
 from tf_admm.report import summary
-from tf_admm.reporting import FigureReporter, JsonReporter, TensorBoardReporter
-from tf_admm.run_store import RunStore
-from tf_admm.stage_runner import TrainData, run_stage
 from tf_admm.updates import find_wrappers
 from tf_admm.validation import check_int, check_model
 
-__all__ = [
-    "ProgressiveCompressor",
-    "Stage",
-    "geometric_stages",
-    "more_bits",
-    "stages_from_json",
-    "stages_to_json",
-]
+__all__ = ["ProgressiveCompressor"]
 
 
 def _as_validation(data, batch_size: int):
@@ -81,7 +60,7 @@ class ProgressiveCompressor:
         seed: the shuffling seed for array training data.
         callbacks: extra Keras callbacks for every fit.
         listeners: objects with ``on_stage_end(report, run)`` (default with a directory: JSON
-            reports, TensorBoard and figures, see :mod:`tf_admm.reporting`).
+            reports, TensorBoard and figures, see :mod:`tf_admm.progressive.reports`).
         verbose: 0 silent, 1 progress bars and a banner per stage, 2 one line per epoch.
 
     Attributes after :meth:`run`: ``model`` (the last good, stripped), ``reports`` (one dict

@@ -14,7 +14,7 @@ import math
 
 from tf_admm import registry
 from tf_admm.flops import total_macs
-from tf_admm.plan import Stage, more_bits
+from tf_admm.progressive.plan import Stage, more_bits
 from tf_admm.report import layer_sparsity
 
 __all__ = ["smaller_stage"]
@@ -25,7 +25,8 @@ def smaller_stage(
 ) -> Stage | None:
     """The retry inserted before a failed ``stage``: sparsities halfway in log-rate between the
     ``current`` (last good) model and the stage's targets; when sparsity cannot shrink (none, or
-    already reached), the same stage with more bits (:func:`tf_admm.plan.more_bits`, halfway to
+    already reached), the same stage with more bits
+    (:func:`tf_admm.progressive.plan.more_bits`, halfway to
     the bits of the last passed report in ``reports``). A ``flops_rate`` stage: the MAC rate
     halfway in log-rate between ``current``'s (counted from ``reference_macs``, the dense
     model's) and the stage's. None when neither helps."""

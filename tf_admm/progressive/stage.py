@@ -1,7 +1,8 @@
 """One progressive stage: wrap the seed model, ADMM, hard projection, retraining, strip.
 
 Usable on its own (examples and benchmarks run single stages with it) and by
-:class:`tf_admm.ProgressiveCompressor`. With a :class:`tf_admm.run_store.RunStore`, each phase
+:class:`tf_admm.ProgressiveCompressor`. With a
+:class:`tf_admm.progressive.store.RunStore`, each phase
 backs itself up at every epoch end (all model weights, the optimizer's variables, the epoch
 count and the history so far, in one atomically written file), and a stage started again
 continues from the last finished epoch. Together with :class:`TrainData`, whose batch order in
@@ -10,7 +11,7 @@ uninterrupted one.
 
 >>> import numpy as np, tf_admm
 >>> from tf_admm import keras
->>> from tf_admm.stage_runner import TrainData, run_stage
+>>> from tf_admm.progressive.stage import TrainData, run_stage
 >>> x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
 >>> y = (x[:, 0] > 0).astype("int64")
 >>> dense = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, name="fc")])
@@ -33,12 +34,12 @@ import tensorflow as tf
 from tf_admm._keras import keras
 from tf_admm.callbacks import UpdateADMM
 from tf_admm.flops import total_macs
-from tf_admm.plan import Stage
+from tf_admm.progressive.plan import Stage
+from tf_admm.progressive.store import RunStore
 from tf_admm.prune import compress, strip_admm
 from tf_admm.removal import shrink
 from tf_admm.report import layer_sparsity
 from tf_admm.rho_scaling import scale_rho_by_gradient
-from tf_admm.run_store import RunStore
 from tf_admm.schedules import OneShot, growth_to_reach
 from tf_admm.structured import allocate_channels, prune_channels
 from tf_admm.updates import find_wrappers, hard_project, keep_zeros, to_numpy

@@ -17,7 +17,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from tf_admm.run_store import RunStore
+from tf_admm.progressive.store import RunStore
 
 __all__ = ["FigureReporter", "JsonReporter", "TensorBoardReporter"]
 
