@@ -19,7 +19,8 @@ if LEGACY:
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError(
             "TF_USE_LEGACY_KERAS=1 asks tf_admm to use tf_keras, which is not installed. "
-            "Install it with `pip install tf-admm[tfmot]` or unset TF_USE_LEGACY_KERAS."
+            "Install it (`pip install tf_keras`, or the [tfmot] extra of tf_admm) or unset "
+            "TF_USE_LEGACY_KERAS."
         ) from err
 else:
     _backend = os.environ.get("KERAS_BACKEND", "tensorflow")

@@ -35,7 +35,7 @@ class JsonReporter:
 class TensorBoardReporter:
     """Scalars per stage (metric, rates, per-layer sparsity) and the ADMM curves (residuals,
     rho) under ``path``; does nothing without the ``tensorboard`` package
-    (``pip install tf-admm[reports]``)."""
+    (the ``[reports]`` extra of tf_admm)."""
 
     def __init__(self, path: str):
         try:
