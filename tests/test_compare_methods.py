@@ -229,7 +229,7 @@ def test_fisher_allocation_keeps_the_highest_scores_over_all_layers():
 @pytest.mark.parametrize("gscale", [0.0, 1.0])
 def test_benchmark_default_method_is_the_readme_recipe(gscale):
     """``admm_gradual`` (``gscale=0``: the JSON's default; ``gscale=1``: with
-    ``gradient_data``) computes the weights of README's "Use" snippet, bit for bit."""
+    ``gradient_data``) computes the weights of README's "Quick start", bit for bit."""
     import numpy as np
     from conftest import small_cnn, small_data
 
@@ -255,7 +255,7 @@ def test_benchmark_default_method_is_the_readme_recipe(gscale):
         loss=loss,
     )
 
-    # README, "Use"
+    # README, "Quick start"
     pruned = tf_admm.prune_low_magnitude(dense, targets, rho=1e-3)
     pruned.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=["accuracy"])
     admm = tf_admm.UpdateADMM(gradient_data=data) if gscale else tf_admm.UpdateADMM()
