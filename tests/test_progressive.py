@@ -248,6 +248,26 @@ def test_allocation_meets_the_global_target_with_floors():
         tf_admm.allocate_sparsity(model, rate=0.5)
 
 
+def test_default_floors_scale_with_the_rate_and_never_cap_it():
+    """min_density="auto" is min(2%, 0.5 / rate): 2% at low rates; at high rates the floors
+    take at most half of the budget, so rates the old fixed 2% refused are allocated."""
+    model, _, _ = _dense(epochs=1)
+    sizes = {"conv": 36, "hidden": 2304, "logits": 48}
+
+    def kept(targets):
+        return {n: sizes[n] - int(np.floor(sizes[n] * s + 1e-9)) for n, s in targets.items()}
+
+    low = tf_admm.allocate_sparsity(model, rate=10, min_keep=0)
+    assert low == tf_admm.allocate_sparsity(model, rate=10, min_density=0.02, min_keep=0)
+    with pytest.raises(ValueError, match="floors keep"):  # the old default at 60x
+        tf_admm.allocate_sparsity(model, rate=60, min_density=0.02, min_keep=0)
+    high = kept(tf_admm.allocate_sparsity(model, rate=60, min_keep=0))
+    assert sum(high.values()) == round(sum(sizes.values()) / 60)
+    assert all(high[n] >= np.ceil(0.5 / 60 * sizes[n]) for n in sizes)
+    with pytest.raises(ValueError, match="min_density must be 'auto' or a number in"):
+        tf_admm.allocate_sparsity(model, rate=10, min_density="high")
+
+
 def test_allocation_of_a_wrapped_model_ranks_its_current_weights():
     model, _, _ = _dense(epochs=1)
     plain = tf_admm.allocate_sparsity(model, rate=10, min_density=0.0, min_keep=0)

@@ -6,7 +6,7 @@ largest magnitude over all compressible layers together, but never fewer than a 
 (``min_density`` of its weights and at least ``min_keep``), so small, sensitive layers such as the
 first convolution are not emptied. The floors are met by water-filling: a layer that would fall
 under its floor gets exactly its floor and the global threshold is recomputed for the others.
-``docs/results.md`` compares it with uniform and hand-set allocations on LeNet-5.
+``docs/research.md`` compares it with uniform and hand-set allocations on LeNet-5.
 
 >>> import numpy as np, tf_admm
 >>> from tf_admm import keras
@@ -52,11 +52,15 @@ def _lamp(mags: np.ndarray) -> np.ndarray:
     return (squares / np.maximum(tails, 1e-300))[::-1]
 
 
+AUTO_FLOOR = 0.02  # the floor per layer at low rates (min_density="auto")
+AUTO_FLOOR_SHARE = 0.5  # at high rates, a layer's floor is this share of the mean density
+
+
 def allocate_sparsity(
     model,
     rate: float,
     *,
-    min_density: float = 0.02,
+    min_density: float | str = "auto",
     min_keep: int = 16,
     layers: list[str] | None = None,
     score: str = "lamp",
@@ -68,7 +72,9 @@ def allocate_sparsity(
         model: a built Keras model (trained: the ranking uses its weights); wrapped layers
             count under their own names, with their current weights.
         rate: the global pruning rate (weights / nonzeros), e.g. 246 for 246x.
-        min_density: each layer keeps at least this fraction of its weights...
+        min_density: each layer keeps at least this fraction of its weights (``"auto"``:
+            ``min(0.02, 0.5 / rate)``, so the floors protect small layers at low rates and
+            never take more than half of the budget at high ones)...
         min_keep: ...and at least this many (or all, when smaller).
         layers: names of the layers to prune (default: every compressible layer).
         score: ``"lamp"`` (default: magnitudes normalized per layer, so layers of different
@@ -84,8 +90,16 @@ def allocate_sparsity(
     check_model("allocate_sparsity", model)
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not rate >= 1:
         raise ValueError(f"rate must be a number >= 1 (weights / nonzeros). Received: {rate!r}")
-    if not 0 <= min_density <= 1:
-        raise ValueError(f"min_density must be in [0, 1]. Received: {min_density!r}")
+    if min_density == "auto":
+        min_density = min(AUTO_FLOOR, AUTO_FLOOR_SHARE / float(rate))
+    elif (
+        isinstance(min_density, bool)
+        or not isinstance(min_density, numbers.Real)
+        or not 0 <= min_density <= 1
+    ):
+        raise ValueError(
+            f"min_density must be 'auto' or a number in [0, 1]. Received: {min_density!r}"
+        )
     if isinstance(min_keep, bool) or not isinstance(min_keep, int) or min_keep < 0:
         raise ValueError(f"min_keep must be an int >= 0. Received: {min_keep!r}")
     found = {layer.name: layer for layer in _layers(model)}

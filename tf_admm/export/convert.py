@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 
 import tensorflow as tf
 
@@ -49,7 +50,10 @@ def convert(model, quantization, sparse, representative, batch_size, configure) 
         converter.representative_dataset = representative
     if configure is not None:
         configure(converter)
-    with contextlib.redirect_stdout(io.StringIO()):  # Keras 3 prints the saved artifact
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        # Keras 3 prints the saved artifact; int8-weight files need no input statistics, of
+        # which the converter warns whatever the file
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         return converter.convert()
 
 
