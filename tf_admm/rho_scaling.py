@@ -6,8 +6,7 @@ loss gradient ``g`` dominates it, the ADMM pull ``rho * (W - Z + U)`` moves the 
 gradients and a weak one on a layer with large gradients (``benchmarks/adam_pull.py``
 measures it). :func:`scale_rho_by_gradient` evens this out by giving each wrapper a
 ``rho_scale`` proportional to its loss-gradient RMS; every layer's rho then grows by the same
-factor. On LeNet-5 at 246x this raised gradual ADMM by 0.2 points on each of 3 seeds
-(docs/results.md).
+factor (what it changed in accuracy: ``docs/research.md``).
 
 >>> import numpy as np, tf_admm
 >>> from tf_admm import keras
