@@ -3,7 +3,7 @@
 For each network, seed and rate it calls ``tf_admm.allocate_sparsity`` three ways on the dense
 model ``compare_methods.py`` trained (``runs/compare_cache``; trained there first when
 missing): with the floors before this change (``min_density=0.02, min_keep=16``), with today's
-default (``min_density="auto"``: ``min(0.02, 0.5 / rate)``, ``min_keep=16``) and with no floor
+default (``min_density="auto"``: ``min(0.02, 0.1 / rate)``, ``min_keep=16``) and with no floor
 (what every row of the study was measured with), and reports, per allocation, whether it
 exists (the old floors refuse high rates) and the fraction of the kept weights placed
 differently from the no-floor allocation (half the L1 distance between the per-layer kept

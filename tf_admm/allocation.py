@@ -53,7 +53,7 @@ def _lamp(mags: np.ndarray) -> np.ndarray:
 
 
 AUTO_FLOOR = 0.02  # the floor per layer at low rates (min_density="auto")
-AUTO_FLOOR_SHARE = 0.5  # at high rates, a layer's floor is this share of the mean density
+AUTO_FLOOR_SHARE = 0.1  # at high rates, a layer's floor is this share of the mean density
 
 
 def allocate_sparsity(
@@ -73,8 +73,8 @@ def allocate_sparsity(
             count under their own names, with their current weights.
         rate: the global pruning rate (weights / nonzeros), e.g. 246 for 246x.
         min_density: each layer keeps at least this fraction of its weights (``"auto"``:
-            ``min(0.02, 0.5 / rate)``, so the floors protect small layers at low rates and
-            never take more than half of the budget at high ones)...
+            ``min(0.02, 0.1 / rate)``: no layer below a tenth of the mean density, and the
+            floors never take more than a tenth of the budget, so they cannot cap the rate)...
         min_keep: ...and at least this many (or all, when smaller).
         layers: names of the layers to prune (default: every compressible layer).
         score: ``"lamp"`` (default: magnitudes normalized per layer, so layers of different
