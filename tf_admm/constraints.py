@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from tf_admm import projections
-from tf_admm._keras import keras, register
+from tf_admm._keras import register
+from tf_admm.config_objects import ConfigObject, class_named, registered_name
 from tf_admm.quantizers import Quantizer
 from tf_admm.validation import check_bool, check_scheme, check_sparsity
 
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 
-class Constraint:
+class Constraint(ConfigObject):
     """Base class: a set S with a Euclidean projection given by a keep-mask.
 
     Sparsity constraints project by masking (``quantizer`` is None); :class:`Quantization` also
@@ -84,23 +85,6 @@ class Constraint:
         if not self.free_sparsity:
             return self
         return type(self).from_config({**self.get_config(), "sparsity": check_sparsity(sparsity)})
-
-    def get_config(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Constraint:
-        return cls(**config)
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 @register(package="tf_admm")
@@ -432,10 +416,7 @@ def get(identifier: Any) -> Constraint | None:
         return identifier
     if isinstance(identifier, dict) and "class_name" in identifier:
         name = identifier["class_name"]
-        cls = _CLASSES.get(name.split(">")[-1]) if name.split(">")[0] in (name, "tf_admm") else None
-        if cls is None:
-            found = keras.saving.get_registered_object(name)
-            cls = found if isinstance(found, type) and issubclass(found, Constraint) else None
+        cls = class_named(name, _CLASSES, Constraint)
         if cls is None:
             raise ValueError(
                 f"Unknown constraint class_name={name!r}; allowed: {sorted(_CLASSES)} or a "
@@ -455,15 +436,5 @@ def get(identifier: Any) -> Constraint | None:
 
 def serialize(constraint: Constraint) -> dict[str, Any]:
     """``{"class_name", "config"}``; a user's class under its registered name ("pkg>Name")."""
-    cls = type(constraint)
-    if _CLASSES.get(cls.__name__) is cls:
-        name = cls.__name__
-    else:
-        name = keras.saving.get_registered_name(cls)
-        if keras.saving.get_registered_object(name) is not cls:
-            raise ValueError(
-                f"Constraint class {cls.__name__} is not registered, so a saved model could not "
-                "restore it. Decorate it with "
-                "@keras.saving.register_keras_serializable(package='...')."
-            )
+    name = registered_name(constraint, _CLASSES, "Constraint")
     return {"class_name": name, "config": constraint.get_config()}

@@ -12,7 +12,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from tf_admm._keras import keras, register
+from tf_admm._keras import register
+from tf_admm.config_objects import class_named, registered_name
 
 __all__ = ["ADMMPenalty", "deserialize", "serialize"]
 
@@ -42,22 +43,15 @@ def serialize(penalty: ADMMPenalty) -> dict[str, Any]:
     >>> serialize(ADMMPenalty())
     {'class_name': 'tf_admm>ADMMPenalty', 'config': {}}
     """
-    name = keras.saving.get_registered_name(type(penalty))
-    if keras.saving.get_registered_object(name) is not type(penalty):
-        raise ValueError(
-            f"Penalty class {type(penalty).__name__} is not registered, so a saved model could "
-            "not restore it. Decorate it with "
-            "@keras.saving.register_keras_serializable(package='...')."
-        )
+    name = registered_name(penalty, {}, "Penalty")  # every class under its registered name
     return {"class_name": name, "config": penalty.get_config()}
 
 
 def deserialize(config: dict[str, Any]) -> ADMMPenalty:
     """Inverse of :func:`serialize`; old configs ``{"class_name": "ADMMPenalty"}`` included."""
     name = config.get("class_name", "ADMMPenalty")
-    cls = ADMMPenalty if name in ("ADMMPenalty", "tf_admm>ADMMPenalty") else None
-    cls = cls or keras.saving.get_registered_object(name)
-    if not (isinstance(cls, type) and issubclass(cls, ADMMPenalty)):
+    cls = class_named(name, {"ADMMPenalty": ADMMPenalty}, ADMMPenalty)
+    if cls is None:
         raise ValueError(
             f"Unknown penalty class_name={name!r}; allowed: ADMMPenalty or a registered "
             "subclass of it (import its module before loading)."

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tf_admm._keras import keras, register
+from tf_admm._keras import register
+from tf_admm.config_objects import ConfigObject, class_named, registered_name
 from tf_admm.validation import (
     check_bool,
     check_choice,
@@ -54,11 +55,12 @@ def growth_to_reach(rho: float, rho_final: float, count: int) -> float:
     return (rho_final / rho) ** (1.0 / count) if count > 0 else 1.0
 
 
-class ADMMSchedule:
+class ADMMSchedule(ConfigObject):
     """Base class: a serializable ADMM schedule (see the module docs).
 
     Subclasses set ``unit`` and implement :meth:`ramp`, :meth:`interval` and
-    :meth:`rho_rule`, and ``get_config``; ``from_config`` is ``cls(**config)``.
+    :meth:`rho_rule`, and ``get_config``; ``from_config``, equality and ``repr`` come from the
+    config (:class:`tf_admm.config_objects.ConfigObject`).
     """
 
     unit: str = "epoch"
@@ -81,23 +83,6 @@ class ADMMSchedule:
         """``(growth per update, cap)`` for a layer starting at ``rho`` (before its
         ``rho_scale``, which multiplies the cap)."""
         raise NotImplementedError
-
-    def get_config(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> ADMMSchedule:
-        return cls(**config)
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.get_config() == self.get_config()
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 @register(package="tf_admm")
@@ -269,16 +254,7 @@ def default_for(constraint) -> ADMMSchedule:
 
 def serialize(schedule: ADMMSchedule) -> dict[str, Any]:
     """``{"class_name", "config"}``; a user's subclass under its registered name."""
-    cls = type(schedule)
-    name = cls.__name__
-    if _CLASSES.get(name) is not cls:
-        name = keras.saving.get_registered_name(cls)
-        if keras.saving.get_registered_object(name) is not cls:
-            raise ValueError(
-                f"Schedule class {cls.__name__} is not registered, so a saved model could not "
-                "restore it. Decorate it with "
-                "@keras.saving.register_keras_serializable(package='...')."
-            )
+    name = registered_name(schedule, _CLASSES, "Schedule")
     return {"class_name": name, "config": schedule.get_config()}
 
 
@@ -288,8 +264,8 @@ def get(identifier: Any) -> ADMMSchedule | None:
         return identifier
     if isinstance(identifier, dict) and set(identifier) == {"class_name", "config"}:
         name = identifier["class_name"]
-        cls = _CLASSES.get(name) or keras.saving.get_registered_object(name)
-        if cls is None or not (isinstance(cls, type) and issubclass(cls, ADMMSchedule)):
+        cls = class_named(name, _CLASSES, ADMMSchedule)
+        if cls is None:
             raise ValueError(
                 f"Unknown ADMM schedule {name!r}; allowed: {sorted(_CLASSES)} or a registered "
                 "subclass of tf_admm.schedules.ADMMSchedule."
