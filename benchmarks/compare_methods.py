@@ -381,12 +381,13 @@ def _admm_fit(keras, wrapped, train, epochs, optimizer, callback, loss):
 def admm_schedule(tf_admm, options: dict):
     """The library schedule of ``admm_gradual`` with ``options`` (:data:`VARIANT_OPTIONS`):
     ``schedules.Gradual()`` over the ADMM phase's fit, Z/U every ``every`` steps (100:
-    the library's "auto", a tenth of the ramp, at most 100), rho to ``rho_final``, rho per layer
-    by size with ``sscale=0.5`` (the library's power)."""
-    every = options["every"]
+    the library's "auto", a tenth of the ramp, at most 100), rho to ``rho_final`` (0.1: the
+    library's default), rho per layer by size with ``sscale=0.5`` (the library's power). With
+    the default options it is ``schedules.Gradual()`` itself."""
+    every, rho_final = options["every"], options["rho_final"]
     return tf_admm.schedules.Gradual(
         update_every="auto" if every == VARIANT_OPTIONS["every"] else int(every),
-        rho_final=options["rho_final"],
+        rho_final=None if rho_final == VARIANT_OPTIONS["rho_final"] else rho_final,
         rho_scaling="size" if options["sscale"] == 0.5 else "auto",
     )
 

@@ -243,6 +243,7 @@ def test_benchmark_default_method_is_the_readme_recipe(gscale):
     keras.utils.set_random_seed(0)
     dense = small_cnn()
     options = dict(compare_methods.VARIANT_OPTIONS, gscale=gscale)
+    assert compare_methods.admm_schedule(tf_admm, options) == tf_admm.schedules.Gradual()
     bench, _, _ = compare_methods.admm_gradual(
         tf_admm,
         dense,

@@ -71,7 +71,8 @@ class UpdateADMM(keras.callbacks.Callback):
         super().__init__()
         self.gradient_data = gradient_data
         self._wrappers: list = []
-        self._plans: list[_Plan] = []
+        self._by_step: list[_Plan] = []  # wrappers whose schedule counts steps
+        self._by_epoch: list[_Plan] = []  # ... and epochs
         self._last: dict[str, float] = {}
         self._pending_steps = 0  # steps not yet added to the wrappers' step variables
         self._step: int | None = None  # the step variable plus the pending steps
@@ -89,8 +90,10 @@ class UpdateADMM(keras.callbacks.Callback):
         if active:
             self._scale_rho()
         fit_steps = self._steps_of_fit()
-        self._plans = [_Plan(w, fit_steps) for w in active]
-        rules = {id(p.wrapper): p.rule for p in self._plans}
+        plans = [_Plan(w, fit_steps) for w in active]
+        self._by_step = [p for p in plans if p.unit == "step"]
+        self._by_epoch = [p for p in plans if p.unit == "epoch"]
+        rules = {id(p.wrapper): p.rule for p in plans}
         updates.initialize_wrappers(self.model, active, lambda w: rules[id(w)].ramp_steps)
         self._pending_steps = 0
         self._step = None  # read at the first epoch, after every callback's on_train_begin
@@ -174,12 +177,11 @@ class UpdateADMM(keras.callbacks.Callback):
         self._sync()
         self._pending_steps += 1
         self._step += 1
-        by_step = [p for p in self._plans if p.unit == "step"]
-        due = [p for p in by_step if self._step % p.every == 0]
+        due = [p for p in self._by_step if self._step % p.every == 0]
         if due:
             self._flush_steps(active)
             self._update(due)
-        if by_step and logs is not None:
+        if self._by_step and logs is not None:
             logs.update(self._last)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -189,9 +191,7 @@ class UpdateADMM(keras.callbacks.Callback):
         for w in active:
             w.epoch.assign_add(1)
         due = [
-            p
-            for p in self._plans
-            if p.unit == "epoch" and int(tf.convert_to_tensor(p.wrapper.epoch)) % p.every == 0
+            p for p in self._by_epoch if int(tf.convert_to_tensor(p.wrapper.epoch)) % p.every == 0
         ]
         self._update(due)
         updates.apply_masks(self.model)
@@ -205,9 +205,9 @@ class UpdateADMM(keras.callbacks.Callback):
 
 def _check_channel_schedules(wrappers: list) -> None:
     """Channel-level wrappers are projected jointly by group, so they share one schedule."""
-    channel = {repr(w.schedule) for w in wrappers if w.constraint.channel_level}
+    channel = {w.schedule for w in wrappers if w.constraint.channel_level}
     if len(channel) > 1:
         raise ValueError(
             "The ChannelSparsity wrappers of a model are projected together by channel group, "
-            f"so they need one schedule. Received: {sorted(channel)}"
+            f"so they need one schedule. Received: {sorted(map(repr, channel))}"
         )
