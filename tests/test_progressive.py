@@ -411,22 +411,92 @@ def _learning_rate_config(model):
 
 
 @pytest.mark.parametrize(
-    "schedule,ramp,admm_decays,retrain_decays",
+    "schedule,fields,admm_decays,retrain_decays",
     [
-        ("auto", 0.0, True, True),
-        ("auto", 0.7, False, True),  # W must follow Z to the end of the ramp
-        ("cosine", 0.7, True, True),
-        ("constant", 0.0, False, False),
+        ("auto", dict(), True, True),
+        ("auto", dict(ramp=0.7), False, True),  # W must follow Z to the end of the ramp
+        ("cosine", dict(ramp=0.7), True, True),
+        ("constant", dict(), False, False),
+        ("auto", dict(admm_schedule=tf_admm.schedules.Gradual()), False, True),
+        ("auto", dict(admm_schedule={"hidden": tf_admm.schedules.OneShot()}), True, True),
     ],
 )
-def test_schedule_decays_each_phase_as_documented(schedule, ramp, admm_decays, retrain_decays):
+def test_schedule_decays_each_phase_as_documented(schedule, fields, admm_decays, retrain_decays):
     model = small_cnn()  # compiling needs no trained weights
-    stage = tf_admm.Stage(sparsity=0.5, ramp=ramp, schedule=schedule, unit="step")
+    x, y = small_data(96)
+    if "admm_schedule" not in fields:
+        fields["unit"] = "step"
+    stage = tf_admm.Stage(sparsity={"hidden": 0.5}, schedule=schedule, **fields)
+    if "admm_schedule" not in fields:
+        fields["admm_schedule"] = tf_admm.progressive.stage.stage_schedule(
+            stage, tf_admm.progressive.stage.TrainData((x, y), batch_size=32)
+        )
+    wrapped = tf_admm.progressive.stage.wrap_for_stage(model, stage, None, fields["admm_schedule"])
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     compile_phase = tf_admm.progressive.stage.compile_for_phase
     for retrain, decays in ((False, admm_decays), (True, retrain_decays)):
-        compile_phase(model, stage, loss, "accuracy", steps=3, epochs=2, retrain=retrain)
-        rate = _learning_rate_config(model)
+        compile_phase(wrapped, stage, loss, "accuracy", steps=3, epochs=2, retrain=retrain)
+        rate = _learning_rate_config(wrapped)
         assert isinstance(rate, dict) == decays, (retrain, rate)
         if not decays:
             assert rate == pytest.approx(1e-3)
+
+
+def test_stage_takes_its_schedule_as_an_object_saved_in_the_plan(tmp_path):
+    gradual = tf_admm.schedules.Gradual(ramp_steps=4, update_every=2, rho_final=0.05)
+    stages = [
+        tf_admm.Stage("one", sparsity=0.5, admm_schedule=gradual),
+        tf_admm.Stage("by layer", bits=4, admm_schedule={"hidden": tf_admm.schedules.OneShot()}),
+        tf_admm.Stage("channels", flops_rate=1.5, admm_schedule=tf_admm.schedules.OneShot()),
+    ]
+    back = tf_admm.stages_from_json(tf_admm.stages_to_json(stages, str(tmp_path / "plan.json")))
+    assert back == stages
+    assert back[0].admm_schedule == gradual
+    assert back[1].admm_schedule == {"hidden": tf_admm.schedules.OneShot()}
+    with pytest.raises(ValueError, match=r"not both\. Received: .*'ramp': 0\.5"):
+        tf_admm.Stage(sparsity=0.5, ramp=0.5, admm_schedule=gradual)
+    with pytest.raises(ValueError, match="one admm_schedule for every wrapper"):
+        tf_admm.Stage(flops_rate=2.0, admm_schedule={"conv": gradual})
+    with pytest.raises(ValueError, match="A schedule must be"):
+        tf_admm.Stage(sparsity=0.5, admm_schedule="gradual")
+
+
+def _run_stage(model, stage, x, y, store=None):
+    data = tf_admm.progressive.stage.TrainData((x, y), batch_size=32)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return tf_admm.progressive.stage.run_stage(
+        model, stage, loss=loss, train=data, store=store, verbose=0
+    )[0]
+
+
+def test_a_stage_schedule_object_equal_to_its_fields_gives_the_same_weights():
+    model, x, y = _dense(epochs=5)
+    fields = tf_admm.Stage(sparsity={"hidden": 0.8}, admm_epochs=2, retrain_epochs=1)
+    same = tf_admm.schedules.OneShot(rho_scaling="none")  # what the default fields mean
+    by_object = tf_admm.Stage.from_config(dict(fields.get_config(), admm_schedule=same))
+    a = _run_stage(model, fields, x, y)
+    b = _run_stage(model, by_object, x, y)
+    for u, v in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_stage_wrappers_keep_the_schedule_per_layer(tmp_path):
+    model, x, y = _dense(epochs=5)
+    gradual = tf_admm.schedules.Gradual(update_every=1)
+    stage = tf_admm.Stage(
+        sparsity={"hidden": 0.9, "conv": 0.5},
+        admm_epochs=2,
+        retrain_epochs=1,
+        admm_schedule={"hidden": gradual},
+    )
+    store = tf_admm.progressive.store.RunStore(tmp_path)
+    result = _run_stage(model, stage, x, y, store)
+    assert _zeros(result, "hidden").sum() == int(2304 * 0.9)
+    assert _zeros(result, "conv").sum() == int(36 * 0.5)
+    projected = store.load_model("stage/projected.keras")
+    kept = {w.layer.name: w.schedule for w in tf_admm.updates.find_wrappers(projected)}
+    assert kept["hidden"] == gradual
+    assert kept["conv"] == tf_admm.schedules.Gradual()  # left out: the default for pruning
+    # the given schedules scale rho by gradient ("auto" with the stage's batches)
+    scales = {w.layer.name: w.rho_scale for w in tf_admm.updates.find_wrappers(projected)}
+    assert scales["hidden"] != 1.0 and scales["conv"] != 1.0

@@ -103,18 +103,9 @@ class _Options:
 
     def __init__(self, rho: Any, schedule: ScheduleSpec):
         self.rho = check_positive("rho", rho)
-        self.by_name: dict[str, Any] | None = None
-        self.schedule = None
-        if isinstance(schedule, dict) and set(schedule) != {"class_name", "config"}:
-            self.by_name = {}
-            for name, value in schedule.items():
-                if not isinstance(name, str):
-                    raise ValueError(
-                        f"A schedule dict maps layer names to schedules. Received key {name!r}"
-                    )
-                self.by_name[name] = schedules_lib.get(value)
-        else:
-            self.schedule = schedules_lib.get(schedule)
+        spec = schedules_lib.get_spec(schedule)
+        self.by_name: dict[str, Any] | None = spec if isinstance(spec, dict) else None
+        self.schedule = None if isinstance(spec, dict) else spec
 
     def check_names(self, wrapped: list[str], caller: str) -> None:
         """A schedule dict names only layers that are wrapped."""

@@ -38,7 +38,16 @@ from tf_admm.validation import (
     check_unit,
 )
 
-__all__ = ["ADMMSchedule", "Gradual", "OneShot", "default_for", "get", "serialize"]
+__all__ = [
+    "ADMMSchedule",
+    "Gradual",
+    "OneShot",
+    "default_for",
+    "get",
+    "get_spec",
+    "serialize",
+    "serialize_spec",
+]
 
 RHO_SCALINGS = ("auto", "gradient", "size", "none")
 GRADUAL_RHO_FINAL = 0.1  # rho at the end of the gradual ramp by default
@@ -275,3 +284,42 @@ def get(identifier: Any) -> ADMMSchedule | None:
         "A schedule must be a tf_admm.schedules.ADMMSchedule (Gradual(), OneShot()) or its "
         f"serialized dict. Received: {identifier!r} of type {type(identifier).__name__}"
     )
+
+
+def _is_serialized(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"class_name", "config"}
+
+
+def get_spec(spec: Any) -> ADMMSchedule | dict[str, ADMMSchedule | None] | None:
+    """A schedule argument checked: None, one schedule (or its :func:`serialize` dict), or a
+    dict layer name -> schedule (or None: that layer's default).
+
+    >>> from tf_admm import schedules
+    >>> spec = schedules.get_spec({"fc1": {"class_name": "OneShot", "config": {}}})
+    >>> type(spec["fc1"]).__name__
+    'OneShot'
+    """
+    if not isinstance(spec, dict) or _is_serialized(spec):
+        return get(spec)
+    out: dict[str, ADMMSchedule | None] = {}
+    for name, value in spec.items():
+        if not isinstance(name, str):
+            raise ValueError(
+                f"A schedule dict maps layer names to schedules. Received key {name!r}"
+            )
+        out[name] = get(value)
+    return out
+
+
+def serialize_spec(spec: Any) -> Any:
+    """JSON-ready form of a :func:`get_spec` result (None, one dict, or a dict by layer).
+
+    >>> from tf_admm import schedules
+    >>> spec = {"fc1": schedules.OneShot()}
+    >>> schedules.get_spec(schedules.serialize_spec(spec)) == spec
+    True
+    """
+    spec = get_spec(spec)
+    if spec is None or isinstance(spec, ADMMSchedule):
+        return None if spec is None else serialize(spec)
+    return {name: None if s is None else serialize(s) for name, s in spec.items()}

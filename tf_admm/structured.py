@@ -80,12 +80,12 @@ def prune_channels(model, sparsity: Any, *, rho: float = 1e-3, schedule: Any = N
     """
     from tf_admm.prune import _check_model_kind, _Options, _wrap
 
-    if isinstance(schedule, dict) and set(schedule) != {"class_name", "config"}:
+    options = _Options(rho, schedule)
+    if options.by_name is not None:
         raise ValueError(
             "prune_channels takes one schedule for every wrapper (a channel group is projected "
-            f"jointly). Received a dict by layer: {sorted(schedule)}"
+            f"jointly). Received a dict by layer: {sorted(options.by_name)}"
         )
-    options = _Options(rho, schedule)
 
     check_model("prune_channels", model, built=True)
     _check_model_kind(model, "prune_channels")

@@ -18,6 +18,7 @@ import os
 from typing import Any
 
 from tf_admm import constraints as constraints_lib
+from tf_admm import schedules as schedules_lib
 from tf_admm._keras import keras
 from tf_admm.validation import (
     check_bool,
@@ -101,12 +102,25 @@ class Stage:
         optimizer: a Keras optimizer name (``"adam"``, ``"sgd"``, ...).
         learning_rate: for the ADMM phase; ``retrain_learning_rate`` for retraining (default
             the same).
-        schedule: ``"auto"`` (default): cosine decay over each phase, except a constant rate
-            over an ADMM phase with ``ramp > 0``; ``"cosine"``: cosine decay over each phase;
+        schedule: the learning rate's: ``"auto"`` (default): cosine decay over each phase,
+            except a constant rate over an ADMM phase whose targets ramp (``ramp > 0``, or
+            wrappers whose schedule ramps); ``"cosine"``: cosine decay over each phase;
             ``"constant"``: no decay.
+        admm_schedule: the ADMM schedule as an object instead of the fields above
+            (``update_every``, ``unit``, ``ramp``, ``rho_growth``, ``rho_max``, ``rho_final``,
+            ``rho_by_gradient``, which must then keep their defaults): one
+            :class:`tf_admm.schedules.ADMMSchedule` for every wrapped layer, or a dict layer
+            name -> schedule (layers left out get :func:`tf_admm.schedules.default_for` their
+            constraint; one schedule only in a ``flops_rate`` stage). The stage's wrappers keep
+            it, as with ``prune_low_magnitude(schedule=...)``; ``rho_scaling="auto"`` scales
+            rho by gradient, measured on the stage's training batches.
 
     >>> Stage("s1", sparsity=0.9, admm_epochs=2).get_config()["sparsity"]
     0.9
+    >>> from tf_admm import schedules
+    >>> s = Stage("s2", sparsity=0.9, admm_schedule=schedules.Gradual(rho_final=0.05))
+    >>> Stage.from_config(s.get_config()) == s
+    True
     """
 
     def __init__(
@@ -132,6 +146,7 @@ class Stage:
         learning_rate: float = 1e-3,
         retrain_learning_rate: float | None = None,
         schedule: str = "auto",
+        admm_schedule: Any = None,
     ):
         if name is not None and not isinstance(name, str):
             raise ValueError(f"name must be a str or None. Received: name={name!r}")
@@ -184,6 +199,37 @@ class Stage:
         if schedule not in _SCHEDULES:
             raise ValueError(f"schedule must be one of {_SCHEDULES}. Received: {schedule!r}")
         self.schedule = schedule
+        self.admm_schedule = schedules_lib.get_spec(admm_schedule)
+        if self.admm_schedule is not None:
+            self._check_one_schedule(admm_schedule)
+
+    _SCHEDULE_FIELDS = {
+        "update_every": 1,
+        "unit": "epoch",
+        "ramp": 0.0,
+        "rho_growth": 1.3,
+        "rho_max": 1.0,
+        "rho_final": None,
+        "rho_by_gradient": 0.0,
+    }
+
+    def _check_one_schedule(self, admm_schedule: Any) -> None:
+        """The schedule comes as an object or as the fields, not both; a channel stage's
+        groups share one."""
+        given = {
+            k: getattr(self, k) for k, v in self._SCHEDULE_FIELDS.items() if getattr(self, k) != v
+        }
+        if given:
+            raise ValueError(
+                "A Stage takes its ADMM schedule as admm_schedule=... or as the fields "
+                f"{sorted(self._SCHEDULE_FIELDS)}, not both. Received: "
+                f"admm_schedule={admm_schedule!r} and {given}"
+            )
+        if self.flops_rate is not None and isinstance(self.admm_schedule, dict):
+            raise ValueError(
+                "A flops_rate stage takes one admm_schedule for every wrapper (a channel group "
+                f"is projected jointly). Received a dict by layer: {sorted(self.admm_schedule)}"
+            )
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -207,6 +253,7 @@ class Stage:
             "learning_rate": self.learning_rate,
             "retrain_learning_rate": self.retrain_learning_rate,
             "schedule": self.schedule,
+            "admm_schedule": schedules_lib.serialize_spec(self.admm_schedule),
         }
 
     @classmethod

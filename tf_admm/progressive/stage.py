@@ -120,13 +120,11 @@ def channel_targets(seed, stage: Stage, reference_macs: float | None = None) -> 
     return allocate_channels(seed, relative)
 
 
-def wrap_for_stage(
-    seed, stage: Stage, reference_macs: float | None = None, schedule: OneShot | None = None
-):
+def wrap_for_stage(seed, stage: Stage, reference_macs: float | None = None, schedule: Any = None):
     """Wrap ``seed`` for ``stage``: each layer's sparsity never below its current zeros, and
-    those zeros masked from the start of ADMM (weights pruned earlier stay zero); every
-    wrapper keeps ``schedule`` (:func:`stage_schedule`). A ``flops_rate`` stage wraps the
-    channel groups (:func:`channel_targets`)."""
+    those zeros masked from the start of ADMM (weights pruned earlier stay zero); the wrappers
+    keep ``schedule`` (the stage's ``admm_schedule``, or :func:`stage_schedule`). A
+    ``flops_rate`` stage wraps the channel groups (:func:`channel_targets`)."""
     if stage.flops_rate is not None:
         targets = channel_targets(seed, stage, reference_macs)
         wrapped = prune_channels(seed, targets, rho=stage.rho, schedule=schedule)
@@ -158,10 +156,12 @@ def compile_for_phase(
     model, stage: Stage, loss, metric: str, steps: int | None, epochs: int, retrain: bool
 ) -> None:
     """Compile with the stage's optimizer and learning rate: cosine over the phase, or constant
-    (``schedule="constant"``, or ``"auto"`` in an ADMM phase whose targets ramp)."""
+    (``schedule="constant"``, or ``"auto"`` in an ADMM phase where a wrapper's schedule ramps
+    its targets)."""
     lr = stage.retrain_learning_rate if retrain and stage.retrain_learning_rate else None
     lr = lr or stage.learning_rate
-    decay = stage.schedule == "cosine" or (stage.schedule == "auto" and (retrain or not stage.ramp))
+    ramps = any(w.schedule.ramp(steps or 1) > 0 for w in find_wrappers(model))
+    decay = stage.schedule == "cosine" or (stage.schedule == "auto" and (retrain or not ramps))
     if decay and steps and epochs > 0:
         lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps * epochs)
     optimizer = keras.optimizers.get({"class_name": stage.optimizer, "config": {}})
@@ -343,17 +343,22 @@ def run_stage(
     if wrapped is not None:
         histories["admm"] = store.read_json(f"{folder}/admm_history.json") or {}
     else:
-        wrapped = wrap_for_stage(seed, stage, reference_macs, stage_schedule(stage, train))
+        schedule = stage.admm_schedule
+        if schedule is None:
+            schedule = stage_schedule(stage, train)
+        wrapped = wrap_for_stage(seed, stage, reference_macs, schedule)
         compile_for_phase(wrapped, stage, loss, metric, train.steps, stage.admm_epochs, False)
         if stage.rho_by_gradient and stage.admm_epochs:
             # before the phase backup is read: a resumed phase keeps its started wrappers
             scale_rho_by_gradient(wrapped, train.epochs(0, 1), power=stage.rho_by_gradient)
+        # a given schedule's rho_scaling ("auto": by gradient) reads the stage's batches
+        gradient_data = None if stage.admm_schedule is None else train.epochs(0, 1)
         histories["admm"] = fit_phase(
             wrapped,
             train,
             stage.admm_epochs,
             validation=validation,
-            callbacks=[UpdateADMM(), *callbacks],
+            callbacks=[UpdateADMM(gradient_data=gradient_data), *callbacks],
             store=store,
             backup=f"{folder}/admm_backup.npz",
             verbose=verbose,
