@@ -9,6 +9,8 @@ each ``--rates`` (dense MACs / pruned MACs) with the per-group targets of
 - ``structured_admm``: ``tf_admm.prune_channels`` + ``UpdateADMM()`` (the default, gradual
   recipe) for ``--ramp-epochs``, ``tf_admm.hard_project``, ``--retrain-epochs`` of masked
   retraining with ``UpdateADMM()``, ``tf_admm.shrink``;
+- ``structured_admm_ramp_masked``: the same with ``schedules.Gradual(masking="ramp")``: the
+  channels outside Z's support are masked at every Z/U update of the ramp;
 - ``l1_gradual``: the standard magnitude baseline on the same groups (Li et al.'s L1-norm filter
   ranking summed over the group's producers, removed on the AGP cubic schedule of Zhu and
   Gupta over the same ``--ramp-epochs``, every 100 steps; masks enforced after every step;
@@ -169,10 +171,13 @@ def retrain_rate(x, epochs: int):
     return keras.optimizers.schedules.CosineDecay(1e-3, epochs * int(np.ceil(len(x) / BATCH)))
 
 
-def run_admm(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
+def run_admm(
+    dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=None, masking="end"
+):
     (x, y), _ = data
     keras.utils.set_random_seed(seed)
-    schedule = tf_admm.schedules.Gradual(rho_final=rho_final)  # None: the library's default
+    # rho_final None: the library's default
+    schedule = tf_admm.schedules.Gradual(rho_final=rho_final, masking=masking)
     pruned = tf_admm.prune_channels(dense, targets, schedule=schedule)
     compile_model(pruned)
     pruned.fit(dataset(x, y, seed), epochs=ramp_epochs, verbose=0, callbacks=[tf_admm.UpdateADMM()])
@@ -182,6 +187,12 @@ def run_admm(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=
         dataset(x, y, seed + 1), epochs=retrain_epochs, verbose=0, callbacks=[tf_admm.UpdateADMM()]
     )
     return tf_admm.shrink(pruned)
+
+
+def run_admm_ramp_masked(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
+    """``structured_admm`` with ``Gradual(masking="ramp")``: the channels outside Z's support
+    are masked at every Z/U update of the ramp, not only by ``hard_project``."""
+    return run_admm(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final, "ramp")
 
 
 def run_admm_progressive(dense, rate, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
@@ -244,6 +255,7 @@ def run_l1(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=No
 
 METHODS = {
     "structured_admm": run_admm,
+    "structured_admm_ramp_masked": run_admm_ramp_masked,
     "l1_gradual": run_l1,
     "structured_admm_progressive": run_admm_progressive,
 }
@@ -320,7 +332,7 @@ def main() -> None:
                     "cpu_seconds": time.process_time() - start,
                     "dense_cpu_seconds": dense_cpu,
                     "train_size": args.train_size,
-                    "rho_final": args.rho_final if method == "structured_admm" else None,
+                    "rho_final": args.rho_final if method.startswith("structured_admm") else None,
                     "retrain_schedule": "cosine",
                     "ramp_epochs": args.ramp_epochs,
                     "stages": STAGES if method.endswith("progressive") else 1,

@@ -425,6 +425,48 @@ def test_ramp_projects_z_onto_the_cubic_schedule_then_the_target():
     assert (to_np(wrappers(model)[0].constrained[0]) == 0).sum() == int(size * 0.9)
 
 
+class _ComputedZeros(keras.callbacks.Callback):
+    """Zeros of the first wrapper's kernel as the forward pass sees it, after each step."""
+
+    def __init__(self):
+        super().__init__()
+        self.zeros = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        w = wrappers(self.model)[0]
+        self.zeros.append(int((w.compressed_weights()[0] == 0).sum()))
+
+
+@pytest.mark.parametrize("masking", ["end", "ramp"])
+def test_masking_ramp_masks_weights_outside_z_at_every_update(masking):
+    x, y = small_data(64)
+    schedule = OneShot(2, "step", ramp_steps=8, masking=masking)
+    model = _wrapped({"hidden": 0.9}, schedule=schedule)
+    record = _ComputedZeros()
+    model.fit(
+        x,
+        y,
+        epochs=3,
+        batch_size=16,
+        shuffle=False,
+        verbose=0,
+        callbacks=[tf_admm.UpdateADMM(), record],
+    )
+    size = 2304
+    if masking == "end":
+        assert max(record.zeros) == 0  # ADMM only pulls; hard_project masks
+    else:  # the model computes with W outside Z's support at zero, Z on the ramp
+        assert record.zeros == [
+            int(np.floor(size * 0.9 * (1 - (1 - min((t - t % 2) / 8, 1.0)) ** 3) + 1e-9))
+            for t in range(1, 13)
+        ]
+    tf_admm.hard_project(model)
+    assert (to_np(wrappers(model)[0].constrained[0]) == 0).sum() == int(size * 0.9)
+    assert Gradual(masking="ramp").get_config()["masking"] == "ramp"
+    with pytest.raises(ValueError, match="masking must be one of \\('end', 'ramp'\\)"):
+        Gradual(masking="always")
+
+
 def test_ramp_starts_from_the_zeros_already_masked():
     model = _wrapped({"hidden": 0.9})
     w = wrappers(model)[0]

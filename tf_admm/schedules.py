@@ -13,7 +13,10 @@ arguments. Two schedules:
   ``update_every`` epochs (or steps), rho multiplied by ``rho_growth`` per update up to
   ``rho_max``: the paper's schedule. The default of quantizing wrappers and n:m sparsity.
 
-Both say how each layer's rho is scaled before ADMM starts (``rho_scaling``).
+Both say how each layer's rho is scaled before ADMM starts (``rho_scaling``), and when weights
+outside Z's support are masked (``masking``): ``"end"`` only by :func:`tf_admm.hard_project`
+(the paper's ADMM), ``"ramp"`` at every Z/U update as well, so that the mask grows with the ramp
+the way gradual magnitude pruning's does while ADMM chooses what goes.
 
 >>> from tf_admm import schedules
 >>> s = schedules.Gradual(ramp_steps=1000)
@@ -50,6 +53,7 @@ __all__ = [
 ]
 
 RHO_SCALINGS = ("auto", "gradient", "size", "none")
+MASKINGS = ("end", "ramp")
 GRADUAL_RHO_FINAL = 0.1  # rho at the end of the gradual ramp by default
 GRADUAL_EVERY = 100  # the gradual schedule's most steps between Z/U updates
 
@@ -75,10 +79,12 @@ class ADMMSchedule(ConfigObject):
     unit: str = "epoch"
     rho_scaling: str = "auto"
     rescale_dual: bool = True
+    masking: str = "end"
 
-    def _check_common(self, rho_scaling: Any, rescale_dual: Any) -> None:
+    def _check_common(self, rho_scaling: Any, rescale_dual: Any, masking: Any) -> None:
         self.rho_scaling = check_choice("rho_scaling", rho_scaling, RHO_SCALINGS)
         self.rescale_dual = check_bool("rescale_dual", rescale_dual)
+        self.masking = check_choice("masking", masking, MASKINGS)
 
     def ramp(self, fit_steps: int | None) -> int:
         """The steps of the sparsity ramp (0: none), given the running ``fit``'s steps."""
@@ -117,6 +123,11 @@ class Gradual(ADMMSchedule):
             ``"auto"``: ``"gradient"`` when ``UpdateADMM`` is given ``gradient_data``, else
             ``"none"``.
         rescale_dual: rescale U when rho grows (see :func:`tf_admm.update_admm`).
+        masking: ``"end"`` (default): weights are masked by :func:`tf_admm.hard_project`
+            only, after ADMM has pulled them towards Z; ``"ramp"``: also at every Z/U update,
+            the weights outside Z's support are masked (set to zero and kept there; the mask
+            only grows), so the model never meets the whole projection at once. Pruning
+            constraints only (a quantizing wrapper keeps its levels for ``hard_project``).
 
     >>> from tf_admm import schedules
     >>> s = schedules.Gradual(ramp_steps=50, update_every=5)
@@ -133,6 +144,7 @@ class Gradual(ADMMSchedule):
         rho_final: float | None = None,
         rho_scaling: str = "auto",
         rescale_dual: bool = True,
+        masking: str = "end",
     ):
         if ramp_steps != "fit":
             if isinstance(ramp_steps, str):
@@ -145,7 +157,7 @@ class Gradual(ADMMSchedule):
         self.ramp_steps = ramp_steps
         self.update_every = update_every
         self.rho_final = None if rho_final is None else check_positive("rho_final", rho_final)
-        self._check_common(rho_scaling, rescale_dual)
+        self._check_common(rho_scaling, rescale_dual, masking)
 
     def ramp(self, fit_steps: int | None) -> int:
         if self.ramp_steps != "fit":
@@ -181,6 +193,7 @@ class Gradual(ADMMSchedule):
             "rho_final": self.rho_final,
             "rho_scaling": self.rho_scaling,
             "rescale_dual": self.rescale_dual,
+            "masking": self.masking,
         }
 
 
@@ -197,7 +210,7 @@ class OneShot(ADMMSchedule):
             ramps the sparsity as :class:`Gradual` does over the first N steps while rho still
             grows geometrically (what a progressive ``Stage(ramp=...)`` without ``rho_final``
             runs).
-        rho_scaling, rescale_dual: as in :class:`Gradual`.
+        rho_scaling, rescale_dual, masking: as in :class:`Gradual`.
 
     >>> from tf_admm import schedules
     >>> schedules.OneShot().rho_rule(1e-3, 0)
@@ -213,13 +226,14 @@ class OneShot(ADMMSchedule):
         ramp_steps: int = 0,
         rho_scaling: str = "auto",
         rescale_dual: bool = True,
+        masking: str = "end",
     ):
         self.update_every = check_int("update_every", update_every, 1)
         self.unit = check_unit(unit)
         check_schedule(rho_growth, rho_max)
         self.rho_growth, self.rho_max = float(rho_growth), float(rho_max)
         self.ramp_steps = check_int("ramp_steps", ramp_steps, 0)
-        self._check_common(rho_scaling, rescale_dual)
+        self._check_common(rho_scaling, rescale_dual, masking)
 
     def ramp(self, fit_steps: int | None) -> int:
         return self.ramp_steps
@@ -239,6 +253,7 @@ class OneShot(ADMMSchedule):
             "ramp_steps": self.ramp_steps,
             "rho_scaling": self.rho_scaling,
             "rescale_dual": self.rescale_dual,
+            "masking": self.masking,
         }
 
 

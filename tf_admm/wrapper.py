@@ -361,6 +361,8 @@ class ADMMWrapper(keras.layers.Wrapper):
         value = tf.convert_to_tensor(weight)
         m = tf.cast(tf.convert_to_tensor(mask), value.dtype)
         if not self.quantized:
+            if self.schedule.masking == "ramp":
+                m *= self._outside_z_masked(index, value.dtype)
             return value * m, None
         # Straight-through estimator without touching the inner layer: the latent float weight
         # is W + U. W holds its quantization Q(W + U) for the forward pass and U the rest, so
@@ -377,6 +379,16 @@ class ADMMWrapper(keras.layers.Wrapper):
         )
         q = layout.restore_tf(q, tuple(latent.shape))
         return tf.where(projected, q, value * m), tf.where(projected, (latent - q) * m, u_value)
+
+    def _outside_z_masked(self, index: int, dtype) -> tf.Tensor:
+        """Z's support while ADMM runs (the schedule's ``masking="ramp"``), ones otherwise:
+        before ADMM starts (Z not set) and after :func:`tf_admm.hard_project`."""
+        z = tf.convert_to_tensor(self.z_vars[index])
+        running = tf.logical_and(
+            tf.equal(tf.convert_to_tensor(self.mode), MODE_ADMM),
+            tf.convert_to_tensor(self.step) >= 0,
+        )
+        return tf.where(running, tf.cast(tf.not_equal(z, 0), dtype), tf.ones_like(z, dtype))
 
     def apply_masks(self) -> None:
         """Enforce the constraint on the stored weights: W * mask, and in masked mode for a
