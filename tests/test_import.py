@@ -31,3 +31,15 @@ def test_public_api_lists_callables_only():
     # submodules and the Keras flavour stay reachable, but are not API re-exports
     assert "keras" not in tf_admm.__all__ and "projections" not in tf_admm.__all__
     assert tf_admm.projections.topk_mask and tf_admm.keras.layers.Dense
+
+
+def test_docs_requirements_are_in_the_dev_extra():
+    """docs/requirements.txt (the site's build, without TensorFlow) and the dev extra agree."""
+    import tomllib
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    with open(os.path.join(root, "pyproject.toml"), "rb") as handle:
+        dev = tomllib.load(handle)["project"]["optional-dependencies"]["dev"]
+    with open(os.path.join(root, "docs", "requirements.txt")) as handle:
+        docs = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+    assert docs and set(docs) <= set(dev), sorted(set(docs) - set(dev))
