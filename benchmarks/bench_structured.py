@@ -17,6 +17,7 @@ latency_ratio (to the dense file of the same precision and threads), raw_bytes, 
 max_rel_error.
 
     python benchmarks/bench_structured.py --out docs/structured.json
+    python benchmarks/bench_structured.py --plot docs/structured_latency.png  # the figure
 """
 
 from __future__ import annotations
@@ -161,6 +162,48 @@ def run(
                         f.write(json.dumps(record) + "\n")
 
 
+def plot(rows: list[dict], path: str, threads: int = 1) -> None:
+    """One panel per network: latency ratio (shrunk / dense file of the same precision, one
+    thread) against the MAC reduction, float and int8, the default allocation as lines and
+    ``round_to=16`` as open markers; the dashed curve is a latency that follows the MACs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    last: dict[tuple, dict] = {}  # the latest measurement of each point
+    for r in rows:
+        if r.get("kind") == "latency" and r["method"] == "shrunk" and r["threads"] == threads:
+            last[(r["network"], r["round_to"], round(r["flops_rate"], 1), r["precision"])] = r
+    networks = sorted({key[0] for key in last})
+    fig, axes = plt.subplots(1, len(networks), figsize=(3.2 * len(networks), 3.2), sharey=True)
+    colors = {"float": "tab:blue", "int8": "tab:orange"}
+    for ax, network in zip(np.atleast_1d(axes), networks):
+        xs = np.linspace(1.0, 3.2, 50)
+        ax.plot(xs, 1 / xs, "--", color="grey", lw=1, label="follows MACs")
+        for precision, color in colors.items():
+            for round_to, style in ((1, "o-"), (16, "s")):
+                points = sorted(
+                    (r["flops_rate"], r["latency_ratio"])
+                    for (n, rt, _, p), r in last.items()
+                    if n == network and rt == round_to and p == precision
+                )
+                if not points:
+                    continue
+                x, y = zip(*points)
+                face = color if round_to == 1 else "none"
+                label = precision + ("" if round_to == 1 else ", round_to=16")
+                ax.plot(x, y, style, color=color, mfc=face, label=label)
+        ax.plot([2.0], [0.6], "k*", ms=9, label="target at 2x")
+        ax.set_title(network, fontsize=10)
+        ax.set_xlabel("MACs: dense / shrunk")
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel(f"LiteRT time / dense file ({threads} thread)")
+    np.atleast_1d(axes)[-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
@@ -177,7 +220,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="docs/structured.json")
+    parser.add_argument(
+        "--plot",
+        default=None,
+        metavar="PNG",
+        help="only draw the latency figure from --out's rows into PNG (no measurement)",
+    )
     args = parser.parse_args()
+    if args.plot:
+        with open(args.out) as f:
+            plot([json.loads(line) for line in f], args.plot)
+        return
     for name in args.networks:
         run(
             name,
