@@ -11,8 +11,6 @@ each ``--rates`` (dense MACs / pruned MACs) with the per-group targets of
   retraining with ``UpdateADMM()``, ``tf_admm.shrink``;
 - ``structured_admm_ramp_masked``: the same with ``schedules.Gradual(masking="ramp")``: the
   channels outside Z's support are masked at every Z/U update of the ramp;
-- ``structured_admm_ramp_masked_bn``: the same with ``prune_channels(...,
-  importance="batchnorm")``: a group's channels scored by its BatchNorm gamma and beta;
 - ``l1_gradual``: the standard magnitude baseline on the same groups (Li et al.'s L1-norm filter
   ranking summed over the group's producers, removed on the AGP cubic schedule of Zhu and
   Gupta over the same ``--ramp-epochs``, every 100 steps; masks enforced after every step;
@@ -174,21 +172,13 @@ def retrain_rate(x, epochs: int):
 
 
 def run_admm(
-    dense,
-    targets,
-    data,
-    seed,
-    ramp_epochs,
-    retrain_epochs,
-    rho_final=None,
-    masking="end",
-    importance="weights",
+    dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=None, masking="end"
 ):
     (x, y), _ = data
     keras.utils.set_random_seed(seed)
     # rho_final None: the library's default
     schedule = tf_admm.schedules.Gradual(rho_final=rho_final, masking=masking)
-    pruned = tf_admm.prune_channels(dense, targets, schedule=schedule, importance=importance)
+    pruned = tf_admm.prune_channels(dense, targets, schedule=schedule)
     compile_model(pruned)
     pruned.fit(dataset(x, y, seed), epochs=ramp_epochs, verbose=0, callbacks=[tf_admm.UpdateADMM()])
     tf_admm.hard_project(pruned)
@@ -203,16 +193,6 @@ def run_admm_ramp_masked(dense, targets, data, seed, ramp_epochs, retrain_epochs
     """``structured_admm`` with ``Gradual(masking="ramp")``: the channels outside Z's support
     are masked at every Z/U update of the ramp, not only by ``hard_project``."""
     return run_admm(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final, "ramp")
-
-
-def run_admm_ramp_masked_bn(
-    dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=None
-):
-    """``structured_admm_ramp_masked`` with ``importance="batchnorm"``: channels scored by
-    their BatchNorm gamma and beta."""
-    return run_admm(
-        dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final, "ramp", "batchnorm"
-    )
 
 
 def run_admm_progressive(dense, rate, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
@@ -276,7 +256,6 @@ def run_l1(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=No
 METHODS = {
     "structured_admm": run_admm,
     "structured_admm_ramp_masked": run_admm_ramp_masked,
-    "structured_admm_ramp_masked_bn": run_admm_ramp_masked_bn,
     "l1_gradual": run_l1,
     "structured_admm_progressive": run_admm_progressive,
 }

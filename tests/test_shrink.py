@@ -449,28 +449,6 @@ def test_prune_channels_refuses_bad_targets_before_any_work():
         tf_admm.prune_channels(model, 0.0)
 
 
-@pytest.mark.parametrize("importance", ["weights", "batchnorm"])
-def test_batchnorm_importance_scores_channels_by_gamma_and_beta(importance):
-    # b0a's group (conv -> BN): large kernels on channels 0-2, large gamma/beta on 3-5
-    model = resnet_block_model()
-    conv, bn = model.get_layer("b0a_conv"), model.get_layer("b0a_bn")
-    kernel = np.full(conv.kernel.shape, 0.01, "float32")
-    kernel[..., :3] = 1.0
-    conv.set_weights([kernel])
-    gamma = np.array([0.1, 0.1, 0.1, 2.0, 2.0, 2.0], "float32")
-    bn.set_weights([gamma, gamma / 2, *bn.get_weights()[2:]])
-    pruned = tf_admm.prune_channels(
-        model, {"b0a_conv": 0.5}, schedule=tf_admm.schedules.OneShot(), importance=importance
-    )
-    bn_wrapper = next(w for w in tf_admm.find_wrappers(pruned) if w.layer.name == "b0a_bn")
-    assert bn_wrapper.constraint == tf_admm.ChannelSparsity(0.5, importance)
-    tf_admm.hard_project(pruned)
-    kept = np.flatnonzero(np.abs(tf_admm.strip_admm(pruned).get_layer("b0a_bn").gamma) > 0)
-    assert kept.tolist() == ([0, 1, 2] if importance == "weights" else [3, 4, 5])
-    with pytest.raises(ValueError, match=r"importance must be one of \('weights', 'batchnorm'\)"):
-        tf_admm.prune_channels(model, 0.5, importance="gamma")
-
-
 def test_structured_admm_zeroes_whole_groups_and_shrinks_exactly():
     model = resnet_block_model()
     x = _image(n=32)

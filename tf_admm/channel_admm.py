@@ -4,9 +4,7 @@ A :class:`tf_admm.ChannelSparsity` wrapper cannot project on its own: a channel 
 removed in every layer of its group at once (:mod:`tf_admm.channels`). Between steps,
 :func:`group_constraints` scores each channel of a free group by the sum of squares of all
 the group's wrapped values at that channel (producers' kernel slices and biases, BatchNorm
-gamma and beta, depthwise filters; with ``ChannelSparsity(importance="batchnorm")``, the
-group's BatchNorm layers alone where it has any), keeps the ``size - floor(size * sparsity)``
-best, and
+gamma and beta, depthwise filters), keeps the ``size - floor(size * sparsity)`` best, and
 returns for each wrapper a :class:`tf_admm.constraints.KeepChannels` that the Z/U updates and
 :func:`tf_admm.hard_project` use in place of the wrapper's own constraint.
 
@@ -22,7 +20,6 @@ from collections.abc import Callable
 import numpy as np
 
 from tf_admm import projections
-from tf_admm._keras import keras
 from tf_admm.channels import channel_groups
 from tf_admm.constraints import KeepChannels
 
@@ -37,16 +34,6 @@ def _channel_energy(wrapper, values: Callable) -> np.ndarray:
         e = projections.channel_energy(layout.canonical(values(wrapper, i)))
         total = e if total is None else total + e
     return total
-
-
-def _voters(members: list, constraint) -> list:
-    """The members whose values score the group's channels: all of them, or with
-    ``importance="batchnorm"`` its BatchNormalization layers when it has any."""
-    if getattr(constraint, "importance", "weights") == "batchnorm":
-        norms = [m for m in members if isinstance(m.layer.layer, keras.layers.BatchNormalization)]
-        if norms:
-            return norms
-    return members
 
 
 def group_constraints(
@@ -74,7 +61,7 @@ def group_constraints(
             continue
         producers = [m for m in members if m.role == "producer"] or members
         score = np.zeros(group.size)
-        for m in _voters(members, producers[0].layer.constraint):
+        for m in members:
             score[m.start : m.start + m.length] += energy[id(m.layer)][
                 m.offset : m.offset + m.length
             ]

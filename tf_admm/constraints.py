@@ -23,7 +23,7 @@ from tf_admm import projections
 from tf_admm._keras import register
 from tf_admm.config_objects import ConfigObject, class_named, registered_name
 from tf_admm.quantizers import Quantizer
-from tf_admm.validation import check_bool, check_choice, check_scheme, check_sparsity
+from tf_admm.validation import check_bool, check_scheme, check_sparsity
 
 __all__ = [
     "BlockSparsity",
@@ -159,9 +159,6 @@ class FilterSparsity(Constraint):
         return {"sparsity": self.sparsity}
 
 
-CHANNEL_IMPORTANCE = ("weights", "batchnorm")
-
-
 @register(package="tf_admm")
 class ChannelSparsity(Constraint):
     """Structured sparsity over a channel group (:func:`tf_admm.channel_groups`): keep the
@@ -174,13 +171,6 @@ class ChannelSparsity(Constraint):
     is zero everywhere (truly dead) and :func:`tf_admm.shrink` removes it. Applied to one
     weight on its own, it keeps the channels (last axis) of largest norm.
 
-    ``importance="batchnorm"`` scores the channels of a group that has BatchNormalization
-    layers by their gamma and beta alone: a kernel whose output a BatchNorm normalizes is
-    scale-free in training (its norm says nothing about what the channel contributes), while
-    gamma and beta are what the channel passes on. Groups without a BatchNorm are scored by all
-    their weights. The projection is still joint, and ``hard_project`` still zeroes every
-    weight of a removed channel.
-
     >>> import numpy as np
     >>> ChannelSparsity(0.5).mask(np.array([[1.0, 5.0, 0.1, 2.0]])).tolist()
     [[False, True, False, True]]
@@ -188,15 +178,14 @@ class ChannelSparsity(Constraint):
 
     channel_level = True
 
-    def __init__(self, sparsity: float, importance: str = "weights"):
+    def __init__(self, sparsity: float):
         self.sparsity = check_sparsity(sparsity)
-        self.importance = check_choice("importance", importance, CHANNEL_IMPORTANCE)
 
     def mask(self, values: np.ndarray) -> np.ndarray:
         return projections.channel_mask(values, self.sparsity)
 
     def get_config(self) -> dict[str, Any]:
-        return {"sparsity": self.sparsity, "importance": self.importance}
+        return {"sparsity": self.sparsity}
 
 
 class KeepChannels(Constraint):

@@ -20,16 +20,10 @@ from typing import Any
 import numpy as np
 
 from tf_admm.channels import ChannelGroups, channel_groups
-from tf_admm.constraints import CHANNEL_IMPORTANCE, ChannelSparsity
+from tf_admm.constraints import ChannelSparsity
 from tf_admm.flops import node_macs
 from tf_admm.layer_kinds import inner_layer, layer_kind
-from tf_admm.validation import (
-    check_choice,
-    check_int,
-    check_model,
-    check_positive,
-    check_sparsity,
-)
+from tf_admm.validation import check_int, check_model, check_positive, check_sparsity
 
 __all__ = ["allocate_channels", "prune_channels"]
 
@@ -65,9 +59,7 @@ def _group_targets(groups: ChannelGroups, sparsity: Any) -> dict[int, float]:
     return {i: s for i, s in targets.items() if s > 0}
 
 
-def prune_channels(
-    model, sparsity: Any, *, rho: float = 1e-3, schedule: Any = None, importance: str = "weights"
-):
+def prune_channels(model, sparsity: Any, *, rho: float = 1e-3, schedule: Any = None):
     """Wrap a model for structured ADMM over its channel groups.
 
     Every producer and every BatchNorm / depthwise layer of the chosen free groups
@@ -85,14 +77,10 @@ def prune_channels(
         rho: initial ADMM penalty weight.
         schedule: one :class:`tf_admm.schedules.ADMMSchedule` for every wrapper (a group is
             projected jointly, so its layers share it); None: gradual.
-        importance: what scores a group's channels: ``"weights"``, every wrapped weight of
-            the group; ``"batchnorm"``, its BatchNorm gamma and beta where it has any (see
-            :class:`tf_admm.ChannelSparsity`).
     """
     from tf_admm.prune import _check_model_kind, _Options, _wrap
 
     options = _Options(rho, schedule)
-    importance = check_choice("importance", importance, CHANNEL_IMPORTANCE)
     if options.by_name is not None:
         raise ValueError(
             "prune_channels takes one schedule for every wrapper (a channel group is projected "
@@ -119,7 +107,7 @@ def prune_channels(
 
     def resolver(layers):
         return lambda layer: (
-            ChannelSparsity(per_layer[layer.name], importance) if layer.name in per_layer else None
+            ChannelSparsity(per_layer[layer.name]) if layer.name in per_layer else None
         )
 
     return _wrap(model, resolver, options, "prune_channels")
