@@ -434,6 +434,8 @@ def test_prune_channels_wraps_producers_and_batchnorm_of_the_chosen_groups():
     bn = next(w for w in tf_admm.find_wrappers(pruned) if w.layer.name == "stem_bn")
     assert [tuple(v.shape) for v in bn.constrained] == [(8,), (8,)]  # gamma, beta
     assert isinstance(bn.constraint, tf_admm.ChannelSparsity)
+    # the default schedule of channel pruning masks what leaves Z's support along the ramp
+    assert bn.schedule == tf_admm.schedules.Gradual(masking="ramp")
     # one group only, by a producer's name; other groups stay unwrapped
     only = tf_admm.prune_channels(model, {"b0a_conv": 0.5})
     assert sorted(w.layer.name for w in tf_admm.find_wrappers(only)) == ["b0a_bn", "b0a_conv"]

@@ -263,16 +263,19 @@ _CLASSES = {"Gradual": Gradual, "OneShot": OneShot}
 def default_for(constraint) -> ADMMSchedule:
     """The schedule a wrapper gets when none is given: :class:`Gradual` for pruning with a
     free sparsity (:attr:`tf_admm.constraints.Constraint.free_sparsity`) and no quantization,
+    with ``masking="ramp"`` for whole channels (:class:`tf_admm.ChannelSparsity`);
     :class:`OneShot` otherwise (quantization, ``compress``, n:m sparsity).
 
     >>> import tf_admm
     >>> type(default_for(tf_admm.Sparsity(0.9))).__name__
     'Gradual'
+    >>> default_for(tf_admm.ChannelSparsity(0.5)).masking
+    'ramp'
     >>> type(default_for(tf_admm.Quantization(4))).__name__
     'OneShot'
     """
     if constraint.quantizer is None and constraint.free_sparsity:
-        return Gradual()
+        return Gradual(masking="ramp" if constraint.channel_level else "end")
     return OneShot()
 
 

@@ -76,7 +76,9 @@ def prune_channels(model, sparsity: Any, *, rho: float = 1e-3, schedule: Any = N
             from a MAC target).
         rho: initial ADMM penalty weight.
         schedule: one :class:`tf_admm.schedules.ADMMSchedule` for every wrapper (a group is
-            projected jointly, so its layers share it); None: gradual.
+            projected jointly, so its layers share it); None:
+            ``schedules.Gradual(masking="ramp")``: the group sparsity ramps over the fit and
+            the channels outside Z's support are masked at every Z/U update.
     """
     from tf_admm.prune import _check_model_kind, _Options, _wrap
 
