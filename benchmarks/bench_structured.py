@@ -176,9 +176,16 @@ def plot(rows: list[dict], path: str, threads: int = 1) -> None:
         if r.get("kind") == "latency" and r["method"] == "shrunk" and r["threads"] == threads:
             last[(r["network"], r["round_to"], round(r["flops_rate"], 1), r["precision"])] = r
     networks = sorted({key[0] for key in last})
-    fig, axes = plt.subplots(1, len(networks), figsize=(3.2 * len(networks), 3.2), sharey=True)
+    columns = min(2, len(networks))
+    rows_ = -(-len(networks) // columns)
+    fig, axes = plt.subplots(
+        rows_, columns, figsize=(4.2 * columns, 3.4 * rows_), sharey=True, squeeze=False
+    )
+    axes = axes.ravel()
     colors = {"float": "tab:blue", "int8": "tab:orange"}
-    for ax, network in zip(np.atleast_1d(axes), networks):
+    for ax in axes[len(networks) :]:
+        ax.set_visible(False)
+    for ax, network in zip(axes, networks):
         xs = np.linspace(1.0, 3.2, 50)
         ax.plot(xs, 1 / xs, "--", color="grey", lw=1, label="follows MACs")
         for precision, color in colors.items():
@@ -198,8 +205,9 @@ def plot(rows: list[dict], path: str, threads: int = 1) -> None:
         ax.set_title(network, fontsize=10)
         ax.set_xlabel("MACs: dense / shrunk")
         ax.grid(alpha=0.3)
-    np.atleast_1d(axes)[0].set_ylabel(f"LiteRT time / dense file ({threads} thread)")
-    np.atleast_1d(axes)[-1].legend(fontsize=7)
+    for ax in axes[::columns]:
+        ax.set_ylabel(f"LiteRT time / dense file ({threads} thread)")
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
