@@ -261,6 +261,11 @@ METHODS = {
 }
 
 
+def takes_rho_final(method: str) -> bool:
+    """The methods whose ADMM schedule ``--rho-final`` sets (recorded in their rows)."""
+    return method.startswith("structured_admm")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--network", default="resnet14_w8", choices=list(NETWORKS))
@@ -291,7 +296,7 @@ def main() -> None:
                 and r.get("retrain_schedule") == "cosine"
                 and r.get("network") == args.network
             ):
-                rho = r.get("rho_final") if r["method"] == "structured_admm" else args.rho_final
+                rho = r.get("rho_final") if takes_rho_final(r["method"]) else args.rho_final
                 stale = r["method"].endswith("progressive") and r.get("runner") != RUNNER
                 if rho == args.rho_final and r.get("ramp_epochs", 4) == args.ramp_epochs:
                     if not stale:  # a progressive row of the hand-written loop: run again
@@ -332,7 +337,7 @@ def main() -> None:
                     "cpu_seconds": time.process_time() - start,
                     "dense_cpu_seconds": dense_cpu,
                     "train_size": args.train_size,
-                    "rho_final": args.rho_final if method.startswith("structured_admm") else None,
+                    "rho_final": args.rho_final if takes_rho_final(method) else None,
                     "retrain_schedule": "cosine",
                     "ramp_epochs": args.ramp_epochs,
                     "stages": STAGES if method.endswith("progressive") else 1,

@@ -15,8 +15,9 @@ arguments. Two schedules:
 
 Both say how each layer's rho is scaled before ADMM starts (``rho_scaling``), and when weights
 outside Z's support are masked (``masking``): ``"end"`` only by :func:`tf_admm.hard_project`
-(the paper's ADMM), ``"ramp"`` at every Z/U update as well, so that the mask grows with the ramp
-the way gradual magnitude pruning's does while ADMM chooses what goes.
+(the paper's ADMM), ``"ramp"`` also while ADMM runs, so that what the model computes loses
+weights as Z's ramp removes them, the way gradual magnitude pruning's mask does, while ADMM
+chooses what goes.
 
 >>> from tf_admm import schedules
 >>> s = schedules.Gradual(ramp_steps=1000)
@@ -124,10 +125,12 @@ class Gradual(ADMMSchedule):
             ``"none"``.
         rescale_dual: rescale U when rho grows (see :func:`tf_admm.update_admm`).
         masking: ``"end"`` (default): weights are masked by :func:`tf_admm.hard_project`
-            only, after ADMM has pulled them towards Z; ``"ramp"``: also at every Z/U update,
-            the weights outside Z's support are masked (set to zero and kept there; the mask
-            only grows), so the model never meets the whole projection at once. Pruning
-            constraints only (a quantizing wrapper keeps its levels for ``hard_project``).
+            only, after ADMM has pulled them towards Z; ``"ramp"``: while ADMM runs, the
+            forward pass also sees the weights outside Z's support (as of the last Z/U
+            update) at zero, so the model never meets the whole projection at once. The
+            stored weights and the wrapper's masks are not changed: a weight Z takes back is
+            used again. Pruning constraints only (a quantizing wrapper keeps its levels for
+            ``hard_project``).
 
     >>> from tf_admm import schedules
     >>> s = schedules.Gradual(ramp_steps=50, update_every=5)
@@ -285,11 +288,15 @@ def serialize(schedule: ADMMSchedule) -> dict[str, Any]:
     return {"class_name": name, "config": schedule.get_config()}
 
 
+def _is_serialized(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"class_name", "config"}
+
+
 def get(identifier: Any) -> ADMMSchedule | None:
     """An :class:`ADMMSchedule` from itself, its :func:`serialize` dict, or None."""
     if identifier is None or isinstance(identifier, ADMMSchedule):
         return identifier
-    if isinstance(identifier, dict) and set(identifier) == {"class_name", "config"}:
+    if _is_serialized(identifier):
         name = identifier["class_name"]
         cls = class_named(name, _CLASSES, ADMMSchedule)
         if cls is None:
@@ -302,10 +309,6 @@ def get(identifier: Any) -> ADMMSchedule | None:
         "A schedule must be a tf_admm.schedules.ADMMSchedule (Gradual(), OneShot()) or its "
         f"serialized dict. Received: {identifier!r} of type {type(identifier).__name__}"
     )
-
-
-def _is_serialized(value: Any) -> bool:
-    return isinstance(value, dict) and set(value) == {"class_name", "config"}
 
 
 def get_spec(spec: Any) -> ADMMSchedule | dict[str, ADMMSchedule | None] | None:
@@ -329,7 +332,7 @@ def get_spec(spec: Any) -> ADMMSchedule | dict[str, ADMMSchedule | None] | None:
     return out
 
 
-def serialize_spec(spec: Any) -> Any:
+def serialize_spec(spec: ADMMSchedule | dict[str, ADMMSchedule | None] | None) -> Any:
     """JSON-ready form of a :func:`get_spec` result (None, one dict, or a dict by layer).
 
     >>> from tf_admm import schedules
@@ -337,7 +340,6 @@ def serialize_spec(spec: Any) -> Any:
     >>> schedules.get_spec(schedules.serialize_spec(spec)) == spec
     True
     """
-    spec = get_spec(spec)
     if spec is None or isinstance(spec, ADMMSchedule):
         return None if spec is None else serialize(spec)
     return {name: None if s is None else serialize(s) for name, s in spec.items()}

@@ -12,6 +12,7 @@ True
 
 from __future__ import annotations
 
+import inspect
 import json
 import numbers
 import os
@@ -203,21 +204,24 @@ class Stage:
         if self.admm_schedule is not None:
             self._check_one_schedule(admm_schedule)
 
-    _SCHEDULE_FIELDS = {
-        "update_every": 1,
-        "unit": "epoch",
-        "ramp": 0.0,
-        "rho_growth": 1.3,
-        "rho_max": 1.0,
-        "rho_final": None,
-        "rho_by_gradient": 0.0,
-    }
+    _SCHEDULE_FIELDS = (
+        "update_every",
+        "unit",
+        "ramp",
+        "rho_growth",
+        "rho_max",
+        "rho_final",
+        "rho_by_gradient",
+    )
 
     def _check_one_schedule(self, admm_schedule: Any) -> None:
         """The schedule comes as an object or as the fields, not both; a channel stage's
         groups share one."""
+        defaults = inspect.signature(Stage).parameters
         given = {
-            k: getattr(self, k) for k, v in self._SCHEDULE_FIELDS.items() if getattr(self, k) != v
+            k: getattr(self, k)
+            for k in self._SCHEDULE_FIELDS
+            if getattr(self, k) != defaults[k].default
         }
         if given:
             raise ValueError(

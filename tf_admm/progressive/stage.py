@@ -152,6 +152,11 @@ def wrap_for_stage(seed, stage: Stage, reference_macs: float | None = None, sche
     return wrapped
 
 
+def _ramps(model, steps: int | None) -> bool:
+    """Whether a wrapper's schedule ramps its targets (read only for an ADMM phase)."""
+    return any(w.schedule.ramp(steps or 1) > 0 for w in find_wrappers(model))
+
+
 def compile_for_phase(
     model, stage: Stage, loss, metric: str, steps: int | None, epochs: int, retrain: bool
 ) -> None:
@@ -160,8 +165,9 @@ def compile_for_phase(
     its targets)."""
     lr = stage.retrain_learning_rate if retrain and stage.retrain_learning_rate else None
     lr = lr or stage.learning_rate
-    ramps = any(w.schedule.ramp(steps or 1) > 0 for w in find_wrappers(model))
-    decay = stage.schedule == "cosine" or (stage.schedule == "auto" and (retrain or not ramps))
+    decay = stage.schedule == "cosine" or (
+        stage.schedule == "auto" and (retrain or not _ramps(model, steps))
+    )
     if decay and steps and epochs > 0:
         lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps * epochs)
     optimizer = keras.optimizers.get({"class_name": stage.optimizer, "config": {}})
