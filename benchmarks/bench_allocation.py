@@ -15,17 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "examples"))
+import common
 
-import common  # noqa: E402
-
-import tf_admm  # noqa: E402
-from tf_admm import keras  # noqa: E402
+import tf_admm
+from tf_admm import keras
 
 
 def eccv_shape(model, rate: float) -> dict[str, float]:

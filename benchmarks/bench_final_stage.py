@@ -22,17 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "examples"))
+import common
 
-import common  # noqa: E402
-
-import tf_admm  # noqa: E402
-from tf_admm import keras  # noqa: E402
+import tf_admm
+from tf_admm import keras
 
 # the LAMP allocation for 246x of the example's run (docs/results.md)
 TARGETS_246X = {"conv1": 0.518, "conv2": 0.97984, "fc1": 0.998595, "fc2": 0.9114}

@@ -35,15 +35,12 @@ import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 EPOCH_MARK = "EPOCH_DONE"
 
 
 def child(directory: str, synthetic: bool, data: str | None) -> None:
     """The run being killed: 3 stages of 2 ADMM + 2 retraining epochs, then the final weights
     are written to ``directory/final.npz`` (atomically)."""
-    sys.path.insert(0, os.path.join(ROOT, "examples"))
     import common
 
     import tf_admm

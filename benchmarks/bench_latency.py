@@ -22,18 +22,14 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
+import common
+import numpy as np
 
-import common  # noqa: E402
-import numpy as np  # noqa: E402
-
-import tf_admm  # noqa: E402
-from tf_admm import keras  # noqa: E402
+import tf_admm
+from tf_admm import keras
 
 
 def _interpreter(path: str, builtin: bool, threads: int = 1):

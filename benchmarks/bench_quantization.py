@@ -25,11 +25,8 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "examples"))
-
-import common  # noqa: E402
-import numpy as np  # noqa: E402
+import common
+import numpy as np
 
 
 def _row(name, keras_acc, report, result, cpu, float_bytes, extra=None):
@@ -113,7 +110,7 @@ def admm_rows(args) -> list[dict]:
         model.fit(train, epochs=epochs, verbose=2, callbacks=list(callbacks))
 
     # Z/U every 300 steps, rho x1.3 per update up to 1 (what these rows were measured with)
-    ONESHOT = tf_admm.schedules.OneShot(300, "step")  # noqa: N806
+    ONESHOT = tf_admm.schedules.OneShot(300, "step")
 
     def admm_then_retrain(model, admm_epochs, retrain_epochs):
         fit(model, admm_epochs, 1e-3, [tf_admm.UpdateADMM()])

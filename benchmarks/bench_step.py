@@ -24,7 +24,6 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
 
 
 class EpochTimer:
@@ -140,7 +139,7 @@ def main() -> None:
             keras,
         ),
         "keras": keras.__version__,
-        "flavour": "tf_keras" if tf_admm._keras.LEGACY else "keras3",
+        "flavour": "tf_keras" if keras.__name__.startswith("tf_keras") else "keras3",
     }
     print("tf_admm:", result["tf_admm"], flush=True)
     if not args.no_tfmot:

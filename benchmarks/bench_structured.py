@@ -30,13 +30,13 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
-from bench_latency import time_files  # noqa: E402  (benchmarks/ is the script's directory)
-from nets import cifar_resnet  # noqa: E402
+import numpy as np
+from bench_latency import time_files
+from nets import cifar_resnet
 
-import tf_admm  # noqa: E402
-from tf_admm import keras  # noqa: E402
-from tf_admm.removal import zero_channels  # noqa: E402
+import tf_admm
+from tf_admm import keras
+from tf_admm.removal import zero_channels
 
 L = keras.layers
 

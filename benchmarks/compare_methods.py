@@ -66,7 +66,6 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "examples"))
 
 DEFAULT_METHOD = "admm_gradual"  # prune_low_magnitude's default schedule with UpdateADMM()
 METHODS = (

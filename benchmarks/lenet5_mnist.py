@@ -26,16 +26,12 @@ import sys
 import tempfile
 import time
 
+import common
 import numpy as np
 from absl import app, flags
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "examples"))
-
-import common  # noqa: E402
-
-import tf_admm  # noqa: E402
-from tf_admm import keras  # noqa: E402
+import tf_admm
+from tf_admm import keras
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data", None, "Path to mnist.npz (Keras layout); default ../shared/data.")

@@ -25,12 +25,12 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
-from bench_latency import time_files  # noqa: E402  (benchmarks/ is the script's directory)
-from bench_structured import NETWORKS, export, randomize_batchnorm, shrunk_at  # noqa: E402
+import numpy as np
+from bench_latency import time_files
+from bench_structured import NETWORKS, export, randomize_batchnorm, shrunk_at
 
-import tf_admm  # noqa: E402
-from tf_admm import keras  # noqa: E402
+import tf_admm
+from tf_admm import keras
 
 L = keras.layers
 TIMED = (L.Conv2D, L.DepthwiseConv2D, L.Dense)

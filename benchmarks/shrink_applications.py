@@ -18,11 +18,11 @@ import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import tf_admm  # noqa: E402
-from tf_admm import keras  # noqa: E402
-from tf_admm.removal import zero_channels  # noqa: E402
+import tf_admm
+from tf_admm import keras
+from tf_admm.removal import zero_channels
 
 MODELS = [
     "MobileNet", "MobileNetV2", "MobileNetV3Small", "MobileNetV3Large", "ResNet50", "ResNet50V2",

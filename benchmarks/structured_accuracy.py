@@ -37,13 +37,13 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from fashion_mnist import load  # noqa: E402  (benchmarks/ is the script's directory)
-from nets import cifar_resnet, mobilenet_v2_small  # noqa: E402
+import numpy as np
+import tensorflow as tf
+from fashion_mnist import load
+from nets import cifar_resnet, mobilenet_v2_small
 
-import tf_admm  # noqa: E402
-from tf_admm import keras  # noqa: E402
+import tf_admm
+from tf_admm import keras
 
 L = keras.layers
 BATCH = 128

@@ -1,4 +1,8 @@
-"""Shared pieces of the examples and benchmarks: MNIST loading and the Caffe LeNet-5."""
+"""Shared pieces of the examples and benchmarks: MNIST loading and the Caffe LeNet-5.
+
+``benchmarks/common.py`` is a link to this file: a script in either directory imports it as
+``common`` from its own directory, with no change to ``sys.path``.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,11 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no TensorFlow start-up noise
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
-import tf_admm  # noqa: E402
-from tf_admm import keras  # noqa: E402
+import tf_admm
+from tf_admm import keras
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MNIST = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "mnist.npz"))
@@ -36,7 +40,7 @@ def load_mnist(path: str | None = None):
     else:
         try:
             (a, b), (c, d) = keras.datasets.mnist.load_data()
-        except Exception:  # noqa: BLE001 - no internet, blocked host, ...: one clear line
+        except Exception:
             raise SystemExit(
                 f"MNIST not found at {path} and keras.datasets could not download it: "
                 f"pass --data PATH to {layout}."

@@ -2,14 +2,10 @@
 
 import json
 import os
-import sys
 
+import compare_methods
 import pytest
 import tensorflow as tf
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
-
-import compare_methods  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist.npz")
 

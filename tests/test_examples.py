@@ -2,13 +2,10 @@ import os
 import subprocess
 import sys
 
+import common
 import numpy as np
 
 import tf_admm
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
-import common  # noqa: E402
 
 
 def test_lenet5_is_the_caffe_one_and_eccv18_targets_give_71x():

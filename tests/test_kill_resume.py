@@ -1,15 +1,11 @@
 """SIGKILL at random moments of a real progressive run (a few kills of the benchmark's run)."""
 
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+import bench_kill_resume
+import pytest
 
-import bench_kill_resume  # noqa: E402
-import pytest  # noqa: E402
-
-from tf_admm._keras import LEGACY  # noqa: E402
+from tf_admm._keras import LEGACY
 
 
 # Process death is the same under both flavours, and resume equality is tested under both by

@@ -3,14 +3,9 @@ wrapper holding its schedule through a .keras file, resume with UpdateADMM() and
 
 from __future__ import annotations
 
-import os
-import sys
-
+import default_recipe
 import numpy as np
 import pytest
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "helpers"))
-import default_recipe  # noqa: E402
 
 
 @pytest.mark.parametrize("recipe", default_recipe.RECIPES)
