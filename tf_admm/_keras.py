@@ -57,6 +57,15 @@ def is_model(obj) -> bool:
     return isinstance(obj, keras.Model)
 
 
+def flat_layers(model) -> list:
+    """The layers of ``model`` in order, nested models replaced by their own layers: the one
+    walk of a model that the helpers finding wrappers or compressible layers filter."""
+    out = []
+    for layer in model.layers:
+        out.extend(flat_layers(layer) if is_model(layer) else [layer])
+    return out
+
+
 def is_sequential(obj) -> bool:
     return isinstance(obj, keras.Sequential)
 

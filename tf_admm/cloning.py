@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from tf_admm._keras import is_model, keras
+from tf_admm._keras import flat_layers, is_model, keras
 
 __all__ = ["built_copy", "clone", "flat_layers", "float32_copy", "fresh_copy", "rebuild"]
 
@@ -115,14 +115,6 @@ def rebuild(model, replace: Callable) -> Any:
     for new, copy_fn in copies:
         copy_fn(new)
     return copy
-
-
-def flat_layers(model) -> list:
-    """The layers of ``model`` in order, nested models replaced by their own layers."""
-    out = []
-    for layer in model.layers:
-        out.extend(flat_layers(layer) if is_model(layer) else [layer])
-    return out
 
 
 def uses_reduced_precision(model) -> bool:

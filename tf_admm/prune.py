@@ -26,13 +26,14 @@ from tf_admm import constraints as constraints_lib
 from tf_admm import registry
 from tf_admm import schedules as schedules_lib
 from tf_admm._keras import (
+    flat_layers,
     is_functional,
     is_keras_object,
     is_model,
     is_sequential,
     other_flavour_hint,
 )
-from tf_admm.cloning import built_copy, flat_layers, fresh_copy, rebuild
+from tf_admm.cloning import built_copy, fresh_copy, rebuild
 from tf_admm.layouts import OnLayout
 from tf_admm.updates import find_wrappers
 from tf_admm.validation import check_bool, check_model, check_positive, check_scheme

@@ -21,7 +21,7 @@ False
 
 from __future__ import annotations
 
-from tf_admm._keras import is_model, keras
+from tf_admm._keras import flat_layers, keras
 from tf_admm.layouts import Layout
 
 __all__ = [
@@ -172,15 +172,13 @@ def compressible_layers(model) -> list:
     >>> [l.name for l in tf_admm.registry.compressible_layers(outer)]
     ['a', 'b']
     """
-    found = []
-    for layer in model.layers:
-        if is_model(layer):
-            found.extend(compressible_layers(layer))
-        elif is_compressible(layer) and not (layer.built and not compressible_weights(layer)):
-            # a built layer with nothing to constrain is left out: e.g. one whose
-            # get_prunable_weights() returns [] (TFMOT marks the layers it never prunes so)
-            found.append(layer)
-    return found
+    # a built layer with nothing to constrain is left out: e.g. one whose
+    # get_prunable_weights() returns [] (TFMOT marks the layers it never prunes so)
+    return [
+        layer
+        for layer in flat_layers(model)
+        if is_compressible(layer) and not (layer.built and not compressible_weights(layer))
+    ]
 
 
 def supported_layers() -> list[str]:

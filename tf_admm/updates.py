@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from tf_admm._keras import is_model
+from tf_admm._keras import flat_layers, is_model
 from tf_admm.validation import check_bool, check_int, check_schedule
 from tf_admm.wrapper import MODE_ADMM, MODE_MASKED, ADMMWrapper
 
@@ -38,24 +38,13 @@ __all__ = [
 
 def find_wrappers(model) -> list[ADMMWrapper]:
     """All ADMM wrappers in a layer, a list of layers or a model, nested models included."""
-    found: list[ADMMWrapper] = []
-    seen: set[int] = set()
-
-    def visit(obj):
-        if id(obj) in seen:
-            return
-        seen.add(id(obj))
-        if isinstance(obj, ADMMWrapper):
-            found.append(obj)
-        elif isinstance(obj, (list, tuple)):
-            for item in obj:
-                visit(item)
-        elif is_model(obj):
-            for layer in obj.layers:
-                visit(layer)
-
-    visit(model)
-    return found
+    items = model if isinstance(model, (list, tuple)) else [model]
+    found: dict[int, ADMMWrapper] = {}  # by id: a shared layer counts once
+    for item in items:
+        for layer in flat_layers(item) if is_model(item) else [item]:
+            if isinstance(layer, ADMMWrapper):
+                found.setdefault(id(layer), layer)
+    return list(found.values())
 
 
 def _check_strategy(caller: str) -> None:

@@ -9,8 +9,7 @@ import warnings
 
 import tensorflow as tf
 
-from tf_admm._keras import keras
-from tf_admm.cloning import flat_layers
+from tf_admm._keras import flat_layers, keras
 from tf_admm.export.checks import input_shapes
 from tf_admm.prune import strip_admm
 from tf_admm.tflite_file import TFLiteFile

@@ -10,8 +10,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tf_admm import registry
-from tf_admm._keras import keras
-from tf_admm.cloning import flat_layers
+from tf_admm._keras import flat_layers, keras
 from tf_admm.export.grids import int8_grid
 from tf_admm.export.sizes import TensorMatch, compressible_layers
 from tf_admm.layouts import Layout
