@@ -158,6 +158,16 @@ def test_channel_stages_shrink_the_model_step_by_step_to_the_mac_target(tmp_path
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_channel_stage_masks_along_its_ramp_like_prune_channels():
+    from tf_admm.progressive.stage import TrainData, stage_schedule
+
+    train = TrainData(small_data(96), batch_size=32)
+    channels = stage_schedule(tf_admm.Stage("c", flops_rate=2.0, ramp=0.5), train)
+    weights = stage_schedule(tf_admm.Stage("w", sparsity=0.5, ramp=0.5), train)
+    assert (channels.masking, weights.masking) == ("ramp", "end")
+    assert channels.ramp_steps == weights.ramp_steps == 6  # half of 4 epochs of 3 steps
+
+
 def test_a_channel_stage_below_what_its_seed_has_is_refused():
     from tf_admm.progressive.stage import TrainData, run_stage
 

@@ -306,7 +306,10 @@ def _ramp_steps(stage: Stage, train: TrainData) -> int:
 def stage_schedule(stage: Stage, train: TrainData) -> OneShot:
     """The ADMM schedule a stage's wrappers keep: its Z/U interval and unit, rho grown by
     ``rho_growth`` (or by the factor that reaches ``rho_final`` over the phase) up to
-    ``rho_max``, its ramp in steps; rho per layer is the stage's own (``rho_by_gradient``)."""
+    ``rho_max``, its ramp in steps; rho per layer is the stage's own (``rho_by_gradient``).
+    A ``flops_rate`` stage masks the channels outside Z's support at every update
+    (``masking="ramp"``, as :func:`tf_admm.prune_channels` does by default); a weight stage
+    leaves masking to the hard projection."""
     return OneShot(
         update_every=stage.update_every,
         unit=stage.unit,
@@ -314,6 +317,7 @@ def stage_schedule(stage: Stage, train: TrainData) -> OneShot:
         rho_max=max(stage.rho_max, stage.rho_final or 0.0),
         ramp_steps=_ramp_steps(stage, train),
         rho_scaling="none",
+        masking="end" if stage.flops_rate is None else "ramp",
     )
 
 
