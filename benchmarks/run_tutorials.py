@@ -5,7 +5,8 @@ a slice of the data, fewer epochs; what CI runs) and/or in full mode (the whole 
 epochs the notebook states). For each run it keeps the wall time and the lines the notebook
 printed that carry a result (accuracies, file sizes, LiteRT parity), and writes them to
 ``--out`` (one object per (notebook, mode), replaced when run again). The executed notebooks,
-outputs included, go to ``--keep`` for reading; the committed notebooks stay without outputs.
+outputs included, go to ``--keep`` (default ``runs/tutorials``, where the docs site reads them);
+the committed notebooks stay without outputs.
 
     python benchmarks/run_tutorials.py --mode quick             # what CI runs, timed
     python benchmarks/run_tutorials.py --mode full              # the numbers in docs/tutorials.md
@@ -53,18 +54,20 @@ def run_notebook(path: str, quick: bool, keep: str | None) -> dict:
     text = "".join(
         o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs
     )
-    if keep:
+    mode = "quick" if quick else "full"
+    date = time.strftime("%Y-%m-%d")
+    if keep:  # read by the docs site (docs/hooks/executed_tutorials.py)
         os.makedirs(keep, exist_ok=True)
-        mode = "quick" if quick else "full"
+        notebook.metadata["tf_admm_run"] = {"mode": mode, "date": date}
         name = os.path.basename(path).replace(".ipynb", f".{mode}.ipynb")
         nbformat.write(notebook, os.path.join(keep, name))
     return {
         "notebook": os.path.basename(path),
-        "mode": "quick" if quick else "full",
+        "mode": mode,
         "wall_seconds": round(seconds, 1),
         "cpus": os.cpu_count(),
         "load_average_at_start": round(load, 2),
-        "date": time.strftime("%Y-%m-%d"),
+        "date": date,
         "results": [line.strip() for line in text.splitlines() if RESULT_LINE.search(line)],
     }
 

@@ -5,9 +5,11 @@ import os
 
 import nbformat
 import pytest
+import run_tutorials
 
 from tf_admm import keras
 
+KEPT = os.path.join(os.path.dirname(__file__), "..", "runs", "tutorials")
 TUTORIALS = sorted(
     glob.glob(os.path.join(os.path.dirname(__file__), "..", "docs", "tutorials", "*.ipynb"))
 )
@@ -30,17 +32,12 @@ def test_committed_without_outputs(path):
 )
 @pytest.mark.parametrize("path", TUTORIALS, ids=os.path.basename)
 def test_runs_end_to_end_in_quick_mode(path, monkeypatch):
-    nbclient = pytest.importorskip("nbclient")
+    """The executed copy is kept in runs/tutorials/, where the docs site reads its outputs."""
+    pytest.importorskip("nbclient")
     monkeypatch.setenv("TF_ADMM_QUICK", "1")
-    notebook = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(
-        notebook,
-        timeout=600,
-        kernel_name="python3",
-        resources={"metadata": {"path": os.path.dirname(path)}},
-    )
-    client.execute()  # raises CellExecutionError on the first failing cell
-    text = "".join(
-        o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs
-    )
+    row = run_tutorials.run_notebook(path, quick=True, keep=KEPT)
+    text = "\n".join(row["results"])
     assert "test accuracy" in text and "LiteRT vs Keras" in text  # every tutorial ends in LiteRT
+    kept = nbformat.read(os.path.join(KEPT, os.path.basename(path)[:-6] + ".quick.ipynb"), 4)
+    assert kept.metadata["tf_admm_run"]["mode"] == "quick"
+    assert any(c.get("outputs") for c in kept.cells if c.cell_type == "code")
