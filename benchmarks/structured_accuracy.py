@@ -201,8 +201,9 @@ def run_admm_progressive(dense, rate, data, seed, ramp_epochs, retrain_epochs, r
     geometrically growing MAC reductions (each allocated by ``allocate_channels`` on the model
     the last step shrank, counted from the dense MACs), each with its share of the ramp and
     retraining epochs. A stage's ADMM phase mirrors the one-step method: a sparsity ramp over
-    the whole phase, Z/U every tenth of it (at most 100 steps), rho 1e-3 to 0.1, a constant
-    learning rate; retraining on a cosine decay. The accuracy guard is off (tolerance 1)."""
+    the whole phase, Z/U every tenth of it (at most 100 steps), rho 1e-3 to 0.1, the channels
+    outside Z's support masked along the ramp (a channel Stage's default), a constant learning
+    rate; retraining on a cosine decay. The accuracy guard is off (tolerance 1)."""
     (x, y), test = data
     steps = int(np.ceil(len(x) / BATCH)) * (ramp_epochs // STAGES)
     stages = [
@@ -235,6 +236,14 @@ def run_admm_progressive(dense, rate, data, seed, ramp_epochs, retrain_epochs, r
 
 STAGES = 2
 RUNNER = "progressive_compressor"  # progressive rows run by the library's driver
+# the ADMM masking each method runs with (a channel Stage masks along its ramp since it
+# follows prune_channels); rows written before the field existed ran with the second value
+MASKING = {
+    "structured_admm": ("end", "end"),
+    "structured_admm_ramp_masked": ("ramp", "ramp"),
+    "structured_admm_progressive": ("ramp", "end"),
+    "l1_gradual": (None, None),
+}
 
 
 def run_l1(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
@@ -298,8 +307,11 @@ def main() -> None:
             ):
                 rho = r.get("rho_final") if takes_rho_final(r["method"]) else args.rho_final
                 stale = r["method"].endswith("progressive") and r.get("runner") != RUNNER
+                now, before = MASKING[r["method"]]
+                stale = stale or r.get("masking", before) != now
                 if rho == args.rho_final and r.get("ramp_epochs", 4) == args.ramp_epochs:
-                    if not stale:  # a progressive row of the hand-written loop: run again
+                    if not stale:  # a progressive row of the hand-written loop, or of
+                        # a channel Stage before it masked along its ramp: run again
                         done.add((r["method"], r["target_rate"], r["seed"]))
     for seed in args.seeds:
         start = time.process_time()
@@ -342,6 +354,7 @@ def main() -> None:
                     "ramp_epochs": args.ramp_epochs,
                     "stages": STAGES if method.endswith("progressive") else 1,
                     "runner": RUNNER if method.endswith("progressive") else None,
+                    "masking": MASKING[method][0],
                 }
                 print(json.dumps(record), flush=True)
                 with open(args.out, "a") as f:
