@@ -1,0 +1,435 @@
+"""Bytes against accuracy on a Fashion-MNIST conv net: tf_admm against TFMOT, each as its guides
+teach it, from the same converged dense model, over seeds.
+
+For each seed, the dense ``--network`` of ``structured_accuracy.py`` (the same cache: trained
+``--dense-epochs`` on the first ``--train-size`` images, cosine decay) is the start of every
+method, and every figure is read from the ``.tflite`` file a user would ship: LiteRT accuracy on
+the 10,000 test images (``tf_admm.check_tflite``), its bytes and its bytes zipped (deflate, as
+TFMOT's guides measure).
+
+- ``anchor``: the dense model as a float file and a full-int8 file (post-training, 200
+  calibration images).
+- ``tfmot`` (tf_keras, in a child process with ``TF_USE_LEGACY_KERAS=1``, on the same
+  architecture and weights): ``tfmot.sparsity.keras.prune_low_magnitude`` on the whole model
+  with ``PolynomialDecay(0 -> s)`` over the ``--ramp-epochs`` (every 100 steps, or a tenth
+  of the ramp when shorter; its end moved to the last update so that s is reached), the
+  ``--retrain-epochs`` of fine-tuning, ``strip_pruning``, full-int8 post-training quantization
+  (``tfmot_gmp_int8``); then ``--quant-epochs`` of pruning-preserving quantization-aware
+  training (``quantize_apply(..., Default8BitPrunePreserveQuantizeScheme())``) and its int8 file
+  (``tfmot_pqat_int8``).
+- ``tf_admm`` (Keras 3, the library's defaults): ``prune_low_magnitude(dense,
+  allocate_sparsity(dense, 1 / (1 - s)))``, ``UpdateADMM(gradient_data=...)`` over the ramp
+  epochs, ``hard_project``, the retraining epochs, ``strip_admm``, ``export_tflite(...,
+  quantization="int8")`` without and with sparse tensors (``admm_int8``, ``admm_int8_sparse``);
+  then for each of ``--bits``: ``compress(pruned, sparsity=..., bits=k)`` with ``--quant-epochs``
+  split between ADMM and masked retraining, exported the same way (``admm_{k}bit``,
+  ``admm_{k}bit_sparse``).
+
+Both sides: Adam, batch 128, the same batches, 1e-3 over the ramp, a cosine decay from 1e-3 over
+the retraining; 1e-4 for the quantization epochs. One JSON object per file is appended to
+``--out`` (resumable: a (network, method, sparsity, seed) already there is skipped).
+
+    python benchmarks/frontier.py --seeds 0 1 2 --out docs/frontier.json
+    python benchmarks/frontier.py --plot docs/frontier.png --table --out docs/frontier.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import structured_accuracy as S  # noqa: E402  (benchmarks/ is the script's directory)
+import tensorflow as tf  # noqa: E402
+from fashion_mnist import load  # noqa: E402
+
+import tf_admm  # noqa: E402
+from tf_admm import keras  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CALIBRATION = 200  # images for full-int8 calibration, both sides
+
+
+def data(train_size: int):
+    (x, y), test = load()
+    return (x[:train_size], y[:train_size]), test
+
+
+def tflite_row(model, path: str, test, **fields) -> dict:
+    """The figures of one ``.tflite`` file: LiteRT accuracy on the test set, bytes, zipped."""
+    with open(path, "rb") as handle:
+        content = handle.read()
+    check = tf_admm.check_tflite(model, path, *test)
+    return {
+        **fields,
+        "keras_accuracy": check["keras_accuracy"],
+        "litert_accuracy": check["tflite_accuracy"],
+        "raw_bytes": len(content),
+        "zipped_bytes": tf_admm.export.sizes.zipped_size(content),
+    }
+
+
+def converter_int8(model, x, qat: bool = False) -> bytes:
+    """Full-int8 post-training quantization as TFMOT's and TensorFlow's guides do it."""
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if not qat:
+        converter.representative_dataset = lambda: ([x[i : i + 1]] for i in range(CALIBRATION))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter.convert()
+
+
+# ----------------------------------------------------------------------------- TFMOT (child)
+
+
+def tfmot_child(spec: dict) -> None:
+    """Run TFMOT for one (seed, sparsity) under tf_keras; print one JSON row per file."""
+    import tensorflow_model_optimization as tfmot
+
+    start = time.process_time()
+    (x, y), test = data(spec["train_size"])
+    keras.utils.set_random_seed(spec["seed"])
+    model = S.NETWORKS[spec["network"]][1]()
+    with np.load(spec["dense_weights"]) as saved:
+        model.set_weights([saved[f"w{i}"] for i in range(len(saved.files))])
+    end = spec["ramp_epochs"] * int(np.ceil(len(x) / S.BATCH))
+    frequency = min(100, max(1, end // 10))  # TFMOT's default 100, or ten updates over the ramp
+    schedule = tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=0.0,
+        final_sparsity=spec["sparsity"],
+        begin_step=0,
+        end_step=end - end % frequency,  # the last update lands on the end step: s reached
+        frequency=frequency,
+    )
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+    S.compile_model(pruned)
+    step = tfmot.sparsity.keras.UpdatePruningStep()
+    pruned.fit(
+        S.dataset(x, y, spec["seed"]), epochs=spec["ramp_epochs"], verbose=0, callbacks=[step]
+    )
+    S.compile_model(pruned, S.retrain_rate(x, spec["retrain_epochs"]))
+    pruned.fit(
+        S.dataset(x, y, spec["seed"] + 1),
+        epochs=spec["retrain_epochs"],
+        verbose=0,
+        callbacks=[step],
+    )
+    stripped = tfmot.sparsity.keras.strip_pruning(pruned)
+    folder = tempfile.mkdtemp()
+    rows = []
+    path = os.path.join(folder, "gmp_int8.tflite")
+    with open(path, "wb") as handle:
+        handle.write(converter_int8(stripped, x))
+    epochs = spec["ramp_epochs"] + spec["retrain_epochs"]
+    rows.append(tflite_row(stripped, path, test, method="tfmot_gmp_int8", bits=8, epochs=epochs))
+    rows[-1]["cpu_seconds"] = time.process_time() - start
+    if spec["quant_epochs"]:
+        start = time.process_time()
+        scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+        annotated = tfmot.quantization.keras.quantize_annotate_model(stripped)
+        qat = tfmot.quantization.keras.quantize_apply(annotated, scheme)
+        S.compile_model(qat, 1e-4)
+        qat.fit(S.dataset(x, y, spec["seed"] + 2), epochs=spec["quant_epochs"], verbose=0)
+        path = os.path.join(folder, "pqat_int8.tflite")
+        with open(path, "wb") as handle:
+            handle.write(converter_int8(qat, x, qat=True))
+        epochs += spec["quant_epochs"]
+        rows.append(tflite_row(qat, path, test, method="tfmot_pqat_int8", bits=8, epochs=epochs))
+        rows[-1]["cpu_seconds"] = rows[0]["cpu_seconds"] + time.process_time() - start
+    for row in rows:
+        print("ROW " + json.dumps(row), flush=True)
+
+
+def run_tfmot(spec: dict) -> list[dict]:
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode:
+        print(out.stdout[-3000:], out.stderr[-5000:], file=sys.stderr)
+        raise RuntimeError(f"the TFMOT child failed for {spec}")
+    return [json.loads(line[4:]) for line in out.stdout.splitlines() if line.startswith("ROW ")]
+
+
+# ----------------------------------------------------------------------------- tf_admm
+
+
+def export_rows(model, folder: str, name: str, test, x, **fields) -> list[dict]:
+    """The int8 file of a stripped model without and with sparse tensors."""
+    rows = []
+    for sparse in (False, True):
+        path = os.path.join(folder, f"{name}{'_sparse' if sparse else ''}.tflite")
+        tf_admm.export_tflite(
+            model,
+            path,
+            quantization="int8",
+            sparse=sparse,
+            representative_data=x[:CALIBRATION],
+            overwrite=True,
+        )
+        method = f"{name}_sparse" if sparse else name
+        rows.append(tflite_row(model, path, test, method=method, **fields))
+    return rows
+
+
+def run_admm(dense, sparsity: float, spec: dict, train, test, bits: list[int]) -> list[dict]:
+    (x, y) = train
+    gradient_data = (x[:2560], y[:2560])
+    start = time.process_time()
+    keras.utils.set_random_seed(spec["seed"])
+    targets = tf_admm.allocate_sparsity(dense, 1.0 / (1.0 - sparsity))
+    pruned = tf_admm.prune_low_magnitude(dense, targets)
+    S.compile_model(pruned)
+    pruned.fit(
+        S.dataset(x, y, spec["seed"]),
+        epochs=spec["ramp_epochs"],
+        verbose=0,
+        callbacks=[tf_admm.UpdateADMM(gradient_data=gradient_data)],
+    )
+    tf_admm.hard_project(pruned)
+    S.compile_model(pruned, S.retrain_rate(x, spec["retrain_epochs"]))
+    pruned.fit(
+        S.dataset(x, y, spec["seed"] + 1),
+        epochs=spec["retrain_epochs"],
+        verbose=0,
+        callbacks=[tf_admm.UpdateADMM()],
+    )
+    stripped = tf_admm.strip_admm(pruned)
+    folder = tempfile.mkdtemp()
+    epochs = spec["ramp_epochs"] + spec["retrain_epochs"]
+    rows = export_rows(stripped, folder, "admm_int8", test, x, bits=8, epochs=epochs)
+    prune_cpu = time.process_time() - start
+    for row in rows:
+        row["cpu_seconds"] = prune_cpu
+    half = max(1, spec["quant_epochs"] // 2)
+    rest = max(1, spec["quant_epochs"] - half)
+    for k in bits if spec["quant_epochs"] else []:
+        start = time.process_time()
+        keras.utils.set_random_seed(spec["seed"])
+        both = tf_admm.compress(stripped, sparsity=targets, bits=k)
+        S.compile_model(both, 1e-4)
+        both.fit(
+            S.dataset(x, y, spec["seed"] + 2),
+            epochs=half,
+            verbose=0,
+            callbacks=[tf_admm.UpdateADMM(gradient_data=gradient_data)],
+        )
+        tf_admm.hard_project(both)
+        S.compile_model(both, 1e-4)
+        both.fit(
+            S.dataset(x, y, spec["seed"] + 3),
+            epochs=rest,
+            verbose=0,
+            callbacks=[tf_admm.UpdateADMM()],
+        )
+        quantized = tf_admm.strip_admm(both)
+        k_rows = export_rows(
+            quantized, folder, f"admm_{k}bit", test, x, bits=k, epochs=epochs + half + rest
+        )
+        for row in k_rows:
+            row["cpu_seconds"] = prune_cpu + time.process_time() - start
+        rows += k_rows
+    return rows
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--network", default="resnet14_w8", choices=list(S.NETWORKS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--sparsities", nargs="+", type=float, default=[0.5, 0.75, 0.9, 0.95])
+    parser.add_argument("--sides", nargs="+", default=["anchor", "tfmot", "tf_admm"])
+    parser.add_argument("--bits", nargs="+", type=int, default=[4])
+    parser.add_argument("--dense-epochs", type=int, default=8)
+    parser.add_argument("--ramp-epochs", type=int, default=2)
+    parser.add_argument("--retrain-epochs", type=int, default=4)
+    parser.add_argument("--quant-epochs", type=int, default=2)
+    parser.add_argument("--train-size", type=int, default=30000)
+    parser.add_argument("--cache", default="runs/structured_cache")
+    parser.add_argument("--out", default="docs/frontier.json")
+    parser.add_argument("--plot", help="draw the frontier of --out to this PNG and stop")
+    parser.add_argument("--table", action="store_true", help="print --out as tables and stop")
+    args = parser.parse_args()
+    if args.child:
+        tfmot_child(json.loads(args.child))
+        return
+    if args.plot or args.table:
+        if args.plot:
+            plot(args.out, args.plot)
+        if args.table:
+            table(args.out)
+        return
+    train, test = data(args.train_size)
+    done = set()
+    if os.path.exists(args.out):
+        with open(args.out) as handle:
+            for line in handle:
+                r = json.loads(line)
+                done.add((r["network"], r["side"], r["sparsity"], r["seed"]))
+    for seed in args.seeds:
+        dense, dense_acc = S.dense_model(
+            seed, args.dense_epochs, (train, test), args.cache, args.network
+        )
+        weights = os.path.join(args.cache, f"{args.network}_dense_seed{seed}.npz")
+        np.savez(weights, **{f"w{i}": w for i, w in enumerate(dense.get_weights())})
+        spec = {
+            "network": args.network,
+            "seed": seed,
+            "train_size": args.train_size,
+            "ramp_epochs": args.ramp_epochs,
+            "retrain_epochs": args.retrain_epochs,
+            "quant_epochs": args.quant_epochs,
+            "dense_weights": weights,
+        }
+        common = {
+            "network": args.network,
+            "seed": seed,
+            "dense_accuracy": dense_acc,
+            "dense_epochs": args.dense_epochs,
+            "train_size": args.train_size,
+        }
+        units = [("anchor", 0.0)] if "anchor" in args.sides else []
+        units += [(side, s) for s in args.sparsities for side in ("tfmot", "tf_admm")]
+        for side, sparsity in units:
+            if side not in args.sides or (args.network, side, sparsity, seed) in done:
+                continue
+            if side == "anchor":
+                rows = anchor_rows(dense, train, test)
+            elif side == "tfmot":
+                rows = run_tfmot({**spec, "sparsity": sparsity})
+            else:
+                rows = run_admm(dense, sparsity, spec, train, test, args.bits)
+            for row in rows:
+                row.update(common, side=side, sparsity=sparsity)
+                print(json.dumps(row), flush=True)
+                with open(args.out, "a") as handle:
+                    handle.write(json.dumps(row) + "\n")
+
+
+def anchor_rows(dense, train, test) -> list[dict]:
+    (x, _) = train
+    folder = tempfile.mkdtemp()
+    start = time.process_time()
+    rows = []
+    for quantization in (None, "int8"):
+        path = os.path.join(folder, f"dense_{quantization or 'float'}.tflite")
+        calibration = x[:CALIBRATION] if quantization else None
+        tf_admm.export_tflite(
+            dense, path, quantization=quantization, representative_data=calibration
+        )
+        method = f"dense_{quantization or 'float'}"
+        bits = 8 if quantization else 32
+        rows.append(tflite_row(dense, path, test, method=method, bits=bits, epochs=0))
+    for row in rows:
+        row["cpu_seconds"] = time.process_time() - start
+    return rows
+
+
+def points(rows: list[dict]) -> list[dict]:
+    """Mean and std over seeds of each (network, method, sparsity)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["network"], r["method"], r["sparsity"]), []).append(r)
+    out = []
+    for (network, method, sparsity), group in sorted(groups.items()):
+        acc = [100 * r["litert_accuracy"] for r in group]
+        out.append(
+            {
+                "network": network,
+                "method": method,
+                "side": group[0]["side"],
+                "sparsity": sparsity,
+                "seeds": len(group),
+                "accuracy": float(np.mean(acc)),
+                "std": float(np.std(acc)),
+                "raw_bytes": float(np.mean([r["raw_bytes"] for r in group])),
+                "zipped_bytes": float(np.mean([r["zipped_bytes"] for r in group])),
+            }
+        )
+    return out
+
+
+def table(out: str) -> None:
+    """The frontier points as a Markdown table, then for each TFMOT point the best tf_admm
+    point at no more bytes (zipped, then raw) and its accuracy margin."""
+    pts = points([json.loads(line) for line in open(out)])
+    print("| network | method | sparsity | seeds | LiteRT acc. % | raw bytes | zipped bytes |")
+    print("|---|---|---|---|---|---|---|")
+    for p in pts:
+        print(
+            f"| {p['network']} | {p['method']} | {p['sparsity']:g} | {p['seeds']} | "
+            f"{p['accuracy']:.2f} ± {p['std']:.2f} | {p['raw_bytes']:,.0f} | "
+            f"{p['zipped_bytes']:,.0f} |"
+        )
+    print()
+    for size in ("zipped_bytes", "raw_bytes"):
+        print(f"| network | TFMOT point | {size} | best tf_admm point at <= bytes | margin |")
+        print("|---|---|---|---|---|")
+        for t in (p for p in pts if p["side"] == "tfmot"):
+            mine = [
+                p
+                for p in pts
+                if p["side"] == "tf_admm" and p["network"] == t["network"] and p[size] <= t[size]
+            ]
+            best = max(mine, key=lambda p: p["accuracy"], default=None)
+            answer = (
+                f"{best['method']} at {best['sparsity']:g} ({best['accuracy']:.2f}, "
+                f"{best[size]:,.0f} B) | {best['accuracy'] - t['accuracy']:+.2f}"
+                if best
+                else "none | -"
+            )
+            print(
+                f"| {t['network']} | {t['method']} at {t['sparsity']:g} ({t['accuracy']:.2f}) | "
+                f"{t[size]:,.0f} | {answer} |"
+            )
+        print()
+
+
+def plot(out: str, png: str) -> None:
+    """Mean LiteRT accuracy against mean zipped and raw bytes, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in open(out)]
+    networks = sorted({r["network"] for r in rows})
+    fig, axes = plt.subplots(len(networks), 2, figsize=(12, 4.5 * len(networks)), squeeze=False)
+    for axes_row, network in zip(axes, networks):
+        mine = [r for r in rows if r["network"] == network]
+        for ax, size in zip(axes_row, ("zipped_bytes", "raw_bytes")):
+            for method in sorted({r["method"] for r in mine}):
+                points = {}
+                for r in mine:
+                    if r["method"] == method:
+                        points.setdefault(r["sparsity"], []).append(r)
+                xs, ys, es = [], [], []
+                for sparsity in sorted(points):
+                    group = points[sparsity]
+                    xs.append(np.mean([r[size] for r in group]) / 1000)
+                    ys.append(100 * np.mean([r["litert_accuracy"] for r in group]))
+                    es.append(100 * np.std([r["litert_accuracy"] for r in group]))
+                style = "--" if method.startswith("tfmot") else "-"
+                marker = "s" if method.startswith("dense") else "o"
+                ax.errorbar(xs, ys, yerr=es, fmt=marker + style, label=method, capsize=3)
+            ax.set_xscale("log")
+            ax.set_xlabel(f"{size.replace('_', ' ')} (kB, log)")
+            ax.set_ylabel("LiteRT test accuracy (%)")
+            ax.set_title(f"{network}: accuracy against {size.split('_')[0]} bytes")
+            ax.grid(alpha=0.3)
+        axes_row[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
