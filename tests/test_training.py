@@ -467,6 +467,24 @@ def test_masking_ramp_masks_weights_outside_z_at_every_update(masking):
         Gradual(masking="always")
 
 
+def test_ramp_end_reaches_the_target_early_and_trains_on_the_final_support():
+    x, y = small_data(64)  # 4 steps an epoch, 5 epochs: 20 steps, a ramp of 16
+    schedule = Gradual(update_every=2, masking="ramp", ramp_end=0.8)
+    model = _wrapped({"hidden": 0.9}, schedule=schedule)
+    record = _ComputedZeros()
+    fit = dict(epochs=5, batch_size=16, shuffle=False, verbose=0)
+    model.fit(x, y, **fit, callbacks=[tf_admm.UpdateADMM(), record])
+    final = int(2304 * 0.9)
+    assert int(wrappers(model)[0].ramp_steps.numpy()) == 16
+    assert record.zeros[15:] == [final] * 5 and record.zeros[14] < final  # 4 steps at target
+    assert Gradual(ramp_end=0.8).get_config()["ramp_end"] == 0.8
+    assert Gradual.from_config({"masking": "ramp"}).ramp_end == 1.0  # configs saved before
+    with pytest.raises(ValueError, match="only with ramp_steps='fit'. Received: ramp_end=0.5"):
+        Gradual(ramp_steps=10, ramp_end=0.5)
+    with pytest.raises(ValueError, match="in \\(0, 1\\]"):
+        Gradual(ramp_end=1.5)
+
+
 def test_ramp_starts_from_the_zeros_already_masked():
     model = _wrapped({"hidden": 0.9})
     w = wrappers(model)[0]

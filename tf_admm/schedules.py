@@ -111,9 +111,10 @@ class Gradual(ADMMSchedule):
     decayed over the ramp leaves the weights unable to follow Z where the ramp cuts most.
 
     Args:
-        ramp_steps: steps of the ramp (>= 1), or ``"fit"``: every step of the ``fit`` in
-            which ADMM starts (its epochs times steps per epoch). Resolved once, when the layer
-            starts ADMM, and kept in the wrapper's variables: a resumed fit keeps it.
+        ramp_steps: steps of the ramp (>= 1), or ``"fit"``: the first ``ramp_end`` of the
+            steps of the ``fit`` in which ADMM starts (its epochs times steps per epoch).
+            Resolved once, when the layer starts ADMM, and kept in the wrapper's variables: a
+            resumed fit keeps it.
         update_every: steps between two Z/U updates (>= 1), or ``"auto"``: a tenth of the
             ramp, at most 100.
         rho_final: the rho reached at the end of the ramp (None: 0.1, or the layer's rho if
@@ -131,11 +132,17 @@ class Gradual(ADMMSchedule):
             stored weights and the wrapper's masks are not changed: a weight Z takes back is
             used again. Pruning constraints only (a quantizing wrapper keeps its levels for
             ``hard_project``).
+        ramp_end: with ``ramp_steps="fit"``, the fraction of the fit's steps the ramp takes,
+            in (0, 1]; Z stays at the target for the rest of the fit, so that under
+            ``masking="ramp"`` the model trains on the final support before
+            :func:`tf_admm.hard_project` (1: the ramp ends at the fit's last step).
 
     >>> from tf_admm import schedules
     >>> s = schedules.Gradual(ramp_steps=50, update_every=5)
     >>> s.ramp(None), s.interval(50), s.rho_rule(1e-3, 50)[1]
     (50, 5, 0.1)
+    >>> schedules.Gradual(ramp_end=0.9).ramp(470)
+    423
     """
 
     unit = "step"
@@ -148,6 +155,7 @@ class Gradual(ADMMSchedule):
         rho_scaling: str = "auto",
         rescale_dual: bool = True,
         masking: str = "end",
+        ramp_end: float = 1.0,
     ):
         if ramp_steps != "fit":
             if isinstance(ramp_steps, str):
@@ -161,6 +169,14 @@ class Gradual(ADMMSchedule):
         self.update_every = update_every
         self.rho_final = None if rho_final is None else check_positive("rho_final", rho_final)
         self._check_common(rho_scaling, rescale_dual, masking)
+        ramp_end = check_positive("ramp_end", ramp_end)
+        if ramp_end > 1.0 or (ramp_end != 1.0 and ramp_steps != "fit"):
+            raise ValueError(
+                "ramp_end is the fraction of the fit's steps the ramp takes: in (0, 1], and "
+                "only with ramp_steps='fit'. Received: "
+                f"ramp_end={ramp_end!r}, ramp_steps={ramp_steps!r}"
+            )
+        self.ramp_end = float(ramp_end)
 
     def ramp(self, fit_steps: int | None) -> int:
         if self.ramp_steps != "fit":
@@ -172,7 +188,7 @@ class Gradual(ADMMSchedule):
                 "steps_per_epoch to fit, or give the schedule ramp_steps as a number. Received: "
                 f"steps of the fit={fit_steps!r}"
             )
-        return int(fit_steps)
+        return max(1, int(self.ramp_end * fit_steps))
 
     def interval(self, ramp_steps: int) -> int:
         if self.update_every == "auto":
@@ -197,6 +213,7 @@ class Gradual(ADMMSchedule):
             "rho_scaling": self.rho_scaling,
             "rescale_dual": self.rescale_dual,
             "masking": self.masking,
+            "ramp_end": self.ramp_end,
         }
 
 
