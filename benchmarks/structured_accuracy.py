@@ -11,6 +11,8 @@ each ``--rates`` (dense MACs / pruned MACs) with the per-group targets of
   retraining with ``UpdateADMM()``, ``tf_admm.shrink``;
 - ``structured_admm_ramp_masked``: the same with ``schedules.Gradual(masking="ramp")``: the
   channels outside Z's support are masked at every Z/U update of the ramp;
+- ``structured_admm_ramp_end``: the same with ``Gradual(masking="ramp", ramp_end=0.9)``: the
+  ramp ends at 90% of the ADMM phase, which then trains on the final channels;
 - ``l1_gradual``: the standard magnitude baseline on the same groups (Li et al.'s L1-norm filter
   ranking summed over the group's producers, removed on the AGP cubic schedule of Zhu and
   Gupta over the same ``--ramp-epochs``, every 100 steps; masks enforced after every step;
@@ -172,12 +174,20 @@ def retrain_rate(x, epochs: int):
 
 
 def run_admm(
-    dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=None, masking="end"
+    dense,
+    targets,
+    data,
+    seed,
+    ramp_epochs,
+    retrain_epochs,
+    rho_final=None,
+    masking="end",
+    ramp_end=1.0,
 ):
     (x, y), _ = data
     keras.utils.set_random_seed(seed)
     # rho_final None: the library's default
-    schedule = tf_admm.schedules.Gradual(rho_final=rho_final, masking=masking)
+    schedule = tf_admm.schedules.Gradual(rho_final=rho_final, masking=masking, ramp_end=ramp_end)
     pruned = tf_admm.prune_channels(dense, targets, schedule=schedule)
     compile_model(pruned)
     pruned.fit(dataset(x, y, seed), epochs=ramp_epochs, verbose=0, callbacks=[tf_admm.UpdateADMM()])
@@ -193,6 +203,17 @@ def run_admm_ramp_masked(dense, targets, data, seed, ramp_epochs, retrain_epochs
     """``structured_admm`` with ``Gradual(masking="ramp")``: the channels outside Z's support
     are masked at every Z/U update of the ramp, not only by ``hard_project``."""
     return run_admm(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final, "ramp")
+
+
+def run_admm_ramp_end(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
+    """``structured_admm_ramp_masked`` with ``Gradual(ramp_end=0.9)``: the ramp ends at 90% of
+    the ADMM phase, which then trains on the final channels before ``hard_project``."""
+    return run_admm(
+        dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final, "ramp", RAMP_END
+    )
+
+
+RAMP_END = 0.9
 
 
 def run_admm_progressive(dense, rate, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
@@ -241,6 +262,7 @@ RUNNER = "progressive_compressor"  # progressive rows run by the library's drive
 MASKING = {
     "structured_admm": ("end", "end"),
     "structured_admm_ramp_masked": ("ramp", "ramp"),
+    "structured_admm_ramp_end": ("ramp", "ramp"),
     "structured_admm_progressive": ("ramp", "end"),
     "l1_gradual": (None, None),
 }
@@ -265,6 +287,7 @@ def run_l1(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=No
 METHODS = {
     "structured_admm": run_admm,
     "structured_admm_ramp_masked": run_admm_ramp_masked,
+    "structured_admm_ramp_end": run_admm_ramp_end,
     "l1_gradual": run_l1,
     "structured_admm_progressive": run_admm_progressive,
 }
