@@ -88,8 +88,15 @@ def test_stages_are_seeded_and_keep_earlier_zeros(tmp_path):
             "more", sparsity={"hidden": 0.8, "conv": 0.5}, bits=3, admm_epochs=2, retrain_epochs=1
         ),
     ]
-    run = _compressor(model, x, y, stages, tolerance=1.0, directory=str(tmp_path))
-    final = run.run()
+    matplotlib = pytest.importorskip("matplotlib")
+    backend = matplotlib.get_backend()
+    matplotlib.use("pdf")  # a notebook's inline backend, say: the figures must not switch it
+    try:
+        run = _compressor(model, x, y, stages, tolerance=1.0, directory=str(tmp_path))
+        final = run.run()
+        assert matplotlib.get_backend() == "pdf"
+    finally:
+        matplotlib.use(backend)
     first = keras.models.load_model(str(tmp_path / "stage_01" / "model.keras"))
     assert _zeros(first, "hidden").mean() == 0.5
     zeros1, zeros2 = _zeros(first, "hidden"), _zeros(final, "hidden")

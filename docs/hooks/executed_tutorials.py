@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 
@@ -61,9 +62,36 @@ def executed_copy(committed: str, kept: str = KEPT) -> tuple[str, str] | None:
     return None
 
 
+STARTUP_LOG = re.compile(  # TensorFlow's C++ start-up lines (docs/installation.md)
+    r"^(WARNING: All log messages before absl::InitializeLog\(\)"
+    r"|I0000 \S+ +\d+ (port|cudart_stub|cpu_feature_guard)\.cc"
+    r"|To enable the following instructions:)"
+)
+
+
+def without_startup_log(notebook: dict) -> dict:
+    """``notebook`` without TensorFlow's start-up lines in its stderr outputs (printed before
+    ``TF_CPP_MIN_LOG_LEVEL`` is read, so no setting removes them); an output left empty goes."""
+    for cell in notebook["cells"]:
+        kept = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                text = output["text"]
+                lines = ("".join(text) if isinstance(text, list) else text).splitlines(True)
+                lines = [line for line in lines if not STARTUP_LOG.match(line)]
+                if not "".join(lines).strip():
+                    continue
+                output = {**output, "text": "".join(lines)}
+            kept.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+    return notebook
+
+
 def with_note(path: str, mode: str) -> dict:
-    """The executed notebook with a cell after its title saying which run made its outputs."""
-    notebook = _read(path)
+    """The executed notebook, without TensorFlow's start-up log, with a cell after its title
+    saying which run made its outputs."""
+    notebook = without_startup_log(_read(path))
     run = notebook.get("metadata", {}).get("tf_admm_run", {})
     label, detail = NOTE[mode]
     when = f" on {run['date']}" if run.get("date") else ""

@@ -69,23 +69,23 @@ class TensorBoardReporter:
 
 class FigureReporter:
     """PNG figures in ``folder``: accuracy against compression, the primal residual over the
-    ADMM epochs, per-layer sparsity of the last good stage. Needs matplotlib."""
+    ADMM epochs, per-layer sparsity of the last good stage. Needs matplotlib; draws on
+    ``matplotlib.figure.Figure`` objects, so the user's backend and pyplot's figures (a
+    notebook's inline plots) are left alone."""
 
     def __init__(self, folder: str):
         self.folder = folder
 
     def on_stage_end(self, report: dict, run: Any) -> None:
         try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
+            from matplotlib.figure import Figure
         except ImportError:  # pragma: no cover - optional dependency
             return
         reports, metric = run.reports, run.metric
         os.makedirs(self.folder, exist_ok=True)
         good = [r for r in reports if r["passed"]]
-        fig, ax = plt.subplots(figsize=(5, 3.5))
+        fig = Figure(figsize=(5, 3.5))
+        ax = fig.subplots()
         for group, style in ((good, "o-"), ([r for r in reports if not r["passed"]], "x")):
             if group:
                 ax.plot([r["pruning_rate"] for r in group], [r[metric] for r in group], style)
@@ -96,7 +96,8 @@ class FigureReporter:
         ax.set_ylabel(metric)
         ax.legend()
         self._save(fig, "accuracy_vs_compression.png")
-        fig, ax = plt.subplots(figsize=(5, 3.5))
+        fig = Figure(figsize=(5, 3.5))
+        ax = fig.subplots()
         offset = 0
         for r in reports:
             curve = r["history"].get("admm", {}).get("admm_primal_residual", [])
@@ -110,7 +111,8 @@ class FigureReporter:
             ax.legend(fontsize=7)
         self._save(fig, "residuals.png")
         last = (good or reports)[-1]
-        fig, ax = plt.subplots(figsize=(5, 3.5))
+        fig = Figure(figsize=(5, 3.5))
+        ax = fig.subplots()
         names = list(last["layers"])
         ax.bar(names, [last["layers"][n] for n in names])
         ax.set_ylim(0, 1)
@@ -119,10 +121,7 @@ class FigureReporter:
         self._save(fig, "layer_sparsity.png")
 
     def _save(self, fig, name: str) -> None:
-        import matplotlib.pyplot as plt
-
         fig.tight_layout()
         path = os.path.join(self.folder, name)
         fig.savefig(path + ".partial.png", dpi=100)
         os.replace(path + ".partial.png", path)
-        plt.close(fig)
