@@ -113,3 +113,23 @@ def test_the_tutorial_hook_renders_the_matching_executed_copy(tmp_path):
     code = [c for c in shown["cells"] if c["cell_type"] == "code"]
     assert code[0]["outputs"] == []  # only start-up lines: gone
     assert [o["text"] for o in code[1]["outputs"]] == ["a real warning\n", "1\n"]
+
+
+def test_api_names_in_inline_code_link_to_the_reference():
+    api_links = pytest.importorskip("api_links")  # needs griffe (the dev extra)
+    import doctest
+
+    result = doctest.testmod(api_links)
+    assert result.attempted >= 2 and result.failed == 0
+    names = {"tf_admm.hard_project", "tf_admm.schedules.Gradual", "tf_admm.shrink"}
+    text = (
+        "Use `schedules.Gradual` and `shrink`, not `shrink(model)` or `other`.\n"
+        "```python\ntf_admm.hard_project(m)  # `hard_project`\n```\n"
+        "    `hard_project` in an indented block"
+    )
+    assert api_links.link_names(text, names) == (
+        "Use [`schedules.Gradual`][tf_admm.schedules.Gradual] and [`shrink`][tf_admm.shrink], "
+        "not `shrink(model)` or `other`.\n"
+        "```python\ntf_admm.hard_project(m)  # `hard_project`\n```\n"
+        "    `hard_project` in an indented block"
+    )
