@@ -334,10 +334,22 @@ def anchor_rows(dense, train, test) -> list[dict]:
     return rows
 
 
+def complete(rows: list[dict]) -> list[dict]:
+    """The rows of the seeds that have every (network, method, sparsity) of ``rows``, so
+    that both sides are averaged over the same seeds."""
+    units = {(r["network"], r["method"], r["sparsity"]) for r in rows}
+    seeds = {
+        seed
+        for seed in {r["seed"] for r in rows}
+        if units == {(r["network"], r["method"], r["sparsity"]) for r in rows if r["seed"] == seed}
+    }
+    return [r for r in rows if r["seed"] in seeds]
+
+
 def points(rows: list[dict]) -> list[dict]:
-    """Mean and std over seeds of each (network, method, sparsity)."""
+    """Mean and std over seeds of each (network, method, sparsity), over the complete seeds."""
     groups: dict[tuple, list[dict]] = {}
-    for r in rows:
+    for r in complete(rows):
         groups.setdefault((r["network"], r["method"], r["sparsity"]), []).append(r)
     out = []
     for (network, method, sparsity), group in sorted(groups.items()):
@@ -361,7 +373,9 @@ def points(rows: list[dict]) -> list[dict]:
 def table(out: str) -> None:
     """The frontier points as a Markdown table, then for each TFMOT point the best tf_admm
     point at no more bytes (zipped, then raw) and its accuracy margin."""
-    pts = points([json.loads(line) for line in open(out)])
+    rows = [json.loads(line) for line in open(out)]
+    print(f"seeds with every point: {sorted({r['seed'] for r in complete(rows)})}\n")
+    pts = points(rows)
     print("| network | method | sparsity | seeds | LiteRT acc. % | raw bytes | zipped bytes |")
     print("|---|---|---|---|---|---|---|")
     for p in pts:
@@ -400,8 +414,9 @@ def plot(out: str, png: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
-    rows = [json.loads(line) for line in open(out)]
+    rows = complete([json.loads(line) for line in open(out)])
     networks = sorted({r["network"] for r in rows})
     fig, axes = plt.subplots(len(networks), 2, figsize=(12, 4.5 * len(networks)), squeeze=False)
     for axes_row, network in zip(axes, networks):
@@ -422,6 +437,9 @@ def plot(out: str, png: str) -> None:
                 marker = "s" if method.startswith("dense") else "o"
                 ax.errorbar(xs, ys, yerr=es, fmt=marker + style, label=method, capsize=3)
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(ticker.FormatStrFormatter("%g"))
+            ax.tick_params(axis="x", which="minor", labelsize=7)
             ax.set_xlabel(f"{size.replace('_', ' ')} (kB, log)")
             ax.set_ylabel("LiteRT test accuracy (%)")
             ax.set_title(f"{network}: accuracy against {size.split('_')[0]} bytes")
