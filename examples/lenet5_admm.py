@@ -49,11 +49,8 @@ def native_log_to_file() -> str:
 
 NATIVE_LOG = native_log_to_file()
 
-from absl import app, flags, logging  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 import common  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 import tf_admm  # noqa: E402
 from tf_admm import keras  # noqa: E402
