@@ -299,3 +299,16 @@ def test_a_built_layer_is_copied_and_an_unbuilt_one_wrapped_itself():
     assert tf_admm.prune_low_magnitude(fresh, 0.5).layer is fresh
     (copied,) = tf_admm.quantize([built], 3)
     assert copied.layer is not built
+
+
+def test_find_wrappers_reads_layers_lists_and_nested_models_once_each():
+    inner = tf_admm.prune_low_magnitude(
+        keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="a")]), 0.5
+    )
+    outer = keras.Sequential([inner, keras.layers.Dense(2, name="b")])
+    a = inner.layers[0]
+    b = tf_admm.prune_low_magnitude(outer.layers[-1], 0.5)
+    assert tf_admm.find_wrappers(outer) == [a]  # inside the nested model
+    assert tf_admm.find_wrappers(b) == [b]  # a layer itself
+    assert tf_admm.find_wrappers([b, [outer, (a, b)]]) == [b, a]  # nested lists, each once
+    assert tf_admm.find_wrappers([outer.layers[-1]]) == []

@@ -38,12 +38,18 @@ __all__ = [
 
 def find_wrappers(model) -> list[ADMMWrapper]:
     """All ADMM wrappers in a layer, a list of layers or a model, nested models included."""
-    items = model if isinstance(model, (list, tuple)) else [model]
     found: dict[int, ADMMWrapper] = {}  # by id: a shared layer counts once
-    for item in items:
-        for layer in flat_layers(item) if is_model(item) else [item]:
+
+    def visit(obj):
+        if isinstance(obj, (list, tuple)):  # lists of layers or models, nested too
+            for item in obj:
+                visit(item)
+            return
+        for layer in flat_layers(obj) if is_model(obj) else [obj]:
             if isinstance(layer, ADMMWrapper):
                 found.setdefault(id(layer), layer)
+
+    visit(model)
     return list(found.values())
 
 
