@@ -122,7 +122,7 @@ def tfmot_child(spec: dict) -> None:
         callbacks=[step],
     )
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
-    folder = tempfile.mkdtemp()
+    folder = spec["folder"]
     rows = []
     path = os.path.join(folder, "gmp_int8.tflite")
     with open(path, "wb") as handle:
@@ -201,7 +201,7 @@ def run_admm(dense, sparsity: float, spec: dict, train, test, bits: list[int]) -
         callbacks=[tf_admm.UpdateADMM()],
     )
     stripped = tf_admm.strip_admm(pruned)
-    folder = tempfile.mkdtemp()
+    folder = spec["folder"]
     epochs = spec["ramp_epochs"] + spec["retrain_epochs"]
     rows = export_rows(stripped, folder, "admm_int8", test, x, bits=8, epochs=epochs)
     prune_cpu = time.process_time() - start
@@ -302,12 +302,14 @@ def main() -> None:
         for side, sparsity in units:
             if side not in args.sides or (args.network, side, sparsity, seed) in done:
                 continue
-            if side == "anchor":
-                rows = anchor_rows(dense, train, test)
-            elif side == "tfmot":
-                rows = run_tfmot({**spec, "sparsity": sparsity})
-            else:
-                rows = run_admm(dense, sparsity, spec, train, test, args.bits)
+            with tempfile.TemporaryDirectory() as folder:  # the unit's .tflite files
+                unit = {**spec, "sparsity": sparsity, "folder": folder}
+                if side == "anchor":
+                    rows = anchor_rows(dense, train, test, folder)
+                elif side == "tfmot":
+                    rows = run_tfmot(unit)
+                else:
+                    rows = run_admm(dense, sparsity, unit, train, test, args.bits)
             for row in rows:
                 row.update(common, side=side, sparsity=sparsity)
                 print(json.dumps(row), flush=True)
@@ -315,9 +317,8 @@ def main() -> None:
                     handle.write(json.dumps(row) + "\n")
 
 
-def anchor_rows(dense, train, test) -> list[dict]:
+def anchor_rows(dense, train, test, folder: str) -> list[dict]:
     (x, _) = train
-    folder = tempfile.mkdtemp()
     start = time.process_time()
     rows = []
     for quantization in (None, "int8"):
