@@ -57,7 +57,7 @@ from tf_admm.constraints import (
     Quantization,
     Sparsity,
 )
-from tf_admm.export import check_tflite, export_tflite, size_report
+from tf_admm.export import check_tflite, export_tflite, size_report, strip_tflite_names
 from tf_admm.penalty import ADMMPenalty
 from tf_admm.progressive import (
     ProgressiveCompressor,
@@ -123,6 +123,7 @@ __all__ = [
     "stages_from_json",
     "stages_to_json",
     "strip_admm",
+    "strip_tflite_names",
     "summary",
     "update_admm",
 ]

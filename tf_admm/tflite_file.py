@@ -181,7 +181,7 @@ class Subgraph:
         scales, qdim = self.scales(index)
         return ConstTensor(
             index=index,
-            name=tensor.Name().decode(),
+            name=(tensor.Name() or b"").decode(),  # "" in a file without names
             shape=shape,
             dtype=_NUMPY_TYPES[tensor.Type()],
             data=data,

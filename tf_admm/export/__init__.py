@@ -11,7 +11,8 @@ The modules, in the order a file is made: :mod:`~tf_admm.export.checks` (argumen
 work), :mod:`~tf_admm.export.convert` (the converter), :mod:`~tf_admm.export.match` (each Keras
 weight found among the file's tensors, int8 tensors patched onto their grids, with
 :mod:`~tf_admm.export.grids`), :mod:`~tf_admm.export.sizes` (bytes and bounds, the report),
-:mod:`~tf_admm.export.parity` (the file against the model in LiteRT);
+:mod:`~tf_admm.export.parity` (the file against the model in LiteRT),
+:mod:`~tf_admm.export.names` (the names no interpreter needs, dropped);
 :mod:`~tf_admm.export.files` holds :func:`export_tflite` and :func:`size_report`.
 
 >>> import os, tempfile, numpy as np, tf_admm
@@ -31,6 +32,7 @@ from tf_admm.export.checks import QUANTIZATION_MODES
 from tf_admm.export.convert import plain_model
 from tf_admm.export.files import export_tflite, size_report
 from tf_admm.export.grids import int8_grid
+from tf_admm.export.names import strip_names, strip_tflite_names
 from tf_admm.export.parity import check_tflite
 from tf_admm.export.sizes import (
     ExportResult,
@@ -53,5 +55,7 @@ __all__ = [
     "layer_sizes",
     "plain_model",
     "size_report",
+    "strip_names",
+    "strip_tflite_names",
     "zipped_size",
 ]

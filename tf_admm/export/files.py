@@ -17,6 +17,7 @@ from tf_admm.export.checks import (
 )
 from tf_admm.export.convert import check_int8_convertible, convert, plain_model
 from tf_admm.export.match import analyse
+from tf_admm.export.names import strip_names as strip
 from tf_admm.export.sizes import ExportResult, format_bits, layer_sizes, zipped_size
 from tf_admm.record import bits_by_layer, compression_record
 from tf_admm.tflite_file import TFLiteFile
@@ -35,6 +36,7 @@ def export_tflite(
     allow_dense: bool = False,
     batch_size: int | None = None,
     configure: Callable[[Any], None] | None = None,
+    strip_names: bool = False,
 ) -> ExportResult:
     """Convert a (wrapped or stripped) Keras model to a ``.tflite`` file.
 
@@ -61,6 +63,10 @@ def export_tflite(
             "supported_ops", [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS])``
             (select TF ops) or float16 weights (``c.target_spec.supported_types =
             [tf.float16]``).
+        strip_names: write the file without the names of its intermediate tensors, subgraphs
+            and description (:func:`tf_admm.export.names.strip_names`): the same weights and
+            outputs in fewer bytes (on small networks the converter's names are several
+            percent of the file); input, output and signature names are kept.
 
     A mixed-precision model (float16/bfloat16 compute) is converted from a float32 copy with
     the same weights, since TFLite has no float16 MatMul or Conv kernels.
@@ -75,6 +81,8 @@ def export_tflite(
             full-int8 calibration crashes on it; ``"int8_weights"`` works).
     """
     path = check_export_args(model, path, quantization, sparse, representative_data, overwrite)
+    if not isinstance(strip_names, bool):
+        raise ValueError(f"strip_names must be True or False. Received: {strip_names!r}")
     check_projected(model, allow_dense, "export_tflite")
     if batch_size is not None and not (
         isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1
@@ -95,7 +103,7 @@ def export_tflite(
     records = compression_record(model)  # what the wrappers enforced: the grids to write
     file = TFLiteFile(convert(plain, quantization, sparse, representative, batch_size, configure))
     tensors, by_layer, missing = analyse(file, plain, quantization is not None, records)
-    content = file.tobytes()
+    content = strip(file.tobytes()) if strip_names else file.tobytes()
     with open(path, "wb" if overwrite else "xb") as handle:
         handle.write(content)
     layers, others = layer_sizes(plain, by_layer, bits_by_layer(records))
