@@ -4,8 +4,9 @@ teach it, from the same converged dense model, over seeds.
 For each seed, the dense ``--network`` of ``structured_accuracy.py`` (the same cache: trained
 ``--dense-epochs`` on the first ``--train-size`` images, cosine decay) is the start of every
 method, and every figure is read from the ``.tflite`` file a user would ship: LiteRT accuracy on
-the 10,000 test images (``tf_admm.check_tflite``), its bytes and its bytes zipped (deflate, as
-TFMOT's guides measure).
+the 10,000 test images (``tf_admm.check_tflite``), its bytes, its bytes zipped (deflate, as
+TFMOT's guides measure) and its bytes without the converter's names
+(``tf_admm.export.strip_names``, the same function on both sides' files).
 
 - ``anchor``: the dense model as a float file and a full-int8 file (post-training, 200
   calibration images).
@@ -63,7 +64,9 @@ def data(train_size: int):
 
 
 def tflite_row(model, path: str, test, **fields) -> dict:
-    """The figures of one ``.tflite`` file: LiteRT accuracy on the test set, bytes, zipped."""
+    """The figures of one ``.tflite`` file: LiteRT accuracy on the test set, bytes, zipped,
+    and bytes without the converter's names (``tf_admm.export.strip_names``, applied alike to
+    both sides' files: Keras 3 writes longer names than tf_keras)."""
     with open(path, "rb") as handle:
         content = handle.read()
     check = tf_admm.check_tflite(model, path, *test)
@@ -73,6 +76,7 @@ def tflite_row(model, path: str, test, **fields) -> dict:
         "litert_accuracy": check["tflite_accuracy"],
         "raw_bytes": len(content),
         "zipped_bytes": tf_admm.export.sizes.zipped_size(content),
+        "stripped_bytes": len(tf_admm.export.strip_names(content)),
     }
 
 
@@ -366,6 +370,12 @@ def points(rows: list[dict]) -> list[dict]:
                 "std": float(np.std(acc)),
                 "raw_bytes": float(np.mean([r["raw_bytes"] for r in group])),
                 "zipped_bytes": float(np.mean([r["zipped_bytes"] for r in group])),
+                # rows written before the field existed have none: no stripped figure then
+                "stripped_bytes": (
+                    float(np.mean([r["stripped_bytes"] for r in group]))
+                    if all("stripped_bytes" in r for r in group)
+                    else None
+                ),
             }
         )
     return out
@@ -386,14 +396,20 @@ def table(out: str) -> None:
             f"{p['zipped_bytes']:,.0f} |"
         )
     print()
-    for size in ("zipped_bytes", "raw_bytes"):
+    for size in ("zipped_bytes", "raw_bytes", "stripped_bytes"):
+        theirs = [p for p in pts if p["side"] == "tfmot" and p[size] is not None]
+        if not theirs:
+            continue
         print(f"| network | TFMOT point | {size} | best tf_admm point at <= bytes | margin |")
         print("|---|---|---|---|---|")
-        for t in (p for p in pts if p["side"] == "tfmot"):
+        for t in theirs:
             mine = [
                 p
                 for p in pts
-                if p["side"] == "tf_admm" and p["network"] == t["network"] and p[size] <= t[size]
+                if p["side"] == "tf_admm"
+                and p["network"] == t["network"]
+                and p[size] is not None
+                and p[size] <= t[size]
             ]
             best = max(mine, key=lambda p: p["accuracy"], default=None)
             answer = (
