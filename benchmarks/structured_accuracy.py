@@ -13,6 +13,9 @@ each ``--rates`` (dense MACs / pruned MACs) with the per-group targets of
   channels outside Z's support are masked at every Z/U update of the ramp;
 - ``structured_admm_ramp_end``: the same with ``Gradual(masking="ramp", ramp_end=0.9)``: the
   ramp ends at 90% of the ADMM phase, which then trains on the final channels;
+- ``structured_admm_gradient``: ``structured_admm_ramp_masked`` with
+  ``UpdateADMM(gradient_data=...)`` (20 training batches): rho per wrapper by the RMS of its
+  loss gradient, the weight recipe's recommendation;
 - ``l1_gradual``: the standard magnitude baseline on the same groups (Li et al.'s L1-norm filter
   ranking summed over the group's producers, removed on the AGP cubic schedule of Zhu and
   Gupta over the same ``--ramp-epochs``, every 100 steps; masks enforced after every step;
@@ -183,6 +186,7 @@ def run_admm(
     rho_final=None,
     masking="end",
     ramp_end=1.0,
+    gradient_batches=0,
 ):
     (x, y), _ = data
     keras.utils.set_random_seed(seed)
@@ -190,7 +194,10 @@ def run_admm(
     schedule = tf_admm.schedules.Gradual(rho_final=rho_final, masking=masking, ramp_end=ramp_end)
     pruned = tf_admm.prune_channels(dense, targets, schedule=schedule)
     compile_model(pruned)
-    pruned.fit(dataset(x, y, seed), epochs=ramp_epochs, verbose=0, callbacks=[tf_admm.UpdateADMM()])
+    # gradient_batches > 0: rho per wrapper by its loss-gradient RMS on that many batches
+    gradient_data = dataset(x, y, seed).take(gradient_batches) if gradient_batches else None
+    update = tf_admm.UpdateADMM(gradient_data=gradient_data)
+    pruned.fit(dataset(x, y, seed), epochs=ramp_epochs, verbose=0, callbacks=[update])
     tf_admm.hard_project(pruned)
     compile_model(pruned, retrain_rate(x, retrain_epochs))
     pruned.fit(
@@ -205,6 +212,10 @@ def run_admm_ramp_masked(dense, targets, data, seed, ramp_epochs, retrain_epochs
     return run_admm(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final, "ramp")
 
 
+RAMP_END = 0.9
+GRADIENT_BATCHES = 20  # as the weight recipe's UpdateADMM(gradient_data=...) measurements
+
+
 def run_admm_ramp_end(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
     """``structured_admm_ramp_masked`` with ``Gradual(ramp_end=0.9)``: the ramp ends at 90% of
     the ADMM phase, which then trains on the final channels before ``hard_project``."""
@@ -213,7 +224,21 @@ def run_admm_ramp_end(dense, targets, data, seed, ramp_epochs, retrain_epochs, r
     )
 
 
-RAMP_END = 0.9
+def run_admm_gradient(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
+    """``structured_admm_ramp_masked`` with ``UpdateADMM(gradient_data=...)`` over the ramp (20
+    training batches): each wrapper's rho scaled by its loss-gradient RMS, as the weight-pruning
+    recipe recommends."""
+    return run_admm(
+        dense,
+        targets,
+        data,
+        seed,
+        ramp_epochs,
+        retrain_epochs,
+        rho_final,
+        "ramp",
+        gradient_batches=GRADIENT_BATCHES,
+    )
 
 
 def run_admm_progressive(dense, rate, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
@@ -263,6 +288,7 @@ MASKING = {
     "structured_admm": ("end", "end"),
     "structured_admm_ramp_masked": ("ramp", "ramp"),
     "structured_admm_ramp_end": ("ramp", "ramp"),
+    "structured_admm_gradient": ("ramp", "ramp"),
     "structured_admm_progressive": ("ramp", "end"),
     "l1_gradual": (None, None),
 }
@@ -288,6 +314,7 @@ METHODS = {
     "structured_admm": run_admm,
     "structured_admm_ramp_masked": run_admm_ramp_masked,
     "structured_admm_ramp_end": run_admm_ramp_end,
+    "structured_admm_gradient": run_admm_gradient,
     "l1_gradual": run_l1,
     "structured_admm_progressive": run_admm_progressive,
 }
