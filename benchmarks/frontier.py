@@ -18,6 +18,13 @@ TFMOT's guides measure) and its bytes without the converter's names
   (``tfmot_gmp_int8``); then ``--quant-epochs`` of pruning-preserving quantization-aware
   training (``quantize_apply(..., Default8BitPrunePreserveQuantizeScheme())``) and its int8 file
   (``tfmot_pqat_int8``).
+- ``tfmot_cluster`` (the same child, from the GMP model of the ``tfmot`` unit, kept in
+  ``--cache``): for each of ``--clusters``, TFMOT's sparsity-preserving weight clustering
+  (``cluster_weights(..., KMEANS_PLUS_PLUS, preserve_sparsity=True)``, ``--quant-epochs`` at
+  1e-4, ``strip_clustering``) and its int8 file (``tfmot_cluster{n}_int8``), then
+  prune- and cluster-preserving QAT (``Default8BitClusterPreserveQuantizeScheme(
+  preserve_sparsity=True)``, PCQAT) and its int8 file (``tfmot_pcqat{n}_int8``). Its points are
+  averaged over the seeds that have every anchor, tfmot and tf_admm point and this one.
 - ``tf_admm`` (Keras 3, the library's defaults): ``prune_low_magnitude(dense,
   allocate_sparsity(dense, 1 / (1 - s)))``, ``UpdateADMM(gradient_data=...)`` over the ramp
   epochs, ``hard_project``, the retraining epochs, ``strip_admm``, ``export_tflite(...,
@@ -55,6 +62,8 @@ import tf_admm  # noqa: E402
 from tf_admm import keras  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+SIDES = ("anchor", "tfmot", "tf_admm", "tfmot_cluster")  # the order units run in, per sparsity
+CORE_SIDES = SIDES[:3]  # every seed's figures need these; tfmot_cluster came later
 CALIBRATION = 200  # images for full-int8 calibration, both sides
 
 
@@ -93,14 +102,21 @@ def converter_int8(model, x, qat: bool = False) -> bytes:
 # ----------------------------------------------------------------------------- TFMOT (child)
 
 
-def tfmot_child(spec: dict) -> None:
-    """Run TFMOT for one (seed, sparsity) under tf_keras; print one JSON row per file."""
+def tfmot_gmp(spec: dict, x, y):
+    """TFMOT's gradual magnitude pruning of the dense weights to ``spec["sparsity"]``, stripped
+    (tf_keras), and the CPU seconds it took. Its weights and CPU time are kept in
+    ``spec["gmp_weights"]``; a later unit loads them instead of pruning again, so that its
+    clustering starts from the model of the GMP rows (and counts the GMP's CPU time)."""
     import tensorflow_model_optimization as tfmot
 
-    start = time.process_time()
-    (x, y), test = data(spec["train_size"])
-    keras.utils.set_random_seed(spec["seed"])
     model = S.NETWORKS[spec["network"]][1]()
+    cached = spec.get("gmp_weights")
+    if cached and os.path.exists(cached):
+        with np.load(cached) as saved:
+            count = sum(name.startswith("w") for name in saved.files)
+            model.set_weights([saved[f"w{i}"] for i in range(count)])
+            return model, float(saved["cpu_seconds"])
+    start = time.process_time()
     with np.load(spec["dense_weights"]) as saved:
         model.set_weights([saved[f"w{i}"] for i in range(len(saved.files))])
     end = spec["ramp_epochs"] * int(np.ceil(len(x) / S.BATCH))
@@ -126,27 +142,81 @@ def tfmot_child(spec: dict) -> None:
         callbacks=[step],
     )
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
+    cpu = time.process_time() - start
+    if cached:
+        weights = {f"w{i}": w for i, w in enumerate(stripped.get_weights())}
+        np.savez(cached, cpu_seconds=cpu, **weights)
+    return stripped, cpu
+
+
+def quantize_aware(model, scheme, spec: dict, x, y):
+    """``--quant-epochs`` of TFMOT's quantization-aware training under ``scheme``."""
+    import tensorflow_model_optimization as tfmot
+
+    annotated = tfmot.quantization.keras.quantize_annotate_model(model)
+    qat = tfmot.quantization.keras.quantize_apply(annotated, scheme)
+    S.compile_model(qat, 1e-4)
+    qat.fit(S.dataset(x, y, spec["seed"] + 2), epochs=spec["quant_epochs"], verbose=0)
+    return qat
+
+
+def tfmot_child(spec: dict) -> None:
+    """Run one TFMOT unit for one (seed, sparsity) under tf_keras; print one JSON row per file.
+
+    ``spec["side"]`` ``"tfmot"``: GMP + int8, then + PQAT. ``"tfmot_cluster"``: from the GMP
+    model, for each ``spec["clusters"]``: sparsity-preserving weight clustering (k-means++
+    centroids) with ``--quant-epochs`` of fine-tuning, ``strip_clustering``, int8
+    (``tfmot_cluster{n}_int8``); then prune- and cluster-preserving QAT
+    (``Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True)``) and its int8 file
+    (``tfmot_pcqat{n}_int8``)."""
+    import tensorflow_model_optimization as tfmot
+
+    (x, y), test = data(spec["train_size"])
+    keras.utils.set_random_seed(spec["seed"])
+    stripped, gmp_cpu = tfmot_gmp(spec, x, y)
     folder = spec["folder"]
-    rows = []
-    path = os.path.join(folder, "gmp_int8.tflite")
-    with open(path, "wb") as handle:
-        handle.write(converter_int8(stripped, x))
     epochs = spec["ramp_epochs"] + spec["retrain_epochs"]
-    rows.append(tflite_row(stripped, path, test, method="tfmot_gmp_int8", bits=8, epochs=epochs))
-    rows[-1]["cpu_seconds"] = time.process_time() - start
-    if spec["quant_epochs"]:
-        start = time.process_time()
-        scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
-        annotated = tfmot.quantization.keras.quantize_annotate_model(stripped)
-        qat = tfmot.quantization.keras.quantize_apply(annotated, scheme)
-        S.compile_model(qat, 1e-4)
-        qat.fit(S.dataset(x, y, spec["seed"] + 2), epochs=spec["quant_epochs"], verbose=0)
-        path = os.path.join(folder, "pqat_int8.tflite")
+    rows = []
+
+    def add(model, name: str, qat: bool, spent: int, cpu: float, **fields) -> None:
+        path = os.path.join(folder, f"{name}.tflite")
         with open(path, "wb") as handle:
-            handle.write(converter_int8(qat, x, qat=True))
-        epochs += spec["quant_epochs"]
-        rows.append(tflite_row(qat, path, test, method="tfmot_pqat_int8", bits=8, epochs=epochs))
-        rows[-1]["cpu_seconds"] = rows[0]["cpu_seconds"] + time.process_time() - start
+            handle.write(converter_int8(model, x, qat=qat))
+        rows.append(tflite_row(model, path, test, method=name, epochs=spent, **fields))
+        rows[-1]["cpu_seconds"] = cpu
+
+    if spec.get("side", "tfmot") == "tfmot":
+        add(stripped, "tfmot_gmp_int8", False, epochs, gmp_cpu, bits=8)
+        if spec["quant_epochs"]:
+            start = time.process_time()
+            scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+            qat = quantize_aware(stripped, scheme, spec, x, y)
+            spent = epochs + spec["quant_epochs"]
+            add(qat, "tfmot_pqat_int8", True, spent, gmp_cpu + time.process_time() - start, bits=8)
+    else:
+        cluster = tfmot.clustering.keras
+        for n in spec["clusters"]:
+            start = time.process_time()
+            keras.utils.set_random_seed(spec["seed"])
+            clustered = cluster.cluster_weights(
+                stripped,
+                number_of_clusters=n,
+                cluster_centroids_init=cluster.CentroidInitialization.KMEANS_PLUS_PLUS,
+                preserve_sparsity=True,
+            )
+            S.compile_model(clustered, 1e-4)
+            clustered.fit(S.dataset(x, y, spec["seed"] + 2), epochs=spec["quant_epochs"], verbose=0)
+            clustered = cluster.strip_clustering(clustered)
+            spent = epochs + spec["quant_epochs"]
+            cpu = gmp_cpu + time.process_time() - start
+            add(clustered, f"tfmot_cluster{n}_int8", False, spent, cpu, bits=8, clusters=n)
+            scheme = tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(
+                preserve_sparsity=True
+            )
+            qat = quantize_aware(clustered, scheme, spec, x, y)
+            spent += spec["quant_epochs"]
+            cpu = gmp_cpu + time.process_time() - start
+            add(qat, f"tfmot_pcqat{n}_int8", True, spent, cpu, bits=8, clusters=n)
     for row in rows:
         print("ROW " + json.dumps(row), flush=True)
 
@@ -251,7 +321,8 @@ def main() -> None:
     parser.add_argument("--network", default="resnet14_w8", choices=list(S.NETWORKS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--sparsities", nargs="+", type=float, default=[0.5, 0.75, 0.9, 0.95])
-    parser.add_argument("--sides", nargs="+", default=["anchor", "tfmot", "tf_admm"])
+    parser.add_argument("--sides", nargs="+", default=list(SIDES), choices=list(SIDES))
+    parser.add_argument("--clusters", nargs="+", type=int, default=[16, 8])
     parser.add_argument("--bits", nargs="+", type=int, default=[4])
     parser.add_argument("--dense-epochs", type=int, default=8)
     parser.add_argument("--ramp-epochs", type=int, default=2)
@@ -302,15 +373,24 @@ def main() -> None:
             "train_size": args.train_size,
         }
         units = [("anchor", 0.0)] if "anchor" in args.sides else []
-        units += [(side, s) for s in args.sparsities for side in ("tfmot", "tf_admm")]
+        units += [(side, s) for s in args.sparsities for side in SIDES[1:]]
         for side, sparsity in units:
             if side not in args.sides or (args.network, side, sparsity, seed) in done:
                 continue
             with tempfile.TemporaryDirectory() as folder:  # the unit's .tflite files
-                unit = {**spec, "sparsity": sparsity, "folder": folder}
+                gmp = f"{args.network}_gmp_{sparsity:g}_seed{seed}_{args.ramp_epochs}"
+                gmp += f"+{args.retrain_epochs}ep_{args.train_size}.npz"
+                unit = {
+                    **spec,
+                    "sparsity": sparsity,
+                    "folder": folder,
+                    "side": side,
+                    "clusters": args.clusters,
+                    "gmp_weights": os.path.join(args.cache, gmp),  # shared by both TFMOT sides
+                }
                 if side == "anchor":
                     rows = anchor_rows(dense, train, test, folder)
-                elif side == "tfmot":
+                elif side.startswith("tfmot"):
                     rows = run_tfmot(unit)
                 else:
                     rows = run_admm(dense, sparsity, unit, train, test, args.bits)
@@ -340,13 +420,16 @@ def anchor_rows(dense, train, test, folder: str) -> list[dict]:
 
 
 def complete(rows: list[dict]) -> list[dict]:
-    """The rows of the seeds that have every (network, method, sparsity) of ``rows``, so
-    that both sides are averaged over the same seeds."""
-    units = {(r["network"], r["method"], r["sparsity"]) for r in rows}
+    """The rows of the seeds that have every (network, method, sparsity) of the core sides
+    (``CORE_SIDES``) in ``rows``, so that both sides are averaged over the same seeds; a later
+    side's points are averaged over those of these seeds that have them (``seeds`` says how
+    many)."""
+    core = [r for r in rows if r["side"] in CORE_SIDES]
+    units = {(r["network"], r["method"], r["sparsity"]) for r in core}
     seeds = {
         seed
-        for seed in {r["seed"] for r in rows}
-        if units == {(r["network"], r["method"], r["sparsity"]) for r in rows if r["seed"] == seed}
+        for seed in {r["seed"] for r in core}
+        if units == {(r["network"], r["method"], r["sparsity"]) for r in core if r["seed"] == seed}
     }
     return [r for r in rows if r["seed"] in seeds]
 
@@ -397,7 +480,7 @@ def table(out: str) -> None:
         )
     print()
     for size in ("zipped_bytes", "raw_bytes", "stripped_bytes"):
-        theirs = [p for p in pts if p["side"] == "tfmot" and p[size] is not None]
+        theirs = [p for p in pts if p["side"].startswith("tfmot") and p[size] is not None]
         if not theirs:
             continue
         print(f"| network | TFMOT point | {size} | best tf_admm point at <= bytes | margin |")

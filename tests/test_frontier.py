@@ -26,11 +26,14 @@ def test_points_average_only_the_seeds_that_have_every_point(capsys, tmp_path):
         _row(1, "tfmot", "tfmot_gmp_int8", 0.9, 0.82, 110),
         _row(1, "tf_admm", "admm_int8", 0.9, 0.86, 100),
         _row(2, "tfmot", "tfmot_gmp_int8", 0.9, 0.50, 10),  # seed 2 has no tf_admm point yet
+        # a side added later, run on seed 0 only: it does not take seed 1 out of the others
+        _row(0, "tfmot_cluster", "tfmot_cluster16_int8", 0.9, 0.83, 80),
     ]
     del rows[1]["stripped_bytes"]  # a row written before the field: no stripped figure
     assert {r["seed"] for r in frontier.complete(rows)} == {0, 1}
     by_method = {p["method"]: p for p in frontier.points(rows)}
     assert by_method["tfmot_gmp_int8"]["seeds"] == 2
+    assert by_method["tfmot_cluster16_int8"]["seeds"] == 1
     assert by_method["tfmot_gmp_int8"]["accuracy"] == 81.0
     assert by_method["admm_int8"]["zipped_bytes"] == 95.0
     assert by_method["admm_int8"]["stripped_bytes"] is None
