@@ -36,7 +36,20 @@ NOTE = {
 }
 
 _committed: dict[str, str] = {}  # rendered path -> committed notebook
-_folder = tempfile.mkdtemp(prefix="tf_admm_tutorials_")
+_build = {"folder": ""}  # this build's folder of rendered copies, removed after the build
+
+
+def on_pre_build(config):
+    _build["folder"] = tempfile.mkdtemp(prefix="tf_admm_tutorials_")
+
+
+def on_post_build(config):
+    shutil.rmtree(_build["folder"], ignore_errors=True)
+    _committed.clear()
+
+
+def on_build_error(error):
+    on_post_build(None)
 
 
 def _read(path: str) -> dict:
@@ -114,7 +127,7 @@ def on_pre_page(page, config, files):
     found = executed_copy(src)
     if found is None:
         return page
-    target = os.path.join(_folder, "tutorials", os.path.basename(src))
+    target = os.path.join(_build["folder"], "tutorials", os.path.basename(src))
     os.makedirs(os.path.dirname(target), exist_ok=True)
     with open(target, "w", encoding="utf-8") as handle:
         json.dump(with_note(*found), handle)
