@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ConstTensor", "Subgraph", "TFLiteFile"]
+__all__ = ["ConstTensor", "Subgraph", "TFLiteFile", "litert_schema"]
 
 
-def _schema():
+def litert_schema():
+    """LiteRT's generated flatbuffer schema module (``ai_edge_litert.schema_py_generated``)."""
     try:
         from ai_edge_litert import schema_py_generated
     except ImportError as err:  # pragma: no cover - ai-edge-litert is a dependency
@@ -238,7 +239,7 @@ class TFLiteFile:
     """
 
     def __init__(self, content: bytes):
-        self.schema = _schema()
+        self.schema = litert_schema()
         self.buffer = bytearray(content)
         self.model = self.schema.Model.GetRootAsModel(self.buffer, 0)
         self.opcodes = []

@@ -27,20 +27,12 @@ import os
 
 import numpy as np
 
+from tf_admm.tflite_file import litert_schema
+
 __all__ = ["strip_names", "strip_tflite_names"]
 
 ALIGNMENT = 16  # bytes: where the converter starts each buffer's data
 IDENTIFIER = b"TFL3"
-
-
-def _schema():
-    try:
-        from ai_edge_litert import schema_py_generated
-    except ImportError as err:  # pragma: no cover - ai-edge-litert is a dependency
-        raise ImportError(
-            "Rewriting .tflite files needs ai-edge-litert: pip install ai-edge-litert"
-        ) from err
-    return schema_py_generated
 
 
 @functools.cache
@@ -93,7 +85,7 @@ def strip_names(content: bytes) -> bytes:
     """
     import flatbuffers
 
-    schema = _schema()
+    schema = litert_schema()
     content = bytes(content)
     if len(content) < 8 or content[4:8] != IDENTIFIER:
         raise ValueError(
