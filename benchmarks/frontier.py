@@ -25,6 +25,10 @@ TFMOT's guides measure) and its bytes without the converter's names
   prune- and cluster-preserving QAT (``Default8BitClusterPreserveQuantizeScheme(
   preserve_sparsity=True)``, PCQAT) and its int8 file (``tfmot_pcqat{n}_int8``). Its points are
   averaged over the seeds that have every anchor, tfmot and tf_admm point and this one.
+- ``tfmot_alloc``: TFMOT's GMP as in ``tfmot`` but to tf_admm's per-layer targets
+  (``allocate_sparsity``, the targets of the ``tf_admm`` side) instead of one sparsity for every
+  layer, + int8 (``tfmot_gmp_alloc_int8``): separates what the allocation gives from what ADMM
+  gives. Averaged like ``tfmot_cluster``.
 - ``tf_admm`` (Keras 3, the library's defaults): ``prune_low_magnitude(dense,
   allocate_sparsity(dense, 1 / (1 - s)))``, ``UpdateADMM(gradient_data=...)`` over the ramp
   epochs, ``hard_project``, the retraining epochs, ``strip_admm``, ``export_tflite(...,
@@ -62,8 +66,10 @@ import tf_admm  # noqa: E402
 from tf_admm import keras  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SIDES = ("anchor", "tfmot", "tf_admm", "tfmot_cluster")  # the order units run in, per sparsity
-CORE_SIDES = SIDES[:3]  # every seed's figures need these; tfmot_cluster came later
+# the order units run in, per sparsity; every seed's figures need the first three (the later
+# ones were added after seeds had run)
+SIDES = ("anchor", "tfmot", "tf_admm", "tfmot_cluster", "tfmot_alloc")
+CORE_SIDES = SIDES[:3]
 CALIBRATION = 200  # images for full-int8 calibration, both sides
 
 
@@ -121,14 +127,33 @@ def tfmot_gmp(spec: dict, x, y):
         model.set_weights([saved[f"w{i}"] for i in range(len(saved.files))])
     end = spec["ramp_epochs"] * int(np.ceil(len(x) / S.BATCH))
     frequency = min(100, max(1, end // 10))  # TFMOT's default 100, or ten updates over the ramp
-    schedule = tfmot.sparsity.keras.PolynomialDecay(
-        initial_sparsity=0.0,
-        final_sparsity=spec["sparsity"],
-        begin_step=0,
-        end_step=end - end % frequency,  # the last update lands on the end step: s reached
-        frequency=frequency,
-    )
-    pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+
+    def schedule(sparsity: float):
+        return tfmot.sparsity.keras.PolynomialDecay(
+            initial_sparsity=0.0,
+            final_sparsity=sparsity,
+            begin_step=0,
+            end_step=end - end % frequency,  # the last update lands on the end step: s reached
+            frequency=frequency,
+        )
+
+    targets = spec.get("targets")  # {position in model.layers: sparsity}, or None: uniform
+    if targets is None:
+        pruned = tfmot.sparsity.keras.prune_low_magnitude(
+            model, pruning_schedule=schedule(spec["sparsity"])
+        )
+    else:
+        position = {layer.name: i for i, layer in enumerate(model.layers)}
+
+        def wrap(layer):
+            target = targets.get(str(position[layer.name]))
+            if target is None:
+                return layer
+            return tfmot.sparsity.keras.prune_low_magnitude(
+                layer, pruning_schedule=schedule(target)
+            )
+
+        pruned = keras.models.clone_model(model, clone_function=wrap)
     S.compile_model(pruned)
     step = tfmot.sparsity.keras.UpdatePruningStep()
     pruned.fit(
@@ -160,6 +185,15 @@ def quantize_aware(model, scheme, spec: dict, x, y):
     return qat
 
 
+def allocation_by_position(dense, sparsity: float) -> dict[str, float]:
+    """``tf_admm.allocate_sparsity(dense, 1 / (1 - sparsity))`` keyed by each layer's position
+    in ``dense.layers`` (the child builds the same network under tf_keras, whose automatic layer
+    names need not be the cached model's)."""
+    targets = tf_admm.allocate_sparsity(dense, 1.0 / (1.0 - sparsity))
+    position = {layer.name: i for i, layer in enumerate(dense.layers)}
+    return {str(position[name]): target for name, target in targets.items()}
+
+
 def tfmot_child(spec: dict) -> None:
     """Run one TFMOT unit for one (seed, sparsity) under tf_keras; print one JSON row per file.
 
@@ -185,7 +219,9 @@ def tfmot_child(spec: dict) -> None:
         rows.append(tflite_row(model, path, test, method=name, epochs=spent, **fields))
         rows[-1]["cpu_seconds"] = cpu
 
-    if spec.get("side", "tfmot") == "tfmot":
+    if spec.get("side") == "tfmot_alloc":
+        add(stripped, "tfmot_gmp_alloc_int8", False, epochs, gmp_cpu, bits=8)
+    elif spec.get("side", "tfmot") == "tfmot":
         add(stripped, "tfmot_gmp_int8", False, epochs, gmp_cpu, bits=8)
         if spec["quant_epochs"]:
             start = time.process_time()
@@ -388,6 +424,9 @@ def main() -> None:
                     "clusters": args.clusters,
                     "gmp_weights": os.path.join(args.cache, gmp),  # shared by both TFMOT sides
                 }
+                if side == "tfmot_alloc":  # GMP to tf_admm's per-layer targets, by position
+                    unit["targets"] = allocation_by_position(dense, sparsity)
+                    unit["gmp_weights"] = unit["gmp_weights"].replace("_gmp_", "_gmp_alloc_")
                 if side == "anchor":
                     rows = anchor_rows(dense, train, test, folder)
                 elif side.startswith("tfmot"):
