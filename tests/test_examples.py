@@ -111,6 +111,10 @@ model = mobilenet_v2.build(0.35)
 bn = tf_admm.keras.layers.BatchNormalization
 assert {l.momentum for l in model.layers if isinstance(l, bn)} == {0.9}
 assert len(tf_admm.registry.compressible_layers(model)) == 53
+# both sides of the comparison prune what TFMOT can: every kernel but the 17 depthwise ones
+names = mobilenet_v2.tfmot_prunable(model)
+assert len(names) == 36, len(names)
+assert not any(isinstance(model.get_layer(n), tf_admm.keras.layers.DepthwiseConv2D) for n in names)
 print("OK")
 """
     examples = os.path.join(os.path.dirname(__file__), "..", "examples")
