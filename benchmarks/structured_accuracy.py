@@ -28,7 +28,8 @@ each ``--rates`` (dense MACs / pruned MACs) with the per-group targets of
 Both sides: Adam, batch 128, the same batches (one shuffle seed), the same epochs; 1e-3
 over the ramp, a cosine decay from 1e-3 to 0 over the retraining. The
 test accuracy is that of the shrunk Keras model. One JSON object per run is appended to
-``--out`` (kind "accuracy"), and a run already there is skipped (resumable).
+``--out`` (kind "accuracy"), and a run already there with the same settings (epochs, training
+images, ``--rho-final``) is skipped (resumable).
 
     python benchmarks/structured_accuracy.py --seeds 0 1 2 --rates 2 --out docs/structured.json
 """
@@ -334,7 +335,7 @@ def main() -> None:
     parser.add_argument("--dense-epochs", type=int, default=8)
     parser.add_argument("--ramp-epochs", type=int, default=4)
     parser.add_argument("--retrain-epochs", type=int, default=2)
-    parser.add_argument("--train-size", type=int, default=60000)
+    parser.add_argument("--train-size", type=int, default=30000)  # every row so far: 30,000
     parser.add_argument(
         "--rho-final",
         type=float,
@@ -359,7 +360,12 @@ def main() -> None:
                 stale = r["method"].endswith("progressive") and r.get("runner") != RUNNER
                 now, before = MASKING[r["method"]]
                 stale = stale or r.get("masking", before) != now
-                if rho == args.rho_final and r.get("ramp_epochs", 4) == args.ramp_epochs:
+                same_run = (
+                    rho == args.rho_final
+                    and r.get("ramp_epochs", 4) == args.ramp_epochs
+                    and r.get("train_size") == args.train_size
+                )
+                if same_run:
                     if not stale:  # a progressive row of the hand-written loop, or of
                         # a channel Stage before it masked along its ramp: run again
                         done.add((r["method"], r["target_rate"], r["seed"]))
