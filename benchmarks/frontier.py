@@ -385,7 +385,9 @@ def main() -> None:
         with open(args.out) as handle:
             for line in handle:
                 r = json.loads(line)
-                done.add((r["network"], r["side"], r["sparsity"], r["seed"]))
+                # rows of another data size are another experiment: not done here
+                if r["train_size"] == args.train_size:
+                    done.add((r["network"], r["side"], r["sparsity"], r["seed"]))
     for seed in args.seeds:
         dense, dense_acc = S.dense_model(
             seed, args.dense_epochs, (train, test), args.cache, args.network
