@@ -29,6 +29,9 @@ TFMOT's guides measure) and its bytes without the converter's names
   (``allocate_sparsity``, the targets of the ``tf_admm`` side) instead of one sparsity for every
   layer, + int8 (``tfmot_gmp_alloc_int8``): separates what the allocation gives from what ADMM
   gives. Averaged like ``tfmot_cluster``.
+- ``tf_admm_ramp``: the ``tf_admm`` side's pruning with ``schedules.Gradual(masking="ramp")``
+  (weights outside Z's support masked at every Z/U update, as GMP masks along its ramp), int8
+  only (``admm_ramp_int8``). Averaged like ``tfmot_cluster``.
 - ``tf_admm`` (Keras 3, the library's defaults): ``prune_low_magnitude(dense,
   allocate_sparsity(dense, 1 / (1 - s)))``, ``UpdateADMM(gradient_data=...)`` over the ramp
   epochs, ``hard_project``, the retraining epochs, ``strip_admm``, ``export_tflite(...,
@@ -68,7 +71,7 @@ from tf_admm import keras  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 # the order units run in, per sparsity; every seed's figures need the first three (the later
 # ones were added after seeds had run)
-SIDES = ("anchor", "tfmot", "tf_admm", "tfmot_cluster", "tfmot_alloc")
+SIDES = ("anchor", "tfmot", "tf_admm", "tfmot_cluster", "tfmot_alloc", "tf_admm_ramp")
 CORE_SIDES = SIDES[:3]
 CALIBRATION = 200  # images for full-int8 calibration, both sides
 
@@ -288,13 +291,19 @@ def export_rows(model, folder: str, name: str, test, x, **fields) -> list[dict]:
     return rows
 
 
-def run_admm(dense, sparsity: float, spec: dict, train, test, bits: list[int]) -> list[dict]:
+def run_admm(
+    dense, sparsity: float, spec: dict, train, test, bits: list[int], name: str = "admm"
+) -> list[dict]:
+    """tf_admm's side: the defaults (``name`` "admm"), or with ``Gradual(masking="ramp")``
+    (``name`` "admm_ramp": the weights outside Z's support masked at every Z/U update of the
+    ramp, as channel pruning does by default)."""
     (x, y) = train
     gradient_data = (x[:2560], y[:2560])
     start = time.process_time()
     keras.utils.set_random_seed(spec["seed"])
     targets = tf_admm.allocate_sparsity(dense, 1.0 / (1.0 - sparsity))
-    pruned = tf_admm.prune_low_magnitude(dense, targets)
+    schedule = tf_admm.schedules.Gradual(masking="ramp") if name == "admm_ramp" else None
+    pruned = tf_admm.prune_low_magnitude(dense, targets, schedule=schedule)
     S.compile_model(pruned)
     pruned.fit(
         S.dataset(x, y, spec["seed"]),
@@ -313,7 +322,7 @@ def run_admm(dense, sparsity: float, spec: dict, train, test, bits: list[int]) -
     stripped = tf_admm.strip_admm(pruned)
     folder = spec["folder"]
     epochs = spec["ramp_epochs"] + spec["retrain_epochs"]
-    rows = export_rows(stripped, folder, "admm_int8", test, x, bits=8, epochs=epochs)
+    rows = export_rows(stripped, folder, f"{name}_int8", test, x, bits=8, epochs=epochs)
     prune_cpu = time.process_time() - start
     for row in rows:
         row["cpu_seconds"] = prune_cpu
@@ -433,6 +442,8 @@ def main() -> None:
                     rows = anchor_rows(dense, train, test, folder)
                 elif side.startswith("tfmot"):
                     rows = run_tfmot(unit)
+                elif side == "tf_admm_ramp":
+                    rows = run_admm(dense, sparsity, unit, train, test, [], "admm_ramp")
                 else:
                     rows = run_admm(dense, sparsity, unit, train, test, args.bits)
             for row in rows:
