@@ -574,6 +574,7 @@ def plot(out: str, png: str) -> None:
     for axes_row, network in zip(axes, networks):
         mine = [r for r in rows if r["network"] == network]
         for ax, size in zip(axes_row, ("zipped_bytes", "raw_bytes")):
+            methods = sorted({r["method"] for r in rows})  # one colour per method, every panel
             for method in sorted({r["method"] for r in mine}):
                 points = {}
                 for r in mine:
@@ -587,7 +588,10 @@ def plot(out: str, png: str) -> None:
                     es.append(100 * np.std([r["litert_accuracy"] for r in group]))
                 style = "--" if method.startswith("tfmot") else "-"
                 marker = "s" if method.startswith("dense") else "o"
-                ax.errorbar(xs, ys, yerr=es, fmt=marker + style, label=method, capsize=3)
+                colour = plt.cm.tab20(methods.index(method) % 20)
+                ax.errorbar(
+                    xs, ys, yerr=es, fmt=marker + style, label=method, capsize=3, color=colour
+                )
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
             ax.xaxis.set_minor_formatter(ticker.FormatStrFormatter("%g"))
