@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ConstTensor", "Subgraph", "TFLiteFile", "litert_schema"]
+__all__ = ["IDENTIFIER", "ConstTensor", "Subgraph", "TFLiteFile", "is_tflite", "litert_schema"]
+
+IDENTIFIER = b"TFL3"  # a .tflite flatbuffer's file identifier, at bytes 4-8
+
+
+def is_tflite(content: bytes) -> bool:
+    """Whether ``content`` carries the ``.tflite`` file identifier."""
+    return bytes(content[4:8]) == IDENTIFIER
 
 
 def litert_schema():

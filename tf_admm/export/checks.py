@@ -78,7 +78,9 @@ def representative_batches(data, model) -> Callable:
     return lambda: ([take[i : i + 1]] for i in range(len(take)))
 
 
-def check_export_args(model, path, quantization, sparse, representative_data, overwrite) -> str:
+def check_export_args(
+    model, path, quantization, sparse, representative_data, overwrite, strip_names=False
+) -> str:
     check_built_model(model, "export_tflite")
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"path must be a str or os.PathLike. Received: {path!r}")
@@ -88,7 +90,7 @@ def check_export_args(model, path, quantization, sparse, representative_data, ov
             f"quantization must be one of {QUANTIZATION_MODES}. Received: quantization="
             f"{quantization!r}"
         )
-    for name, flag in (("sparse", sparse), ("overwrite", overwrite)):
+    for name, flag in (("sparse", sparse), ("overwrite", overwrite), ("strip_names", strip_names)):
         if not isinstance(flag, bool):
             raise ValueError(f"{name} must be True or False. Received: {name}={flag!r}")
     if quantization == "int8" and representative_data is None:

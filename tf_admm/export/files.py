@@ -80,9 +80,9 @@ def export_tflite(
             ``"int8"`` on a model whose recurrent layers become a WHILE loop (the converter's
             full-int8 calibration crashes on it; ``"int8_weights"`` works).
     """
-    path = check_export_args(model, path, quantization, sparse, representative_data, overwrite)
-    if not isinstance(strip_names, bool):
-        raise ValueError(f"strip_names must be True or False. Received: {strip_names!r}")
+    path = check_export_args(
+        model, path, quantization, sparse, representative_data, overwrite, strip_names
+    )
     check_projected(model, allow_dense, "export_tflite")
     if batch_size is not None and not (
         isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1

@@ -27,12 +27,11 @@ import os
 
 import numpy as np
 
-from tf_admm.tflite_file import litert_schema
+from tf_admm.tflite_file import IDENTIFIER, is_tflite, litert_schema
 
 __all__ = ["strip_names", "strip_tflite_names"]
 
 ALIGNMENT = 16  # bytes: where the converter starts each buffer's data
-IDENTIFIER = b"TFL3"
 
 
 @functools.cache
@@ -87,7 +86,7 @@ def strip_names(content: bytes) -> bytes:
 
     schema = litert_schema()
     content = bytes(content)
-    if len(content) < 8 or content[4:8] != IDENTIFIER:
+    if not is_tflite(content):
         raise ValueError(
             "strip_names needs a .tflite flatbuffer (file identifier 'TFL3' at bytes 4-8). "
             f"Received {len(content)} bytes starting {content[:8]!r}"

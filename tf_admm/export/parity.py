@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from tf_admm.export.checks import check_array, check_built_model, input_shapes
-from tf_admm.tflite_file import TFLiteFile
+from tf_admm.tflite_file import TFLiteFile, is_tflite
 
 __all__ = ["check_tflite"]
 
@@ -59,7 +59,7 @@ def check_tflite(
     path = os.fspath(path)
     with open(path, "rb") as handle:
         content = handle.read()
-    if content[4:8] != b"TFL3":
+    if not is_tflite(content):
         raise ValueError(
             f"path is not a .tflite flatbuffer (no TFL3 identifier). Received: path={path!r}, "
             f"starting with {content[:8]!r}"
