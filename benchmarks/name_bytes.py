@@ -27,7 +27,7 @@ from nets import cifar_resnet, mobilenet_v2_small  # noqa: E402
 
 import tf_admm  # noqa: E402
 from tf_admm import keras  # noqa: E402
-from tf_admm.export.parity import open_interpreter  # noqa: E402
+from tf_admm.export.parity import open_interpreter, run_interpreter  # noqa: E402
 
 NETWORKS = {
     "resnet14_w8 (28x28x1)": lambda: cifar_resnet((28, 28, 1), width=8, blocks=2),
@@ -36,13 +36,7 @@ NETWORKS = {
 
 
 def outputs(path: str, x: np.ndarray) -> np.ndarray:
-    interpreter = open_interpreter(path, open(path, "rb").read())
-    detail = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(detail["index"], list(x.shape))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(detail["index"], x)
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    return run_interpreter(open_interpreter(path, open(path, "rb").read()), x)
 
 
 def trained_statistics(model, rng) -> None:

@@ -11,7 +11,7 @@ from conftest import dequantized_constants
 import tf_admm
 from tf_admm import keras
 from tf_admm.export.names import ALIGNMENT, strip_names
-from tf_admm.export.parity import open_interpreter
+from tf_admm.export.parity import open_interpreter, run_interpreter
 
 L = keras.layers
 
@@ -31,13 +31,8 @@ def _residual_net():
 
 def _outputs(path, x):
     path = str(path)
-    interpreter = open_interpreter(path, open(path, "rb").read())  # int8 + sparse: builtin
-    detail = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(detail["index"], list(x.shape))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(detail["index"], x)
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    content = open(path, "rb").read()
+    return run_interpreter(open_interpreter(path, content), x)  # int8 + sparse: builtin
 
 
 def _buffer_offsets(content: bytes) -> list[int]:
@@ -154,4 +149,10 @@ def test_strip_refuses_bad_input_before_writing(tmp_path):
     with pytest.raises(ValueError, match="strip_names must be True or False"):
         tf_admm.export_tflite(_residual_net(), tmp_path / "f.tflite", strip_names=1)
     assert not (tmp_path / "f.tflite").exists()
+    with pytest.raises(ValueError, match="directory of destination does not exist"):
+        tf_admm.strip_tflite_names(source, tmp_path / "no_such_folder" / "g.tflite")
+    with pytest.raises(ValueError, match="destination is a directory"):
+        tf_admm.strip_tflite_names(source, tmp_path, overwrite=True)
+    with pytest.raises(ValueError, match="destination must be a str"):
+        tf_admm.strip_tflite_names(source, 3)
     assert source.read_bytes() == original

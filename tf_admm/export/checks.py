@@ -82,9 +82,6 @@ def check_export_args(
     model, path, quantization, sparse, representative_data, overwrite, strip_names=False
 ) -> str:
     check_built_model(model, "export_tflite")
-    if not isinstance(path, (str, os.PathLike)):
-        raise ValueError(f"path must be a str or os.PathLike. Received: {path!r}")
-    path = os.fspath(path)
     if quantization not in QUANTIZATION_MODES:
         raise ValueError(
             f"quantization must be one of {QUANTIZATION_MODES}. Received: quantization="
@@ -107,15 +104,25 @@ def check_export_args(
         callable(representative_data) or isinstance(representative_data, tf.data.Dataset)
     ):
         check_array(representative_data, model, "representative_data")
+    return check_output_path(path, overwrite)
+
+
+def check_output_path(path, overwrite: bool, name: str = "path") -> str:
+    """``path`` as a str, after checking that a file can be written there: its directory
+    exists and is writable, it is not a directory, and it does not exist unless ``overwrite``.
+    ``name`` is the argument's name in the messages."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"{name} must be a str or os.PathLike. Received: {path!r}")
+    path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise ValueError(f"The directory of path does not exist. Received: path={path!r}")
+        raise ValueError(f"The directory of {name} does not exist. Received: {name}={path!r}")
     if os.path.isdir(path):
-        raise ValueError(f"path is a directory; give a file name. Received: path={path!r}")
+        raise ValueError(f"{name} is a directory; give a file name. Received: {name}={path!r}")
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path!r} exists; pass overwrite=True to replace it.")
     if not os.access(directory, os.W_OK):
-        raise ValueError(f"The directory of path is not writable. Received: path={path!r}")
+        raise ValueError(f"The directory of {name} is not writable. Received: {name}={path!r}")
     return path
 
 

@@ -27,6 +27,7 @@ import os
 
 import numpy as np
 
+from tf_admm.export.checks import check_output_path
 from tf_admm.tflite_file import IDENTIFIER, is_tflite, litert_schema
 
 __all__ = ["strip_names", "strip_tflite_names"]
@@ -136,21 +137,19 @@ def strip_tflite_names(
             ``overwrite=True`` or equals the source, or content :func:`strip_names` refuses;
             nothing is written then.
     """
-    for name, value in (("source", source), ("destination", destination)):
-        if not isinstance(value, (str, os.PathLike)):
-            raise ValueError(f"{name} must be a str or os.PathLike. Received: {value!r}")
+    if not isinstance(source, (str, os.PathLike)) or not os.path.isfile(source):
+        raise ValueError(f"source must name an existing .tflite file. Received: {source!r}")
     if not isinstance(overwrite, bool):
         raise ValueError(f"overwrite must be True or False. Received: overwrite={overwrite!r}")
-    source, destination = os.fspath(source), os.fspath(destination)
-    if not os.path.isfile(source):
-        raise ValueError(f"source must be an existing .tflite file. Received: {source!r}")
-    if os.path.abspath(destination) == os.path.abspath(source):
+    source = os.fspath(source)
+    if isinstance(destination, (str, os.PathLike)) and os.path.abspath(
+        destination
+    ) == os.path.abspath(source):
         raise ValueError(
             "destination must differ from source (the source file is kept). Received both "
             f"as {source!r}"
         )
-    if os.path.exists(destination) and not overwrite:
-        raise FileExistsError(f"{destination!r} exists; pass overwrite=True to replace it.")
+    destination = check_output_path(destination, overwrite, "destination")
     with open(source, "rb") as handle:
         stripped = strip_names(handle.read())
     with open(destination, "wb") as handle:

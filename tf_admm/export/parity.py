@@ -26,6 +26,35 @@ def open_interpreter(path: str, content: bytes):
     return Interpreter(model_path=path, **kwargs)
 
 
+def run_interpreter(interpreter, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The first output of ``interpreter`` on ``x`` (float32), in batches of ``batch_size``.
+
+    A file converted with a static batch runs in batches of that size, the last one padded
+    (the padding's outputs dropped); a dynamic batch is resized to each batch.
+    """
+    input_detail = interpreter.get_input_details()[0]
+    outputs = []
+    fixed = int(input_detail["shape_signature"][0])  # -1: dynamic batch
+    step = fixed if fixed > 0 else batch_size
+    if fixed > 0:  # a file converted with a static batch (export_tflite(batch_size=...))
+        interpreter.allocate_tensors()
+    for start in range(0, len(x), step):
+        batch = x[start : start + step]
+        count = len(batch)
+        if fixed > 0 and count < fixed:  # pad the last batch, drop the padding's outputs
+            batch = np.concatenate([batch, np.repeat(batch[-1:], fixed - count, axis=0)])
+        if fixed <= 0:
+            interpreter.resize_tensor_input(input_detail["index"], list(batch.shape))
+            interpreter.allocate_tensors()
+        interpreter.set_tensor(input_detail["index"], batch.astype(input_detail["dtype"]))
+        interpreter.reset_all_variables()  # fused LSTM ops keep their state between invokes
+        interpreter.invoke()
+        output_detail = interpreter.get_output_details()[0]
+        result = interpreter.get_tensor(output_detail["index"]).astype(np.float32)
+        outputs.append(result[:count])
+    return np.concatenate(outputs)
+
+
 def check_tflite(
     model, path: str | os.PathLike, x: Any, y: Any = None, *, batch_size: int = 256
 ) -> dict:
@@ -81,26 +110,7 @@ def check_tflite(
             f"against {len(shapes)} inputs."
         )
     expected = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
-    outputs = []
-    fixed = int(input_detail["shape_signature"][0])  # -1: dynamic batch
-    step = fixed if fixed > 0 else batch_size
-    if fixed > 0:  # a file converted with a static batch (export_tflite(batch_size=...))
-        interpreter.allocate_tensors()
-    for start in range(0, len(x), step):
-        batch = x[start : start + step]
-        count = len(batch)
-        if fixed > 0 and count < fixed:  # pad the last batch, drop the padding's outputs
-            batch = np.concatenate([batch, np.repeat(batch[-1:], fixed - count, axis=0)])
-        if fixed <= 0:
-            interpreter.resize_tensor_input(input_detail["index"], list(batch.shape))
-            interpreter.allocate_tensors()
-        interpreter.set_tensor(input_detail["index"], batch.astype(input_detail["dtype"]))
-        interpreter.reset_all_variables()  # fused LSTM ops keep their state between invokes
-        interpreter.invoke()
-        output_detail = interpreter.get_output_details()[0]
-        result = interpreter.get_tensor(output_detail["index"]).astype(np.float32)
-        outputs.append(result[:count])
-    got = np.concatenate(outputs).reshape(expected.shape)
+    got = run_interpreter(interpreter, x, batch_size).reshape(expected.shape)
     agree = float(np.mean(np.argmax(got, axis=-1) == np.argmax(expected, axis=-1)))
     report = {
         "max_abs_diff": float(np.abs(got - expected).max()),
