@@ -111,6 +111,19 @@ def converter_int8(model, x, qat: bool = False) -> bytes:
 # ----------------------------------------------------------------------------- TFMOT (child)
 
 
+def save_weights(path: str, weights: list, **extra) -> None:
+    """``weights`` (a model's get_weights()) as w0, w1, ... in an .npz, beside ``extra``."""
+    np.savez(path, **extra, **{f"w{i}": w for i, w in enumerate(weights)})
+
+
+def load_weights(path: str) -> tuple[list, dict]:
+    """The weights :func:`save_weights` wrote, and its other entries."""
+    with np.load(path) as saved:
+        count = sum(name.startswith("w") for name in saved.files)
+        extra = {name: saved[name] for name in saved.files if not name.startswith("w")}
+        return [saved[f"w{i}"] for i in range(count)], extra
+
+
 def tfmot_gmp(spec: dict, x, y):
     """TFMOT's gradual magnitude pruning of the dense weights to ``spec["sparsity"]``, stripped
     (tf_keras), and the CPU seconds it took. Its weights and CPU time are kept in
@@ -121,13 +134,11 @@ def tfmot_gmp(spec: dict, x, y):
     model = S.NETWORKS[spec["network"]][1]()
     cached = spec.get("gmp_weights")
     if cached and os.path.exists(cached):
-        with np.load(cached) as saved:
-            count = sum(name.startswith("w") for name in saved.files)
-            model.set_weights([saved[f"w{i}"] for i in range(count)])
-            return model, float(saved["cpu_seconds"])
+        weights, extra = load_weights(cached)
+        model.set_weights(weights)
+        return model, float(extra["cpu_seconds"])
     start = time.process_time()
-    with np.load(spec["dense_weights"]) as saved:
-        model.set_weights([saved[f"w{i}"] for i in range(len(saved.files))])
+    model.set_weights(load_weights(spec["dense_weights"])[0])
     end = spec["ramp_epochs"] * int(np.ceil(len(x) / S.BATCH))
     frequency = min(100, max(1, end // 10))  # TFMOT's default 100, or ten updates over the ramp
 
@@ -172,8 +183,7 @@ def tfmot_gmp(spec: dict, x, y):
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
     cpu = time.process_time() - start
     if cached:
-        weights = {f"w{i}": w for i, w in enumerate(stripped.get_weights())}
-        np.savez(cached, cpu_seconds=cpu, **weights)
+        save_weights(cached, stripped.get_weights(), cpu_seconds=cpu)
     return stripped, cpu
 
 
@@ -402,7 +412,7 @@ def main() -> None:
             seed, args.dense_epochs, (train, test), args.cache, args.network
         )
         weights = os.path.join(args.cache, f"{args.network}_dense_seed{seed}.npz")
-        np.savez(weights, **{f"w{i}": w for i, w in enumerate(dense.get_weights())})
+        save_weights(weights, dense.get_weights())
         spec = {
             "network": args.network,
             "seed": seed,

@@ -79,6 +79,10 @@ def build(alpha: float, bn_momentum: float = 0.9):
     return keras.Model.from_config(config)
 
 
+# both sides and the control: a constant rate over the ramp, then a cosine decay from a lower one
+RAMP_RATE, RETRAIN_RATE = 1e-3, 5e-4
+
+
 def compile_model(model, steps: int, rate: float = 1e-3, decay: bool = True):
     """Adam at ``rate``, cosine-decayed over ``steps`` unless ``decay`` is False."""
     schedule = keras.optimizers.schedules.CosineDecay(rate, max(steps, 1)) if decay else rate
@@ -148,7 +152,10 @@ def run_tfmot(spec_path: str) -> None:
     end = ramp_epochs * steps
     frequency = max(1, min(100, end // 10))
     pruned = common.tfmot_gmp(dense, spec["targets"], end - end % frequency, frequency)
-    for epochs, rate, decay in ((ramp_epochs, 1e-3, False), (retrain_epochs, 5e-4, True)):
+    for epochs, rate, decay in (
+        (ramp_epochs, RAMP_RATE, False),
+        (retrain_epochs, RETRAIN_RATE, True),
+    ):
         compile_model(pruned, steps * epochs, rate, decay)
         pruned.fit(
             train,
@@ -231,11 +238,11 @@ def admm(dense, targets: dict, bits: int | None, train, steps: int, epochs: tupl
     else:
         model = tf_admm.compress(dense, sparsity=targets, bits=bits, schedule=gradual)
     # a constant rate over the ramp: it cuts most weights in its last steps, and W must follow Z
-    compile_model(model, steps * epochs[0], decay=False)
+    compile_model(model, steps * epochs[0], RAMP_RATE, decay=False)
     update = tf_admm.UpdateADMM(gradient_data=train)
     model.fit(train, epochs=epochs[0], verbose=2, callbacks=[update], shuffle=False)
     tf_admm.hard_project(model)
-    compile_model(model, steps * epochs[1], 5e-4)
+    compile_model(model, steps * epochs[1], RETRAIN_RATE)
     model.fit(train, epochs=epochs[1], verbose=2, callbacks=[tf_admm.UpdateADMM()], shuffle=False)
     final = tf_admm.strip_admm(model)
     compile_model(final, 1)
@@ -248,9 +255,9 @@ def train_on(dense, train, steps: int, epochs: tuple):
     above the dense one but not above this one gained from the training, not the method."""
     model = keras.models.clone_model(dense)
     model.set_weights(dense.get_weights())
-    compile_model(model, steps * epochs[0], decay=False)
+    compile_model(model, steps * epochs[0], RAMP_RATE, decay=False)
     model.fit(train, epochs=epochs[0], verbose=2, shuffle=False)
-    compile_model(model, steps * epochs[1], 5e-4)
+    compile_model(model, steps * epochs[1], RETRAIN_RATE)
     model.fit(train, epochs=epochs[1], verbose=2, shuffle=False)
     return model
 
