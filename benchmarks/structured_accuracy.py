@@ -29,7 +29,7 @@ Both sides: Adam, batch 128, the same batches (one shuffle seed), the same epoch
 over the ramp, a cosine decay from 1e-3 to 0 over the retraining. The
 test accuracy is that of the shrunk Keras model. One JSON object per run is appended to
 ``--out`` (kind "accuracy"), and a run already there with the same settings (epochs, training
-images, ``--rho-final``) is skipped (resumable).
+images, dense epochs, ``--rho-final``) is skipped (resumable).
 
     python benchmarks/structured_accuracy.py --seeds 0 1 2 --rates 2 --out docs/structured.json
 """
@@ -37,6 +37,7 @@ images, ``--rho-final``) is skipped (resumable).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import time
@@ -207,39 +208,17 @@ def run_admm(
     return tf_admm.shrink(pruned)
 
 
-def run_admm_ramp_masked(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
-    """``structured_admm`` with ``Gradual(masking="ramp")``: the channels outside Z's support
-    are masked at every Z/U update of the ramp, not only by ``hard_project``."""
-    return run_admm(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final, "ramp")
-
-
 RAMP_END = 0.9
 GRADIENT_BATCHES = 20  # as the weight recipe's UpdateADMM(gradient_data=...) measurements
-
-
-def run_admm_ramp_end(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
-    """``structured_admm_ramp_masked`` with ``Gradual(ramp_end=0.9)``: the ramp ends at 90% of
-    the ADMM phase, which then trains on the final channels before ``hard_project``."""
-    return run_admm(
-        dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final, "ramp", RAMP_END
-    )
-
-
-def run_admm_gradient(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
-    """``structured_admm_ramp_masked`` with ``UpdateADMM(gradient_data=...)`` over the ramp (20
-    training batches): each wrapper's rho scaled by its loss-gradient RMS, as the weight-pruning
-    recipe recommends."""
-    return run_admm(
-        dense,
-        targets,
-        data,
-        seed,
-        ramp_epochs,
-        retrain_epochs,
-        rho_final,
-        "ramp",
-        gradient_batches=GRADIENT_BATCHES,
-    )
+# structured_admm with Gradual(masking="ramp"): the channels outside Z's support are masked at
+# every Z/U update of the ramp, not only by hard_project (prune_channels' default)
+run_admm_ramp_masked = functools.partial(run_admm, masking="ramp")
+# ... and Gradual(ramp_end=0.9): the ramp ends at 90% of the ADMM phase, which then trains on
+# the final channels before hard_project
+run_admm_ramp_end = functools.partial(run_admm, masking="ramp", ramp_end=RAMP_END)
+# ... and UpdateADMM(gradient_data=...) over the ramp (20 training batches): each wrapper's
+# rho scaled by its loss-gradient RMS, as the weight-pruning recipe recommends
+run_admm_gradient = functools.partial(run_admm, masking="ramp", gradient_batches=GRADIENT_BATCHES)
 
 
 def run_admm_progressive(dense, rate, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
@@ -363,6 +342,8 @@ def main() -> None:
                 same_run = (
                     rho == args.rho_final
                     and r.get("ramp_epochs", 4) == args.ramp_epochs
+                    and r.get("epochs") == args.ramp_epochs + args.retrain_epochs
+                    and r.get("dense_epochs") == args.dense_epochs
                     and r.get("train_size") == args.train_size
                 )
                 if same_run:
