@@ -577,7 +577,9 @@ def table(out: str) -> None:
 
 
 def plot(out: str, png: str) -> None:
-    """Mean LiteRT accuracy against mean zipped and raw bytes, one line per method."""
+    """Mean LiteRT accuracy against mean zipped bytes (all points, then the top 3 points below
+    the dense file's accuracy) and raw bytes: tf_admm in solid lines, TFMOT dashed, one colour
+    per method in every panel, the legend below."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -586,11 +588,16 @@ def plot(out: str, png: str) -> None:
 
     rows = complete([json.loads(line) for line in open(out)])
     networks = sorted({r["network"] for r in rows})
-    fig, axes = plt.subplots(len(networks), 2, figsize=(12, 4.5 * len(networks)), squeeze=False)
+    methods = sorted({r["method"] for r in rows})  # one colour per method, every panel
+    panels = (("zipped_bytes", False), ("zipped_bytes", True), ("raw_bytes", False))
+    fig, axes = plt.subplots(
+        len(networks), len(panels), figsize=(17, 4.8 * len(networks) + 1), squeeze=False
+    )
     for axes_row, network in zip(axes, networks):
         mine = [r for r in rows if r["network"] == network]
-        for ax, size in zip(axes_row, ("zipped_bytes", "raw_bytes")):
-            methods = sorted({r["method"] for r in rows})  # one colour per method, every panel
+        dense = [r["litert_accuracy"] for r in mine if r["method"] == "dense_float"]
+        for ax, (size, zoom) in zip(axes_row, panels):
+            drawn = []  # (kB, %) of every mean drawn
             for method in sorted({r["method"] for r in mine}):
                 points = {}
                 for r in mine:
@@ -602,6 +609,8 @@ def plot(out: str, png: str) -> None:
                     xs.append(np.mean([r[size] for r in group]) / 1000)
                     ys.append(100 * np.mean([r["litert_accuracy"] for r in group]))
                     es.append(100 * np.std([r["litert_accuracy"] for r in group]))
+                if method != "dense_float":  # the zoomed panel draws it as a line
+                    drawn += zip(xs, ys)
                 style = "--" if method.startswith("tfmot") else "-"
                 marker = "s" if method.startswith("dense") else "o"
                 colour = plt.cm.tab20(methods.index(method) % 20)
@@ -614,10 +623,19 @@ def plot(out: str, png: str) -> None:
             ax.tick_params(axis="x", which="minor", labelsize=7)
             ax.set_xlabel(f"{size.replace('_', ' ')} (kB, log)")
             ax.set_ylabel("LiteRT test accuracy (%)")
-            ax.set_title(f"{network}: accuracy against {size.split('_')[0]} bytes")
+            what = size.split("_")[0] + " bytes"
+            if zoom and dense:
+                top = 100 * float(np.mean(dense))
+                ax.set_ylim(top - 3, top + 1)
+                near = [kb for kb, accuracy in drawn if accuracy >= top - 3]
+                ax.set_xlim(min(near) / 1.1, max(near) * 1.1)
+                ax.axhline(top, color="grey", linewidth=0.8, linestyle=":")
+                what += f", within 3 points of dense ({top:.2f}%)"
+            ax.set_title(f"{network}: accuracy against {what}", fontsize=10)
             ax.grid(alpha=0.3)
-        axes_row[0].legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=7, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.09 / len(networks), 1, 1))
     fig.savefig(png, dpi=110)
 
 
