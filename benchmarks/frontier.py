@@ -42,7 +42,8 @@ TFMOT's guides measure) and its bytes without the converter's names
 
 Both sides: Adam, batch 128, the same batches, 1e-3 over the ramp, a cosine decay from 1e-3 over
 the retraining; 1e-4 for the quantization epochs. One JSON object per file is appended to
-``--out`` (resumable: a (network, method, sparsity, seed) already there is skipped).
+``--out`` (resumable: a (network, side, sparsity, seed) already there at the same training
+images, dense epochs and epoch budget is skipped).
 
     python benchmarks/frontier.py --seeds 0 1 2 --out docs/frontier.json
     python benchmarks/frontier.py --plot docs/frontier.png --table --out docs/frontier.json
@@ -404,8 +405,15 @@ def main() -> None:
         with open(args.out) as handle:
             for line in handle:
                 r = json.loads(line)
-                # rows of another data size are another experiment: not done here
-                if r["train_size"] == args.train_size:
+                # rows of another data size, dense model or budget are another experiment
+                # (rows written before the budget was recorded all ran 2 + 4, and 2 more)
+                if (
+                    r["train_size"] == args.train_size
+                    and r["dense_epochs"] == args.dense_epochs
+                    and r.get("ramp_epochs", 2) == args.ramp_epochs
+                    and r.get("retrain_epochs", 4) == args.retrain_epochs
+                    and r.get("quant_epochs", 2) == args.quant_epochs
+                ):
                     done.add((r["network"], r["side"], r["sparsity"], r["seed"]))
     for seed in args.seeds:
         dense, dense_acc = S.dense_model(
@@ -428,6 +436,9 @@ def main() -> None:
             "dense_accuracy": dense_acc,
             "dense_epochs": args.dense_epochs,
             "train_size": args.train_size,
+            "ramp_epochs": args.ramp_epochs,
+            "retrain_epochs": args.retrain_epochs,
+            "quant_epochs": args.quant_epochs,
         }
         units = [("anchor", 0.0)] if "anchor" in args.sides else []
         units += [(side, s) for s in args.sparsities for side in SIDES[1:]]
@@ -436,7 +447,7 @@ def main() -> None:
                 continue
             with tempfile.TemporaryDirectory() as folder:  # the unit's .tflite files
                 gmp = f"{args.network}_gmp_{sparsity:g}_seed{seed}_{args.ramp_epochs}"
-                gmp += f"+{args.retrain_epochs}ep_{args.train_size}.npz"
+                gmp += f"+{args.retrain_epochs}ep_{args.train_size}_dense{args.dense_epochs}.npz"
                 unit = {
                     **spec,
                     "sparsity": sparsity,
