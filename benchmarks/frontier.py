@@ -371,6 +371,21 @@ def run_admm(
 # ----------------------------------------------------------------------------- driver
 
 
+def done_units(rows: list[dict], args) -> set[tuple]:
+    """The (network, side, sparsity, seed) units of ``rows`` run at ``args``' training images,
+    dense epochs and epoch budget: rows of another setting are another experiment (rows
+    written before the budget was recorded all ran 2 + 4 epochs, and 2 more)."""
+    return {
+        (r["network"], r["side"], r["sparsity"], r["seed"])
+        for r in rows
+        if r["train_size"] == args.train_size
+        and r["dense_epochs"] == args.dense_epochs
+        and r.get("ramp_epochs", 2) == args.ramp_epochs
+        and r.get("retrain_epochs", 4) == args.retrain_epochs
+        and r.get("quant_epochs", 2) == args.quant_epochs
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -403,18 +418,7 @@ def main() -> None:
     done = set()
     if os.path.exists(args.out):
         with open(args.out) as handle:
-            for line in handle:
-                r = json.loads(line)
-                # rows of another data size, dense model or budget are another experiment
-                # (rows written before the budget was recorded all ran 2 + 4, and 2 more)
-                if (
-                    r["train_size"] == args.train_size
-                    and r["dense_epochs"] == args.dense_epochs
-                    and r.get("ramp_epochs", 2) == args.ramp_epochs
-                    and r.get("retrain_epochs", 4) == args.retrain_epochs
-                    and r.get("quant_epochs", 2) == args.quant_epochs
-                ):
-                    done.add((r["network"], r["side"], r["sparsity"], r["seed"]))
+            done = done_units([json.loads(line) for line in handle], args)
     for seed in args.seeds:
         dense, dense_acc = S.dense_model(
             seed, args.dense_epochs, (train, test), args.cache, args.network

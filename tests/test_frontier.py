@@ -49,3 +49,30 @@ def test_points_average_only_the_seeds_that_have_every_point(capsys, tmp_path):
     )
     # stripped bytes: TFMOT's point has them, no tf_admm point does
     assert "| net | tfmot_gmp_int8 at 0.9 (81.00) | 203 | none | - |" in text
+
+
+def test_a_unit_is_done_only_at_the_same_data_dense_model_and_budget():
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(
+        train_size=30000, dense_epochs=8, ramp_epochs=2, retrain_epochs=4, quant_epochs=2
+    )
+    base = {"network": "net", "side": "tf_admm", "sparsity": 0.5, "train_size": 30000}
+    rows = [
+        {**base, "seed": 0, "dense_epochs": 8},  # before the budget was recorded: 2 + 4, 2
+        {**base, "seed": 1, "dense_epochs": 16},  # another dense model
+        {**base, "seed": 2, "dense_epochs": 8, "ramp_epochs": 4, "retrain_epochs": 8},
+        {**base, "seed": 3, "dense_epochs": 8, "train_size": 60000},
+        {
+            **base,
+            "seed": 4,
+            "dense_epochs": 8,
+            "ramp_epochs": 2,
+            "retrain_epochs": 4,
+            "quant_epochs": 2,
+        },
+        {**base, "seed": 5, "dense_epochs": 8, "quant_epochs": 3},
+    ]
+    assert {unit[3] for unit in frontier.done_units(rows, args)} == {0, 4}
+    args.dense_epochs, args.ramp_epochs, args.retrain_epochs = 8, 4, 8
+    assert {unit[3] for unit in frontier.done_units(rows, args)} == {2}
