@@ -189,11 +189,14 @@ def run_admm(
     masking="end",
     ramp_end=1.0,
     gradient_batches=0,
+    pull="ramp",
 ):
     (x, y), _ = data
     keras.utils.set_random_seed(seed)
     # rho_final None: the library's default
-    schedule = tf_admm.schedules.Gradual(rho_final=rho_final, masking=masking, ramp_end=ramp_end)
+    schedule = tf_admm.schedules.Gradual(
+        rho_final=rho_final, masking=masking, ramp_end=ramp_end, pull=pull
+    )
     pruned = tf_admm.prune_channels(dense, targets, schedule=schedule)
     compile_model(pruned)
     # gradient_batches > 0: rho per wrapper by its loss-gradient RMS on that many batches
@@ -219,6 +222,10 @@ run_admm_ramp_end = functools.partial(run_admm, masking="ramp", ramp_end=RAMP_EN
 # ... and UpdateADMM(gradient_data=...) over the ramp (20 training batches): each wrapper's
 # rho scaled by its loss-gradient RMS, as the weight-pruning recipe recommends
 run_admm_gradient = functools.partial(run_admm, masking="ramp", gradient_batches=GRADIENT_BATCHES)
+# ... and Gradual(pull="target"): Z projected onto the final channels from the first update
+# (ADMM pulls every channel the ramp will remove towards zero from the start) while the mask
+# of the forward pass follows the ramp
+run_admm_pull_target = functools.partial(run_admm, masking="ramp", pull="target")
 
 
 def run_admm_progressive(dense, rate, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
@@ -269,9 +276,16 @@ MASKING = {
     "structured_admm_ramp_masked": ("ramp", "ramp"),
     "structured_admm_ramp_end": ("ramp", "ramp"),
     "structured_admm_gradient": ("ramp", "ramp"),
+    "structured_admm_pull_target": ("ramp", "ramp"),
     "structured_admm_progressive": ("ramp", "end"),
     "l1_gradual": (None, None),
 }
+
+
+# what Z is projected onto along the ramp (schedules.Gradual(pull=...)); None: not ADMM or a
+# row written before the field, all of which projected onto the ramp
+PULL = {m: "ramp" for m in MASKING if m.startswith("structured_admm")}
+PULL["structured_admm_pull_target"] = "target"
 
 
 def run_l1(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
@@ -295,6 +309,7 @@ METHODS = {
     "structured_admm_ramp_masked": run_admm_ramp_masked,
     "structured_admm_ramp_end": run_admm_ramp_end,
     "structured_admm_gradient": run_admm_gradient,
+    "structured_admm_pull_target": run_admm_pull_target,
     "l1_gradual": run_l1,
     "structured_admm_progressive": run_admm_progressive,
 }
@@ -392,6 +407,7 @@ def main() -> None:
                     "stages": STAGES if method.endswith("progressive") else 1,
                     "runner": RUNNER if method.endswith("progressive") else None,
                     "masking": MASKING[method][0],
+                    "pull": PULL.get(method),
                 }
                 print(json.dumps(record), flush=True)
                 with open(args.out, "a") as f:

@@ -505,6 +505,61 @@ def test_gradual_channel_ramp_and_save_load_round_trip(tmp_path):
     assert 1.8 < ratio < 2.3
 
 
+def _group_channels(group, values) -> np.ndarray:
+    """The channels of ``group`` that ``values(wrapper, i)`` keeps (nonzero in any wrapped
+    weight of a non-consumer member), checking that every member keeps the same ones."""
+    kept = None
+    for m in group.members:
+        if m.role == "consumer" or not isinstance(m.layer, tf_admm.ADMMWrapper):
+            continue
+        w = m.layer
+        energy = sum(
+            tf_admm.projections.channel_energy(w.layouts[i].canonical(values(w, i)))
+            for i in range(len(w.constrained))
+        )[m.offset : m.offset + m.length]
+        here = np.zeros(group.size, bool)
+        here[m.start : m.start + m.length] = energy > 0
+        assert kept is None or np.array_equal(kept, here), (group.index, w.name)
+        kept = here
+    return kept
+
+
+def test_pull_target_keeps_z_on_the_final_channels_and_the_mask_on_the_ramp(tmp_path):
+    model = resnet_block_model()
+    x = _image(n=16)
+    y = np.random.default_rng(3).normal(size=(16, 3)).astype("float32")
+    schedule = tf_admm.schedules.Gradual(
+        ramp_steps=8, update_every=2, masking="ramp", pull="target"
+    )
+    pruned = tf_admm.prune_channels(model, 0.5, schedule=schedule)
+    _fit_steps(pruned, x, y, 2, [tf_admm.UpdateADMM()])  # 4 of the ramp's 8 steps
+    groups = [g for g in tf_admm.channel_groups(pruned).free]
+    assert groups
+    for g in groups:
+        z = _group_channels(g, lambda w, i: np.asarray(w.z_vars[i]))
+        support = _group_channels(g, lambda w, i: np.asarray(w.support_vars[i]))
+        seen = _group_channels(g, lambda w, i: w.compressed_weights()[i])
+        assert z.sum() == tf_admm.projections.keep_count(g.size, 0.5)  # the target already
+        assert np.array_equal(seen, support) and np.all(support[z])  # Z inside the ramp's
+        assert support.sum() > z.sum()  # the ramp has not reached the target yet
+    path = os.path.join(tmp_path, "pulling.keras")
+    pruned.save(path)
+    loaded = keras.models.load_model(path)
+    for a, b in zip(tf_admm.find_wrappers(pruned), tf_admm.find_wrappers(loaded)):
+        assert a.schedule == b.schedule == schedule
+        assert len(a.support_vars) == len(b.support_vars) == len(a.constrained)
+        for sa, sb in zip(a.support_vars, b.support_vars):
+            assert np.array_equal(np.asarray(sa), np.asarray(sb))
+    tf_admm.hard_project(loaded)
+    small = tf_admm.shrink(loaded)
+    plain = tf_admm.strip_admm(loaded)
+    assert _max_rel(plain(x, training=False), small(x, training=False)) < 1e-5
+    for g in tf_admm.channel_groups(loaded).free:
+        assert _group_channels(g, lambda w, i: np.asarray(w.constrained[i])).sum() == (
+            tf_admm.projections.keep_count(g.size, 0.5)
+        )
+
+
 def test_allocate_channels_reaches_the_mac_target():
     model = resnet_block_model()
     targets = tf_admm.allocate_channels(model, 2.0)

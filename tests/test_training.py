@@ -19,7 +19,7 @@ def _wrapped(sparsity=0.75, rho=1e-3, schedule=None):
 def _state(model):
     out = []
     for w in wrappers(model):
-        out += [to_np(v) for v in (*w.z_vars, *w.u_vars, *w.mask_vars)]
+        out += [to_np(v) for v in (*w.z_vars, *w.u_vars, *w.mask_vars, *w.support_vars)]
         out += [to_np(v) for v in (w.rho, w.step, w.epoch, w.num_updates, w.mode, w.ramp_steps)]
     return out
 
@@ -664,3 +664,46 @@ def test_compress_ramps_its_pruning_under_the_gradual_recipe_and_defaults_to_one
     assert np.count_nonzero(z) > 2 * z.shape[1]  # more kept weights than levels
     default = tf_admm.compress(small_cnn(), sparsity={"hidden": 0.9}, bits={"hidden": 2})
     assert wrappers(default)[0].schedule == OneShot()  # what quantization was measured with
+
+
+class _ZAndSupport(keras.callbacks.Callback):
+    """After each step: zeros of Z, zeros of the kernel the forward pass sees, and whether
+    Z's support lies inside the ramp's support (first wrapper)."""
+
+    def __init__(self):
+        super().__init__()
+        self.z_zeros, self.computed_zeros, self.nested = [], [], []
+
+    def on_train_batch_end(self, batch, logs=None):
+        w = wrappers(self.model)[0]
+        z, support = to_np(w.z_vars[0]), to_np(w.support_vars[0])
+        self.z_zeros.append(int(z.size - np.count_nonzero(z)))
+        self.computed_zeros.append(int((w.compressed_weights()[0] == 0).sum()))
+        self.nested.append(bool(np.all(support[z != 0] == 1)))
+
+
+def test_pull_target_projects_z_onto_the_target_while_the_mask_follows_the_ramp():
+    x, y = small_data(64)
+    schedule = OneShot(2, "step", ramp_steps=8, masking="ramp", pull="target")
+    model = _wrapped({"hidden": 0.9}, schedule=schedule)
+    hidden, rest = wrappers(model)[0], wrappers(model)[1:]
+    assert len(hidden.support_vars) == len(hidden.constrained) == 1 and not rest
+    record = _ZAndSupport()
+    fit = dict(epochs=3, batch_size=16, shuffle=False, verbose=0)
+    model.fit(x, y, **fit, callbacks=[tf_admm.UpdateADMM(), record])
+    size, final = 2304, int(2304 * 0.9)
+    assert record.z_zeros == [final] * 12  # the target from the initialization on
+    assert record.computed_zeros == [  # the forward pass follows the cubic ramp
+        int(np.floor(size * 0.9 * (1 - (1 - min((t - t % 2) / 8, 1.0)) ** 3) + 1e-9))
+        for t in range(1, 13)
+    ]
+    assert all(record.nested)
+    tf_admm.hard_project(model)
+    assert (to_np(hidden.constrained[0]) == 0).sum() == final
+    assert OneShot.from_config(schedule.get_config()) == schedule
+    assert Gradual.from_config({"masking": "ramp"}).pull == "ramp"  # configs saved before
+    assert not wrappers(_wrapped(0.5))[0].support_vars  # pull="ramp": Z's support is the ramp's
+    with pytest.raises(ValueError, match="needs masking='ramp'.*pull='target', masking='end'"):
+        Gradual(pull="target")
+    with pytest.raises(ValueError, match="pull must be one of \\('ramp', 'target'\\)"):
+        Gradual(masking="ramp", pull="final")

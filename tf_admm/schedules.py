@@ -55,6 +55,7 @@ __all__ = [
 
 RHO_SCALINGS = ("auto", "gradient", "size", "none")
 MASKINGS = ("end", "ramp")
+PULLS = ("ramp", "target")
 GRADUAL_RHO_FINAL = 0.1  # rho at the end of the gradual ramp by default
 GRADUAL_EVERY = 100  # the gradual schedule's most steps between Z/U updates
 
@@ -81,11 +82,20 @@ class ADMMSchedule(ConfigObject):
     rho_scaling: str = "auto"
     rescale_dual: bool = True
     masking: str = "end"
+    pull: str = "ramp"
 
-    def _check_common(self, rho_scaling: Any, rescale_dual: Any, masking: Any) -> None:
+    def _check_common(self, rho_scaling: Any, rescale_dual: Any, masking: Any, pull: Any) -> None:
         self.rho_scaling = check_choice("rho_scaling", rho_scaling, RHO_SCALINGS)
         self.rescale_dual = check_bool("rescale_dual", rescale_dual)
         self.masking = check_choice("masking", masking, MASKINGS)
+        self.pull = check_choice("pull", pull, PULLS)
+        if self.pull == "target" and self.masking != "ramp":
+            raise ValueError(
+                "pull='target' projects Z onto the target from the first update while the "
+                "forward pass's mask follows the ramp, so it needs masking='ramp' (with "
+                "masking='end' nothing would follow the ramp). Received: "
+                f"pull={pull!r}, masking={masking!r}"
+            )
 
     def ramp(self, fit_steps: int | None) -> int:
         """The steps of the sparsity ramp (0: none), given the running ``fit``'s steps."""
@@ -127,11 +137,18 @@ class Gradual(ADMMSchedule):
         rescale_dual: rescale U when rho grows (see :func:`tf_admm.update_admm`).
         masking: ``"end"`` (default): weights are masked by :func:`tf_admm.hard_project`
             only, after ADMM has pulled them towards Z; ``"ramp"``: while ADMM runs, the
-            forward pass also sees the weights outside Z's support (as of the last Z/U
-            update) at zero, so the model never meets the whole projection at once. The
-            stored weights and the wrapper's masks are not changed: a weight Z takes back is
-            used again. Pruning constraints only (a quantizing wrapper keeps its levels for
-            ``hard_project``).
+            forward pass also sees the weights outside the ramp's support (Z's, as of the
+            last Z/U update) at zero, so the model never meets the whole projection at once.
+            The wrapper's masks are not changed: a weight Z takes back trains again, from the
+            zero the forward pass wrote into it. Pruning constraints only (a quantizing
+            wrapper keeps its levels for ``hard_project``).
+        pull: what Z, the target of ADMM's pull, is projected onto while the ramp runs:
+            ``"ramp"`` (default) the ramped sparsity, so Z and the forward pass's mask are one
+            support; ``"target"`` the final target from the first update, while the mask of
+            ``masking="ramp"`` (required) still follows the ramp: every weight outside the
+            target is pulled towards zero from the first update, before the mask removes it.
+            The wrapper then keeps the ramp's support in variables of its own
+            (:attr:`tf_admm.ADMMWrapper.support_vars`).
         ramp_end: with ``ramp_steps="fit"``, the fraction of the fit's steps the ramp takes,
             in (0, 1]; Z stays at the target for the rest of the fit, so that under
             ``masking="ramp"`` the model trains on the final support before
@@ -156,6 +173,7 @@ class Gradual(ADMMSchedule):
         rescale_dual: bool = True,
         masking: str = "end",
         ramp_end: float = 1.0,
+        pull: str = "ramp",
     ):
         if ramp_steps != "fit":
             if isinstance(ramp_steps, str):
@@ -168,7 +186,7 @@ class Gradual(ADMMSchedule):
         self.ramp_steps = ramp_steps
         self.update_every = update_every
         self.rho_final = None if rho_final is None else check_positive("rho_final", rho_final)
-        self._check_common(rho_scaling, rescale_dual, masking)
+        self._check_common(rho_scaling, rescale_dual, masking, pull)
         ramp_end = check_positive("ramp_end", ramp_end)
         if ramp_end > 1.0 or (ramp_end != 1.0 and ramp_steps != "fit"):
             raise ValueError(
@@ -214,6 +232,7 @@ class Gradual(ADMMSchedule):
             "rescale_dual": self.rescale_dual,
             "masking": self.masking,
             "ramp_end": self.ramp_end,
+            "pull": self.pull,
         }
 
 
@@ -230,7 +249,7 @@ class OneShot(ADMMSchedule):
             ramps the sparsity as :class:`Gradual` does over the first N steps while rho still
             grows geometrically (what a progressive ``Stage(ramp=...)`` without ``rho_final``
             runs).
-        rho_scaling, rescale_dual, masking: as in :class:`Gradual`.
+        rho_scaling, rescale_dual, masking, pull: as in :class:`Gradual`.
 
     >>> from tf_admm import schedules
     >>> schedules.OneShot().rho_rule(1e-3, 0)
@@ -247,13 +266,14 @@ class OneShot(ADMMSchedule):
         rho_scaling: str = "auto",
         rescale_dual: bool = True,
         masking: str = "end",
+        pull: str = "ramp",
     ):
         self.update_every = check_int("update_every", update_every, 1)
         self.unit = check_unit(unit)
         check_schedule(rho_growth, rho_max)
         self.rho_growth, self.rho_max = float(rho_growth), float(rho_max)
         self.ramp_steps = check_int("ramp_steps", ramp_steps, 0)
-        self._check_common(rho_scaling, rescale_dual, masking)
+        self._check_common(rho_scaling, rescale_dual, masking, pull)
 
     def ramp(self, fit_steps: int | None) -> int:
         return self.ramp_steps
@@ -274,6 +294,7 @@ class OneShot(ADMMSchedule):
             "rho_scaling": self.rho_scaling,
             "rescale_dual": self.rescale_dual,
             "masking": self.masking,
+            "pull": self.pull,
         }
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -125,6 +126,37 @@ def _group_constraints(model, wrappers: list, values, ramp_of: Callable) -> dict
     )
 
 
+def _no_ramp(wrapper) -> int:
+    return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Projections:
+    """What one wrapper's constrained weights are projected onto now: ``z`` for Z (ADMM's
+    pull) and ``support`` for the ramp's support variables (None when Z's support is the
+    ramp's, i.e. unless the wrapper :attr:`~tf_admm.ADMMWrapper.pulls_target`)."""
+
+    z: Any
+    support: Any = None
+
+
+def projections_now(model, wrappers: list, values, ramp_of: Callable) -> dict[int, Projections]:
+    """``{id(wrapper): Projections}``: the ramped constraint (jointly by channel group where
+    the wrapper is channel-level) for Z, or, for a wrapper that pulls towards the target,
+    the target for Z and the ramped constraint for its support."""
+    ramped = _group_constraints(model, wrappers, values, ramp_of)
+    pulling = [w for w in wrappers if w.pulls_target]
+    target = _group_constraints(model, pulling, values, _no_ramp) if pulling else {}
+    out = {}
+    for wrapper in wrappers:
+        now = ramped.get(id(wrapper)) or ramped_constraint(wrapper, ramp_of(wrapper))
+        if wrapper.pulls_target:
+            out[id(wrapper)] = Projections(target.get(id(wrapper)) or wrapper.constraint, now)
+        else:
+            out[id(wrapper)] = Projections(now)
+    return out
+
+
 def check_ramp(ramp_steps) -> int:
     return check_int("ramp_steps", ramp_steps, 0)
 
@@ -144,14 +176,18 @@ def initialize_wrappers(model, wrappers: list, ramp_of: Callable) -> None:
     """:func:`initialize_admm` of those of ``wrappers`` not yet initialized, each with its
     own ramp (``ramp_of(wrapper)`` steps)."""
     fresh = [w for w in wrappers if not w.initialized]
-    groups = _group_constraints(model, fresh, lambda w, i: to_numpy(w.constrained[i]), ramp_of)
+    now = projections_now(model, fresh, lambda w, i: to_numpy(w.constrained[i]), ramp_of)
     for wrapper in fresh:
-        constraint = groups.get(id(wrapper)) or ramped_constraint(wrapper, ramp_of(wrapper))
+        onto = now[id(wrapper)]
         for i, (weight, z, u) in enumerate(
             zip(wrapper.constrained, wrapper.z_vars, wrapper.u_vars)
         ):
-            z.assign(wrapper.constraint_for(i, constraint).project(to_numpy(weight)))
+            w_np = to_numpy(weight)
+            z.assign(wrapper.constraint_for(i, onto.z).project(w_np))
             u.assign(tf.zeros_like(tf.convert_to_tensor(u)))
+            if onto.support is not None:
+                keep = wrapper.constraint_for(i, onto.support).mask(w_np)
+                wrapper.support_vars[i].assign(keep.astype(w_np.dtype))
         wrapper.rho.assign(wrapper.initial_rho)
         wrapper.step.assign(0)
 
@@ -219,7 +255,9 @@ def update_admm(
     the wrapper's ``rho_scale`` (1 unless :func:`tf_admm.scale_rho_by_gradient` set it). With
     ``ramp_steps``, Proj is onto the sparsity of the gradual ramp at the wrapper's step
     (:func:`ramped_constraint`): ADMM's pull towards a mask that grows like gradual magnitude
-    pruning's, instead of towards the final mask from the first step. With
+    pruning's, instead of towards the final mask from the first step; a wrapper whose
+    schedule has ``pull="target"`` keeps Z on its target and writes the ramped projection into
+    its support variables (the mask of ``masking="ramp"``) instead. With
     ``rescale_dual`` (default), U is multiplied by rho_old / rho_new when rho grows, which keeps
     the unscaled dual rho * U unchanged (Boyd et al. 2011, sec. 3.4.1); ``False`` reproduces the
     authors' code, which does not rescale. Wrappers not yet initialized are initialized first.
@@ -244,7 +282,7 @@ def update_wrappers(model, wrappers: list, rule_of: Callable) -> dict[str, float
     primal_sq = weight_sq = dual_sq = 0.0
     rho_out = 0.0
     active = [w for w in wrappers if int(tf.convert_to_tensor(w.mode)) == MODE_ADMM]
-    groups = _group_constraints(
+    now = projections_now(
         model,
         active,
         lambda w, i: to_numpy(w.constrained[i]) + to_numpy(w.u_vars[i]),
@@ -255,14 +293,17 @@ def update_wrappers(model, wrappers: list, rule_of: Callable) -> dict[str, float
         rho = float(tf.convert_to_tensor(wrapper.rho))
         cap = rule.rho_max * wrapper.rho_scale
         rho_next = min(rho * rule.rho_growth, max(cap, rho))
-        constraint = groups.get(id(wrapper)) or ramped_constraint(wrapper, rule.ramp_steps)
+        onto = now[id(wrapper)]
         scale_t = tf.constant(rho / rho_next if rule.rescale_dual else 1.0, tf.float32)
         for i, (weight, z, u) in enumerate(
             zip(wrapper.constrained, wrapper.z_vars, wrapper.u_vars)
         ):
-            on_layout = wrapper.constraint_for(i, constraint)
+            on_layout = wrapper.constraint_for(i, onto.z)
             w_t = tf.convert_to_tensor(weight)
             v_t = w_t + tf.convert_to_tensor(u)
+            if onto.support is not None:
+                keep_now = wrapper.constraint_for(i, onto.support).mask(np.asarray(v_t))
+                wrapper.support_vars[i].assign(keep_now.astype(v_t.dtype.as_numpy_dtype))
             z_old = tf.convert_to_tensor(z)
             if wrapper.quantized:
                 z_t = tf.convert_to_tensor(on_layout.project(np.asarray(v_t)))
@@ -284,10 +325,6 @@ def update_wrappers(model, wrappers: list, rule_of: Callable) -> dict[str, float
         "admm_dual_residual": float(np.sqrt(dual_sq)),
         "admm_rho": rho_out,
     }
-
-
-def _no_ramp(wrapper) -> int:
-    return 0
 
 
 def hard_project(model) -> dict[str, float]:

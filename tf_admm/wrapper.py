@@ -1,10 +1,11 @@
 """The layer wrapper that holds the ADMM state of one compressible layer.
 
 For every constrained weight W of the wrapped layer it creates, in ``build()``, non-trainable
-variables Z (the projected copy), U (the scaled dual) and a mask; per layer it keeps rho, a step
-counter (-1 until ADMM is initialized), an epoch counter, the number of Z/U updates made, the
-mode (0: ADMM, 1: masked retraining after :func:`tf_admm.hard_project`) and the steps of its
-schedule's ramp, fixed when ADMM starts. Its :mod:`schedule <tf_admm.schedules>` is in its
+variables Z (the projected copy), U (the scaled dual) and a mask (and the ramp's support under
+a schedule with ``pull="target"``); per layer it keeps rho, a step counter (-1 until ADMM is
+initialized), an epoch counter, the number of Z/U updates made, the mode (0: ADMM, 1: masked
+retraining after :func:`tf_admm.hard_project`) and the steps of its schedule's ramp, fixed
+when ADMM starts. Its :mod:`schedule <tf_admm.schedules>` is in its
 config. Everything a resume needs is therefore saved with the model.
 
 In ADMM mode the wrapper adds ``rho/2 * ||W - Z + U||^2`` to the training loss through
@@ -82,6 +83,7 @@ class _Slots:
 
     def __init__(self):
         self.constrained, self.z, self.u, self.mask, self.scale = [], [], [], [], []
+        self.support = []  # the ramp's support, under a schedule with pull="target"
         self.layouts = []
         self.trace_failed = False  # a training call raised NOT_INITIALIZED_MESSAGE
 
@@ -190,6 +192,18 @@ class ADMMWrapper(keras.layers.Wrapper):
                         **_no_autocast(),
                     )
                 )
+            if self.pulls_target:
+                self._slots.support.append(
+                    self.add_weight(
+                        name=f"support_{i}",
+                        shape=tuple(weight.shape),
+                        dtype=dtype.name,
+                        initializer="ones",
+                        trainable=False,
+                        aggregation=aggregation("only_first_replica"),
+                        **_no_autocast(),
+                    )
+                )
             if self.constraint.quantizer is not None:
                 self._slots.scale.append(
                     self.add_weight(
@@ -264,6 +278,18 @@ class ADMMWrapper(keras.layers.Wrapper):
     def mask_vars(self) -> list:
         """The masks (1 kept, 0 pruned) enforced in masked mode."""
         return self._slots.mask
+
+    @property
+    def pulls_target(self) -> bool:
+        """True when Z is projected onto the target while the forward pass's mask follows the
+        ramp (a pruning constraint under a schedule with ``pull="target"``)."""
+        return self.schedule.pull == "target" and self.constraint.quantizer is None
+
+    @property
+    def support_vars(self) -> list:
+        """The ramp's support (1 kept, 0 masked while ADMM runs), one per constrained weight,
+        when :attr:`pulls_target`; empty otherwise (Z's support is the ramp's)."""
+        return self._slots.support
 
     @property
     def scale_vars(self) -> list:
@@ -362,7 +388,7 @@ class ADMMWrapper(keras.layers.Wrapper):
         m = tf.cast(tf.convert_to_tensor(mask), value.dtype)
         if not self.quantized:
             if self.schedule.masking == "ramp":
-                m *= self._outside_z_masked(index, value.dtype)
+                m *= self._ramp_support(index, value.dtype)
             return value * m, None
         # Straight-through estimator without touching the inner layer: the latent float weight
         # is W + U. W holds its quantization Q(W + U) for the forward pass and U the rest, so
@@ -380,15 +406,19 @@ class ADMMWrapper(keras.layers.Wrapper):
         q = layout.restore_tf(q, tuple(latent.shape))
         return tf.where(projected, q, value * m), tf.where(projected, (latent - q) * m, u_value)
 
-    def _outside_z_masked(self, index: int, dtype) -> tf.Tensor:
-        """Z's support while ADMM runs (the schedule's ``masking="ramp"``), ones otherwise:
-        before ADMM starts (Z not set) and after :func:`tf_admm.hard_project`."""
-        z = tf.convert_to_tensor(self.z_vars[index])
+    def _ramp_support(self, index: int, dtype) -> tf.Tensor:
+        """The ramp's support while ADMM runs (the schedule's ``masking="ramp"``): Z's, or
+        the support variable when :attr:`pulls_target`; ones before ADMM starts (Z not set)
+        and after :func:`tf_admm.hard_project`."""
+        if self.pulls_target:
+            support = tf.cast(tf.convert_to_tensor(self.support_vars[index]), dtype)
+        else:
+            support = tf.cast(tf.not_equal(tf.convert_to_tensor(self.z_vars[index]), 0), dtype)
         running = tf.logical_and(
             tf.equal(tf.convert_to_tensor(self.mode), MODE_ADMM),
             tf.convert_to_tensor(self.step) >= 0,
         )
-        return tf.where(running, tf.cast(tf.not_equal(z, 0), dtype), tf.ones_like(z, dtype))
+        return tf.where(running, support, tf.ones_like(support))
 
     def apply_masks(self) -> None:
         """Enforce the constraint on the stored weights: W * mask, and in masked mode for a
