@@ -423,7 +423,9 @@ def main() -> None:
         dense, dense_acc = S.dense_model(
             seed, args.dense_epochs, (train, test), args.cache, args.network
         )
-        weights = os.path.join(args.cache, f"{args.network}_dense_seed{seed}.npz")
+        # keyed like the cached model: two runs from different dense models never share it
+        name = f"{args.network}_dense_seed{seed}_{args.dense_epochs}ep.npz"
+        weights = os.path.join(args.cache, name)
         save_weights(weights, dense.get_weights())
         spec = {
             "network": args.network,
