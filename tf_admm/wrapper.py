@@ -176,29 +176,20 @@ class ADMMWrapper(keras.layers.Wrapper):
                 )
             on_layout = self.constraint_for(i)
             on_layout.check_weight(tuple(weight.shape), self.layer.name)
-            for kind, store, init in (
+            per_weight = [
                 ("z", self._slots.z, "zeros"),
                 ("u", self._slots.u, "zeros"),
                 ("mask", self._slots.mask, "ones"),
-            ):
+            ]
+            if self.pulls_target:  # the ramp's support, apart from Z's
+                per_weight.append(("support", self._slots.support, "ones"))
+            for kind, store, init in per_weight:
                 store.append(
                     self.add_weight(
                         name=f"{kind}_{i}",
                         shape=tuple(weight.shape),
                         dtype=dtype.name,
                         initializer=init,
-                        trainable=False,
-                        aggregation=aggregation("only_first_replica"),
-                        **_no_autocast(),
-                    )
-                )
-            if self.pulls_target:
-                self._slots.support.append(
-                    self.add_weight(
-                        name=f"support_{i}",
-                        shape=tuple(weight.shape),
-                        dtype=dtype.name,
-                        initializer="ones",
                         trainable=False,
                         aggregation=aggregation("only_first_replica"),
                         **_no_autocast(),
