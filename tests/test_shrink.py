@@ -484,23 +484,37 @@ def test_structured_admm_zeroes_whole_groups_and_shrinks_exactly():
     assert macs(small) < 0.3 * macs(model)
 
 
+def _round_trip_then_shrink(pruned, x, tmp_path):
+    """Save ``pruned`` as .keras and load it (checking every ADMM variable came back:
+    Z, U, masks and, under ``pull="target"``, the support), hard-project the loaded model
+    and shrink it, checking the shrunk model equals the stripped one within 1e-5 relative.
+    Returns ``(loaded, small)``."""
+    path = os.path.join(tmp_path, "pruned.keras")
+    pruned.save(path)
+    loaded = keras.models.load_model(path)
+    for a, b in zip(tf_admm.find_wrappers(pruned), tf_admm.find_wrappers(loaded)):
+        for va, vb in zip(
+            [*a.z_vars, *a.u_vars, *a.mask_vars, *a.support_vars],
+            [*b.z_vars, *b.u_vars, *b.mask_vars, *b.support_vars],
+            strict=True,
+        ):
+            assert np.array_equal(np.asarray(va), np.asarray(vb))
+    tf_admm.hard_project(loaded)
+    small = tf_admm.shrink(loaded)
+    plain = tf_admm.strip_admm(loaded)
+    assert _max_rel(plain(x, training=False), small(x, training=False)) < 1e-5
+    return loaded, small
+
+
 def test_gradual_channel_ramp_and_save_load_round_trip(tmp_path):
     model = mobilenet_block_model()
     x = _image(n=16)
     y = np.random.default_rng(3).normal(size=(16, 2)).astype("float32")
     pruned = tf_admm.prune_channels(model, tf_admm.allocate_channels(model, 2.0))
     _fit_steps(pruned, x, y, 2, [tf_admm.UpdateADMM()])  # the default (gradual) recipe
-    path = os.path.join(tmp_path, "pruned.keras")
-    pruned.save(path)
-    loaded = keras.models.load_model(path)
+    loaded, small = _round_trip_then_shrink(pruned, x, tmp_path)
     for a, b in zip(tf_admm.find_wrappers(pruned), tf_admm.find_wrappers(loaded)):
         assert a.constraint == b.constraint
-        for za, zb in zip(a.z_vars, b.z_vars):
-            assert np.array_equal(np.asarray(za), np.asarray(zb))
-    tf_admm.hard_project(loaded)
-    small = tf_admm.shrink(loaded)
-    plain = tf_admm.strip_admm(loaded)
-    assert _max_rel(plain(x, training=False), small(x, training=False)) < 1e-5
     ratio = tf_admm.flops.total_macs(model) / tf_admm.flops.total_macs(small)
     assert 1.8 < ratio < 2.3
 
@@ -542,18 +556,10 @@ def test_pull_target_keeps_z_on_the_final_channels_and_the_mask_on_the_ramp(tmp_
         assert z.sum() == tf_admm.projections.keep_count(g.size, 0.5)  # the target already
         assert np.array_equal(seen, support) and np.all(support[z])  # Z inside the ramp's
         assert support.sum() > z.sum()  # the ramp has not reached the target yet
-    path = os.path.join(tmp_path, "pulling.keras")
-    pruned.save(path)
-    loaded = keras.models.load_model(path)
+    loaded, _ = _round_trip_then_shrink(pruned, x, tmp_path)
     for a, b in zip(tf_admm.find_wrappers(pruned), tf_admm.find_wrappers(loaded)):
         assert a.schedule == b.schedule == schedule
-        assert len(a.support_vars) == len(b.support_vars) == len(a.constrained)
-        for sa, sb in zip(a.support_vars, b.support_vars):
-            assert np.array_equal(np.asarray(sa), np.asarray(sb))
-    tf_admm.hard_project(loaded)
-    small = tf_admm.shrink(loaded)
-    plain = tf_admm.strip_admm(loaded)
-    assert _max_rel(plain(x, training=False), small(x, training=False)) < 1e-5
+        assert len(b.support_vars) == len(a.constrained)
     for g in tf_admm.channel_groups(loaded).free:
         assert _group_channels(g, lambda w, i: np.asarray(w.constrained[i])).sum() == (
             tf_admm.projections.keep_count(g.size, 0.5)

@@ -2,11 +2,14 @@
 
 A :class:`tf_admm.ChannelSparsity` wrapper cannot project on its own: a channel is kept or
 removed in every layer of its group at once (:mod:`tf_admm.channels`). Between steps,
-:func:`group_constraints` scores each channel of a free group by the sum of squares of all
-the group's wrapped values at that channel (producers' kernel slices and biases, BatchNorm
-gamma and beta, depthwise filters), keeps the ``size - floor(size * sparsity)`` best, and
-returns for each wrapper a :class:`tf_admm.constraints.KeepChannels` that the Z/U updates and
-:func:`tf_admm.hard_project` use in place of the wrapper's own constraint.
+:func:`score_channels` scores each channel of a free group by the sum of squares of all the
+group's wrapped values at that channel (producers' kernel slices and biases, BatchNorm gamma
+and beta, depthwise filters); :meth:`ChannelScores.keep` then keeps the
+``size - floor(size * sparsity)`` best of each group and returns for each wrapper a
+:class:`tf_admm.constraints.KeepChannels` that the Z/U updates and :func:`tf_admm.hard_project`
+use in place of the wrapper's own constraint. One scoring serves every sparsity asked of it
+(the ramp's and the target's under ``pull="target"``), so the channels kept at a higher
+sparsity are always among those kept at a lower one.
 
 The group's sparsity is that of its producers' wrappers (the first one's, ramped like every
 other constraint under a gradual schedule; a group whose producers are not wrapped takes its
@@ -15,6 +18,7 @@ first wrapped member's); channels of a wrapper outside any free group are kept.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -23,7 +27,7 @@ from tf_admm import projections
 from tf_admm.channels import channel_groups
 from tf_admm.constraints import KeepChannels
 
-__all__ = ["group_constraints"]
+__all__ = ["ChannelScores", "score_channels"]
 
 
 def _channel_energy(wrapper, values: Callable) -> np.ndarray:
@@ -36,37 +40,62 @@ def _channel_energy(wrapper, values: Callable) -> np.ndarray:
     return total
 
 
-def group_constraints(
-    model, wrappers: list, values: Callable, sparsity_of: Callable
-) -> dict[int, KeepChannels]:
-    """``{id(wrapper): KeepChannels}`` for every channel-level wrapper of ``model``.
+@dataclasses.dataclass(frozen=True)
+class _ScoredGroup:
+    """One free group's wrapped (non-consumer) members, the layer whose sparsity the group
+    takes, and the joint score of each of its channels."""
+
+    members: tuple
+    sets_sparsity: object
+    score: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelScores:
+    """The channel scores of every free group at one moment, from :func:`score_channels`."""
+
+    groups: tuple[_ScoredGroup, ...]
+    channels: dict[int, int]  # id(wrapper) -> its channels (canonical last axis)
+
+    def keep(self, sparsity_of: Callable) -> dict[int, KeepChannels]:
+        """``{id(wrapper): KeepChannels}``: each group's best channels at
+        ``sparsity_of(layer)`` of the layer that sets the group's sparsity (the ramped
+        constraint's sparsity, or the target's); a wrapper's channels outside every free group
+        are kept."""
+        keep = {key: np.ones(n, bool) for key, n in self.channels.items()}
+        for group in self.groups:
+            count = projections.keep_count(group.score.size, sparsity_of(group.sets_sparsity))
+            chosen = projections.topk_mask(group.score, count)
+            for m in group.members:
+                keep[id(m.layer)][m.offset : m.offset + m.length] = chosen[
+                    m.start : m.start + m.length
+                ]
+        return {key: KeepChannels(mask) for key, mask in keep.items()}
+
+
+def score_channels(model, wrappers: list, values: Callable) -> ChannelScores:
+    """The joint channel scores of ``model``'s free groups over its channel-level wrappers.
 
     Args:
         model: the wrapped model (its channel groups are read through the wrappers).
-        wrappers: its built wrappers.
+        wrappers: its built wrappers (those that are not channel-level are ignored).
         values: ``values(wrapper, i)``, the value to project of constrained weight ``i``
             (W, or W + U in a Z/U update).
-        sparsity_of: ``sparsity_of(wrapper)``, the sparsity now in force for a wrapper (its
-            ramped constraint's).
     """
     channel = [w for w in wrappers if w.constraint.channel_level]
-    if not channel:
-        return {}
     wanted = {id(w) for w in channel}
     energy = {id(w): _channel_energy(w, values) for w in channel}
-    keep = {id(w): np.ones(energy[id(w)].shape, bool) for w in channel}
-    for group in channel_groups(model).free:
-        members = [m for m in group.members if m.role != "consumer" and id(m.layer) in wanted]
-        if not members:
-            continue
-        producers = [m for m in members if m.role == "producer"] or members
-        score = np.zeros(group.size)
-        for m in members:
-            score[m.start : m.start + m.length] += energy[id(m.layer)][
-                m.offset : m.offset + m.length
-            ]
-        sparsity = sparsity_of(producers[0].layer)
-        chosen = projections.topk_mask(score, projections.keep_count(group.size, sparsity))
-        for m in members:
-            keep[id(m.layer)][m.offset : m.offset + m.length] = chosen[m.start : m.start + m.length]
-    return {key: KeepChannels(mask) for key, mask in keep.items()}
+    groups = []
+    if channel:
+        for group in channel_groups(model).free:
+            members = [m for m in group.members if m.role != "consumer" and id(m.layer) in wanted]
+            if not members:
+                continue
+            producers = [m for m in members if m.role == "producer"] or members
+            score = np.zeros(group.size)
+            for m in members:
+                score[m.start : m.start + m.length] += energy[id(m.layer)][
+                    m.offset : m.offset + m.length
+                ]
+            groups.append(_ScoredGroup(tuple(members), producers[0].layer, score))
+    return ChannelScores(tuple(groups), {key: e.shape[0] for key, e in energy.items()})

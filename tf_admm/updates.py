@@ -114,20 +114,18 @@ def ramped_constraint(wrapper: ADMMWrapper, ramp_steps: int):
     return constraint.at_sparsity(now)
 
 
-def _group_constraints(model, wrappers: list, values, ramp_of: Callable) -> dict:
-    """The joint channel-group projections (:mod:`tf_admm.channel_admm`) of the
-    channel-level wrappers among ``wrappers``; empty when there are none."""
+def _channel_scores(model, wrappers: list, values):
+    """The joint channel-group scores (:mod:`tf_admm.channel_admm`) of the channel-level
+    wrappers among ``wrappers``; None when there are none."""
     if not any(w.constraint.channel_level for w in wrappers):
-        return {}
-    from tf_admm.channel_admm import group_constraints
+        return None
+    from tf_admm.channel_admm import score_channels
 
-    return group_constraints(
-        model, wrappers, values, lambda w: ramped_constraint(w, ramp_of(w)).sparsity
-    )
+    return score_channels(model, wrappers, values)
 
 
-def _no_ramp(wrapper) -> int:
-    return 0
+def _target_sparsity(layer) -> float:
+    return layer.constraint.sparsity
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,9 +142,12 @@ def projections_now(model, wrappers: list, values, ramp_of: Callable) -> dict[in
     """``{id(wrapper): Projections}``: the ramped constraint (jointly by channel group where
     the wrapper is channel-level) for Z, or, for a wrapper that pulls towards the target,
     the target for Z and the ramped constraint for its support."""
-    ramped = _group_constraints(model, wrappers, values, ramp_of)
-    pulling = [w for w in wrappers if w.pulls_target]
-    target = _group_constraints(model, pulling, values, _no_ramp) if pulling else {}
+    scores = _channel_scores(model, wrappers, values)  # scored once, kept at each sparsity
+    ramped = target = {}
+    if scores is not None:
+        ramped = scores.keep(lambda w: ramped_constraint(w, ramp_of(w)).sparsity)
+        if any(w.pulls_target for w in wrappers):
+            target = scores.keep(_target_sparsity)
     out = {}
     for wrapper in wrappers:
         now = ramped.get(id(wrapper)) or ramped_constraint(wrapper, ramp_of(wrapper))
@@ -344,7 +345,8 @@ def hard_project(model) -> dict[str, float]:
     {'admm_fc': 0.75}
     """
     wrappers = built_wrappers(model, "hard_project")
-    groups = _group_constraints(model, wrappers, lambda w, i: to_numpy(w.constrained[i]), _no_ramp)
+    scores = _channel_scores(model, wrappers, lambda w, i: to_numpy(w.constrained[i]))
+    groups = {} if scores is None else scores.keep(_target_sparsity)
     result = {}
     for wrapper in wrappers:
         zeros = total = 0
