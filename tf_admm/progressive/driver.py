@@ -232,7 +232,9 @@ class ProgressiveCompressor:
             print(text, flush=True)
 
     def _evaluate(self, model) -> float:
-        model.compile(loss=self.loss, metrics=[self.metric])
+        # evaluation only; plain SGD holds no slot variables, so the stage's saved model loads
+        # without the optimizer-mismatch warning an unbuilt default (RMSprop) would give
+        model.compile(optimizer="sgd", loss=self.loss, metrics=[self.metric])
         result = model.evaluate(self.validation, verbose=0, return_dict=True)
         key = self.metric if self.metric in result else [k for k in result if k != "loss"][0]
         return float(result[key])

@@ -98,13 +98,15 @@ class FigureReporter:
         self._save(fig, "accuracy_vs_compression.png")
         fig = Figure(figsize=(5, 3.5))
         ax = fig.subplots()
-        offset = 0
+        offset, positive = 0, False
         for r in reports:
             curve = r["history"].get("admm", {}).get("admm_primal_residual", [])
             if curve:
                 ax.plot(range(offset, offset + len(curve)), curve, label=r["name"])
                 offset += len(curve)
-        ax.set_yscale("log")
+                positive = positive or max(curve) > 0
+        if positive:  # a log axis over no positive value only warns and draws nothing
+            ax.set_yscale("log")
         ax.set_xlabel("ADMM epoch")
         ax.set_ylabel("||W - Z|| / ||W||")
         if offset:
