@@ -1,4 +1,4 @@
-"""The tf-admm command line: summary, export, check, and one-line errors."""
+"""The tf-admm command line: summary, export, check, shrink, and one-line errors."""
 
 import json
 import os
@@ -62,4 +62,31 @@ def test_python_dash_m_help():
         [sys.executable, "-m", "tf_admm", "--help"], capture_output=True, text=True
     )
     assert out.returncode == 0
-    assert "summary" in out.stdout and "export" in out.stdout and "check" in out.stdout
+    assert all(c in out.stdout for c in ("summary", "export", "check", "shrink"))
+
+
+def test_shrink_writes_the_smaller_equal_model(tmp_path, capsys):
+    x, y = small_data(32)
+    model = tf_admm.prune_channels(small_cnn(), 0.5)
+    compile_model(model)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[tf_admm.UpdateADMM()])
+    tf_admm.hard_project(model)
+    path, out = str(tmp_path / "pruned.keras"), str(tmp_path / "small.keras")
+    model.save(path)
+    assert cli.main(["shrink", path, out]) == 0
+    report = _last_json(capsys)
+    small = tf_admm.keras.models.load_model(out)
+    assert small.get_layer("conv").filters == 2 and small.get_layer("hidden").units == 8
+    macs = tf_admm.flops.total_macs
+    assert (report["macs"], report["macs_before"]) == (macs(small), macs(small_cnn()))
+    assert report["flops_rate"] == pytest.approx(macs(small_cnn()) / macs(small))
+    assert report["params"] == small.count_params() < report["params_before"]
+    assert report["max_rel_diff"] < 1e-5
+    plain = tf_admm.strip_admm(model)
+    np.testing.assert_allclose(small(x), plain(x), rtol=1e-5, atol=1e-5)
+    # refused before any work: an existing file, a file that is not .keras
+    assert cli.main(["shrink", path, out]) == 2
+    assert "exists; pass overwrite=True" in capsys.readouterr().err
+    assert cli.main(["shrink", path, str(tmp_path / "small.h5")]) == 2
+    assert "written as a .keras file" in capsys.readouterr().err
+    assert cli.main(["shrink", path, out, "--overwrite"]) == 0
