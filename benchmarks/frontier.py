@@ -574,7 +574,7 @@ def table(out: str) -> None:
             mine = [
                 p
                 for p in pts
-                if p["side"] == "tf_admm"
+                if p["side"].startswith("tf_admm")  # the defaults, or masking="ramp"
                 and p["network"] == t["network"]
                 and p[size] is not None
                 and p[size] <= t[size]
