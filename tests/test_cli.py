@@ -62,7 +62,7 @@ def test_python_dash_m_help():
         [sys.executable, "-m", "tf_admm", "--help"], capture_output=True, text=True
     )
     assert out.returncode == 0
-    assert all(c in out.stdout for c in ("summary", "export", "check", "shrink"))
+    assert all(c in out.stdout for c in ("summary", "groups", "export", "check", "shrink"))
 
 
 def test_shrink_writes_the_smaller_equal_model(tmp_path, capsys):
@@ -73,6 +73,14 @@ def test_shrink_writes_the_smaller_equal_model(tmp_path, capsys):
     tf_admm.hard_project(model)
     path, out = str(tmp_path / "pruned.keras"), str(tmp_path / "small.keras")
     model.save(path)
+    assert cli.main(["groups", path]) == 0
+    groups = tf_admm.channel_groups(model)
+    assert _last_json(capsys) == {
+        "groups": len(groups),
+        "free": 2,  # conv's 4 channels (through the Flatten) and hidden's 16; logits fixed
+        "removable_channels": 20,
+        "fixed": {str(g.index): g.fixed for g in groups if g.fixed},
+    }
     assert cli.main(["shrink", path, out]) == 0
     report = _last_json(capsys)
     small = tf_admm.keras.models.load_model(out)

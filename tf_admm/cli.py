@@ -1,6 +1,7 @@
 """The ``tf-admm`` command line: what users do with model files.
 
     tf-admm summary model.keras
+    tf-admm groups model.keras
     tf-admm export model.keras out.tflite [--quantization int8_weights|int8] [--sparse]
                    [--data x.npz] [--overwrite]
     tf-admm check model.keras out.tflite --data x.npz
@@ -68,6 +69,18 @@ def _fit_shape(x: np.ndarray, model) -> np.ndarray:
 
 def _summary(args) -> dict[str, Any]:
     return tf_admm.summary(_load_model(args.model))["total"]
+
+
+def _groups(args) -> dict[str, Any]:
+    groups = tf_admm.channel_groups(_load_model(args.model))
+    print(groups.table())
+    free = groups.free
+    return {
+        "groups": len(groups),
+        "free": len(free),
+        "removable_channels": sum(g.size for g in free),
+        "fixed": {str(g.index): g.fixed for g in groups if g.fixed is not None},
+    }
 
 
 def _export(args) -> dict[str, Any]:
@@ -144,6 +157,9 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("summary", help="per-layer weights, nonzeros, bits and compression")
     p.add_argument("model", help="a .keras file (wrapped or stripped)")
     p.set_defaults(run=_summary)
+    p = commands.add_parser("groups", help="the channel groups: what can be removed together")
+    p.add_argument("model", help="a .keras file (wrapped or stripped)")
+    p.set_defaults(run=_groups)
     p = commands.add_parser("export", help="convert to .tflite (exact int8 for ADMM grids)")
     p.add_argument("model", help="a .keras file")
     p.add_argument("out", help="the .tflite file to write")
