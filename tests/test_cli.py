@@ -98,3 +98,20 @@ def test_shrink_writes_the_smaller_equal_model(tmp_path, capsys):
     assert cli.main(["shrink", path, str(tmp_path / "small.h5")]) == 2
     assert "written as a .keras file" in capsys.readouterr().err
     assert cli.main(["shrink", path, out, "--overwrite"]) == 0
+
+
+def test_shrink_compares_every_output_of_a_two_headed_model(tmp_path, capsys):
+    inputs = tf_admm.keras.Input((8, 8, 1))
+    x = tf_admm.keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = tf_admm.keras.layers.Flatten()(x)
+    x = tf_admm.keras.layers.Dense(16, activation="relu", name="hidden")(x)
+    heads = [tf_admm.keras.layers.Dense(n, name=f"head{n}")(x) for n in (3, 2)]
+    model = tf_admm.prune_channels(tf_admm.keras.Model(inputs, heads), 0.5)
+    tf_admm.hard_project(model)  # straight onto the constraint, no training
+    path, out = str(tmp_path / "two.keras"), str(tmp_path / "small.keras")
+    model.save(path)
+    assert cli.main(["shrink", path, out]) == 0
+    report = _last_json(capsys)
+    assert report["max_rel_diff"] < 1e-5 and report["flops_rate"] > 1.5
+    small = tf_admm.keras.models.load_model(out)
+    assert len(small.outputs) == 2 and small.get_layer("hidden").units == 8
