@@ -520,7 +520,8 @@ def complete(rows: list[dict]) -> list[dict]:
 
 
 def points(rows: list[dict]) -> list[dict]:
-    """Mean and std over seeds of each (network, method, sparsity), over the complete seeds."""
+    """Mean and sample std over seeds of each (network, method, sparsity), over the complete
+    seeds; the table and the figure both read them."""
     groups: dict[tuple, list[dict]] = {}
     for r in complete(rows):
         groups.setdefault((r["network"], r["method"], r["sparsity"]), []).append(r)
@@ -535,7 +536,8 @@ def points(rows: list[dict]) -> list[dict]:
                 "sparsity": sparsity,
                 "seeds": len(group),
                 "accuracy": float(np.mean(acc)),
-                "std": float(np.std(acc)),
+                # the sample standard deviation over seeds, as every table of the docs
+                "std": float(np.std(acc, ddof=1)) if len(acc) > 1 else 0.0,
                 "raw_bytes": float(np.mean([r["raw_bytes"] for r in group])),
                 "zipped_bytes": float(np.mean([r["zipped_bytes"] for r in group])),
                 # rows written before the field existed have none: no stripped figure then
@@ -603,29 +605,25 @@ def plot(out: str, png: str) -> None:
     import matplotlib.pyplot as plt
     from matplotlib import ticker
 
-    rows = complete([json.loads(line) for line in open(out)])
-    networks = sorted({r["network"] for r in rows})
-    methods = sorted({r["method"] for r in rows})  # one colour per method, every panel
+    pts = points([json.loads(line) for line in open(out)])
+    networks = sorted({p["network"] for p in pts})
+    methods = sorted({p["method"] for p in pts})  # one colour per method, every panel
     panels = (("zipped_bytes", False), ("zipped_bytes", True), ("raw_bytes", False))
     fig, axes = plt.subplots(
         len(networks), len(panels), figsize=(17, 4.8 * len(networks) + 1), squeeze=False
     )
     for axes_row, network in zip(axes, networks):
-        mine = [r for r in rows if r["network"] == network]
-        dense = [r["litert_accuracy"] for r in mine if r["method"] == "dense_float"]
+        mine = [p for p in pts if p["network"] == network]
+        dense = [p["accuracy"] for p in mine if p["method"] == "dense_float"]
         for ax, (size, zoom) in zip(axes_row, panels):
             drawn = []  # (kB, %) of every mean drawn
-            for method in sorted({r["method"] for r in mine}):
-                points = {}
-                for r in mine:
-                    if r["method"] == method:
-                        points.setdefault(r["sparsity"], []).append(r)
-                xs, ys, es = [], [], []
-                for sparsity in sorted(points):
-                    group = points[sparsity]
-                    xs.append(np.mean([r[size] for r in group]) / 1000)
-                    ys.append(100 * np.mean([r["litert_accuracy"] for r in group]))
-                    es.append(100 * np.std([r["litert_accuracy"] for r in group]))
+            for method in sorted({p["method"] for p in mine}):
+                line = sorted(
+                    (p for p in mine if p["method"] == method), key=lambda p: p["sparsity"]
+                )
+                xs = [p[size] / 1000 for p in line]
+                ys = [p["accuracy"] for p in line]
+                es = [p["std"] for p in line]
                 if method != "dense_float":  # the zoomed panel draws it as a line
                     drawn += zip(xs, ys)
                 style = "--" if method.startswith("tfmot") else "-"
@@ -642,7 +640,7 @@ def plot(out: str, png: str) -> None:
             ax.set_ylabel("LiteRT test accuracy (%)")
             what = size.split("_")[0] + " bytes"
             if zoom and dense:
-                top = 100 * float(np.mean(dense))
+                top = dense[0]
                 ax.set_ylim(top - 3, top + 1)
                 near = [kb for kb, accuracy in drawn if accuracy >= top - 3]
                 ax.set_xlim(min(near) / 1.1, max(near) * 1.1)

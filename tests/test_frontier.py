@@ -35,6 +35,9 @@ def test_points_average_only_the_seeds_that_have_every_point(capsys, tmp_path):
     assert by_method["tfmot_gmp_int8"]["seeds"] == 2
     assert by_method["tfmot_cluster16_int8"]["seeds"] == 1
     assert by_method["tfmot_gmp_int8"]["accuracy"] == 81.0
+    # the sample standard deviation (80 and 82: sqrt(2)), as the docs' other tables
+    assert abs(by_method["tfmot_gmp_int8"]["std"] - 2**0.5) < 1e-9
+    assert by_method["tfmot_cluster16_int8"]["std"] == 0.0  # one seed
     assert by_method["admm_int8"]["zipped_bytes"] == 95.0
     assert by_method["admm_int8"]["stripped_bytes"] is None
     assert by_method["tfmot_gmp_int8"]["stripped_bytes"] == 203.0
