@@ -124,8 +124,8 @@ def _channel_scores(model, wrappers: list, values):
     return score_channels(model, wrappers, values)
 
 
-def _target_sparsity(layer) -> float:
-    return layer.constraint.sparsity
+def _target_sparsity(wrapper) -> float:
+    return wrapper.constraint.sparsity
 
 
 @dataclasses.dataclass(frozen=True)
