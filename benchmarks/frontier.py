@@ -505,18 +505,20 @@ def anchor_rows(dense, train, test, folder: str) -> list[dict]:
 
 
 def complete(rows: list[dict]) -> list[dict]:
-    """The rows of the seeds that have every (network, method, sparsity) of the core sides
-    (``CORE_SIDES``) in ``rows``, so that both sides are averaged over the same seeds; a later
-    side's points are averaged over those of these seeds that have them (``seeds`` says how
-    many)."""
+    """The rows of the seeds that have, for their network, every (method, sparsity) of the
+    core sides (``CORE_SIDES``) in ``rows``, so that both sides are averaged over the same
+    seeds; a later side's points are averaged over those of these seeds that have them
+    (``seeds`` says how many). Each network counts on its own: a network still running does
+    not take seeds out of another's points."""
     core = [r for r in rows if r["side"] in CORE_SIDES]
-    units = {(r["network"], r["method"], r["sparsity"]) for r in core}
-    seeds = {
-        seed
-        for seed in {r["seed"] for r in core}
-        if units == {(r["network"], r["method"], r["sparsity"]) for r in core if r["seed"] == seed}
-    }
-    return [r for r in rows if r["seed"] in seeds]
+    keep = set()
+    for network in {r["network"] for r in core}:
+        mine = [r for r in core if r["network"] == network]
+        units = {(r["method"], r["sparsity"]) for r in mine}
+        for seed in {r["seed"] for r in mine}:
+            if units == {(r["method"], r["sparsity"]) for r in mine if r["seed"] == seed}:
+                keep.add((network, seed))
+    return [r for r in rows if (r["network"], r["seed"]) in keep]
 
 
 def points(rows: list[dict]) -> list[dict]:

@@ -31,6 +31,11 @@ def test_points_average_only_the_seeds_that_have_every_point(capsys, tmp_path):
     ]
     del rows[1]["stripped_bytes"]  # a row written before the field: no stripped figure
     assert {r["seed"] for r in frontier.complete(rows)} == {0, 1}
+    # a second network, on seed 0 only so far, leaves the first network's seeds alone
+    other = [dict(r, network="other") for r in rows[:2]]
+    both = frontier.complete(rows + other)
+    assert {r["seed"] for r in both if r["network"] == "net"} == {0, 1}
+    assert {r["seed"] for r in both if r["network"] == "other"} == {0}
     by_method = {p["method"]: p for p in frontier.points(rows)}
     assert by_method["tfmot_gmp_int8"]["seeds"] == 2
     assert by_method["tfmot_cluster16_int8"]["seeds"] == 1
