@@ -94,7 +94,7 @@ def test_shrink_writes_the_smaller_equal_model(tmp_path, capsys):
     np.testing.assert_allclose(small(x), plain(x), rtol=1e-5, atol=1e-5)
     # refused before any work: an existing file, a file that is not .keras
     assert cli.main(["shrink", path, out]) == 2
-    assert "exists; pass overwrite=True" in capsys.readouterr().err
+    assert "exists; pass --overwrite to replace it" in capsys.readouterr().err
     assert cli.main(["shrink", path, str(tmp_path / "small.h5")]) == 2
     assert "written as a .keras file" in capsys.readouterr().err
     assert cli.main(["shrink", path, out, "--overwrite"]) == 0

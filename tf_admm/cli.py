@@ -194,7 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.run(args)
     except (ValueError, FileExistsError, FileNotFoundError) as error:
-        print(f"tf-admm {args.command}: {error}", file=sys.stderr)
+        message = str(error)
+        if isinstance(error, FileExistsError):  # the library's keyword is a flag here
+            message = message.replace("overwrite=True", "--overwrite")
+        print(f"tf-admm {args.command}: {message}", file=sys.stderr)
         return 2
     print(json.dumps(result, default=float))  # the last line: machine-readable
     return 0
