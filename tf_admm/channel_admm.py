@@ -78,7 +78,8 @@ def score_channels(model, wrappers: list, values: Callable) -> ChannelScores:
 
     Args:
         model: the wrapped model (its channel groups are read through the wrappers).
-        wrappers: its built wrappers (those that are not channel-level are ignored).
+        wrappers: its built wrappers (those that are not channel-level are ignored; the
+            caller, :mod:`tf_admm.updates`, skips the scoring when none is).
         values: ``values(wrapper, i)``, the value to project of constrained weight ``i``
             (W, or W + U in a Z/U update).
     """
@@ -86,16 +87,15 @@ def score_channels(model, wrappers: list, values: Callable) -> ChannelScores:
     wanted = {id(w) for w in channel}
     energy = {id(w): _channel_energy(w, values) for w in channel}
     groups = []
-    if channel:
-        for group in channel_groups(model).free:
-            members = [m for m in group.members if m.role != "consumer" and id(m.layer) in wanted]
-            if not members:
-                continue
-            producers = [m for m in members if m.role == "producer"] or members
-            score = np.zeros(group.size)
-            for m in members:
-                score[m.start : m.start + m.length] += energy[id(m.layer)][
-                    m.offset : m.offset + m.length
-                ]
-            groups.append(_ScoredGroup(tuple(members), producers[0].layer, score))
+    for group in channel_groups(model).free:
+        members = [m for m in group.members if m.role != "consumer" and id(m.layer) in wanted]
+        if not members:
+            continue
+        producers = [m for m in members if m.role == "producer"] or members
+        score = np.zeros(group.size)
+        for m in members:
+            score[m.start : m.start + m.length] += energy[id(m.layer)][
+                m.offset : m.offset + m.length
+            ]
+        groups.append(_ScoredGroup(tuple(members), producers[0].layer, score))
     return ChannelScores(tuple(groups), {key: e.shape[0] for key, e in energy.items()})
