@@ -566,6 +566,32 @@ def test_pull_target_keeps_z_on_the_final_channels_and_the_mask_on_the_ramp(tmp_
         )
 
 
+def test_channel_groups_are_found_once_per_model_not_at_every_update(monkeypatch):
+    import gc
+
+    from tf_admm import channel_admm
+
+    walks = []
+    real = channel_admm.channel_groups
+    monkeypatch.setattr(channel_admm, "channel_groups", lambda m: walks.append(m) or real(m))
+    model = resnet_block_model()
+    x = _image(n=16)
+    y = np.random.default_rng(3).normal(size=(16, 3)).astype("float32")
+    schedule = tf_admm.schedules.Gradual(ramp_steps=6, update_every=1, masking="ramp")
+    pruned = tf_admm.prune_channels(model, 0.5, schedule=schedule)
+    _fit_steps(pruned, x, y, 3, [tf_admm.UpdateADMM()])  # initialization + 6 Z/U updates
+    tf_admm.hard_project(pruned)
+    assert len(walks) == 1
+    # a model whose layers changed is walked again
+    other = tf_admm.prune_channels(resnet_block_model(), 0.5, schedule=schedule)
+    _fit_steps(other, x, y, 1, [tf_admm.UpdateADMM()])
+    assert len(walks) == 2
+    # the cache does not keep a model alive
+    del walks[:], pruned, other
+    gc.collect()
+    assert len(channel_admm._FREE_GROUPS) == 0
+
+
 def test_allocate_channels_reaches_the_mac_target():
     model = resnet_block_model()
     targets = tf_admm.allocate_channels(model, 2.0)

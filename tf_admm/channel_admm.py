@@ -14,16 +14,21 @@ sparsity are always among those kept at a lower one.
 The group's sparsity is that of its producers' wrappers (the first one's, ramped like every
 other constraint under a gradual schedule; a group whose producers are not wrapped takes its
 first wrapped member's); channels of a wrapper outside any free group are kept.
+
+The groups themselves are found once per model (:func:`tf_admm.channel_groups` walks its
+graph) and reused at every later scoring while the model's layers are the same ones.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Callable
 
 import numpy as np
 
 from tf_admm import projections
+from tf_admm._keras import flat_layers
 from tf_admm.channels import channel_groups
 from tf_admm.constraints import KeepChannels
 
@@ -38,6 +43,21 @@ def _channel_energy(wrapper, values: Callable) -> np.ndarray:
         e = projections.channel_energy(layout.canonical(values(wrapper, i)))
         total = e if total is None else total + e
     return total
+
+
+# model -> (ids of its layers when its groups were found, its free groups): the graph walk is
+# done once per model, not at every Z/U update; a model whose layers changed is walked again.
+_FREE_GROUPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _free_groups(model) -> list:
+    """``channel_groups(model).free``, found once per model and set of layers."""
+    layers = tuple(id(layer) for layer in flat_layers(model))
+    cached = _FREE_GROUPS.get(model)
+    if cached is None or cached[0] != layers:
+        cached = (layers, list(channel_groups(model).free))
+        _FREE_GROUPS[model] = cached
+    return cached[1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +107,7 @@ def score_channels(model, wrappers: list, values: Callable) -> ChannelScores:
     wanted = {id(w) for w in channel}
     energy = {id(w): _channel_energy(w, values) for w in channel}
     groups = []
-    for group in channel_groups(model).free:
+    for group in _free_groups(model):
         members = [m for m in group.members if m.role != "consumer" and id(m.layer) in wanted]
         if not members:
             continue
