@@ -121,10 +121,8 @@ def main(_):
     # residual rose to 0.95 at the end of the ramp in a run with it
     common.compile_for_mnist(pruned, 1e-3, 0 if gradual else steps * epochs[1])
     if gradual and FLAGS.rho_by_gradient:
-        print(
-            "rho per layer:",
-            tf_admm.scale_rho_by_gradient(pruned, train, power=FLAGS.rho_by_gradient),
-        )
+        rho = tf_admm.scale_rho_by_gradient(pruned, train, power=FLAGS.rho_by_gradient)
+        print("rho per layer:", ", ".join(f"{name} {value:.3g}" for name, value in rho.items()))
     admm = tf_admm.UpdateADMM()
     pruned.fit(train, epochs=epochs[1], verbose=2, callbacks=[admm], shuffle=False)
     admm_acc = pruned.evaluate(test, verbose=0)[1]
