@@ -66,6 +66,8 @@ def test_unregistered_or_unknown_classes_are_refused_with_advice():
         tf_admm.constraints.get({"class_name": "nope>X", "config": {}})
     with pytest.raises(ValueError, match="Unknown penalty class_name='nope>P'"):
         tf_admm.penalty.deserialize({"class_name": "nope>P", "config": {}})
+    with pytest.raises(ValueError, match=r"Unknown ADMM schedule class_name='nope>S'.*'Gradual'"):
+        tf_admm.schedules.get({"class_name": "nope>S", "config": {}})
 
 
 def test_a_wrapped_model_round_trips_through_the_legacy_h5_format(tmp_path):

@@ -22,7 +22,7 @@ from typing import Any
 
 from tf_admm._keras import keras
 
-__all__ = ["ConfigObject", "class_named", "registered_name"]
+__all__ = ["ConfigObject", "class_named", "from_saved", "registered_name"]
 
 
 class ConfigObject:
@@ -71,3 +71,19 @@ def class_named(name: str, built_in: dict[str, type], base: type) -> type | None
         return built_in[short]
     found = keras.saving.get_registered_object(name)
     return found if isinstance(found, type) and issubclass(found, base) else None
+
+
+def from_saved(config: dict[str, Any], built_in: dict[str, type], base: type, kind: str):
+    """The object a saved ``{"class_name": ..., "config": ...}`` dict describes (the class by
+    :func:`class_named`); a ValueError naming ``kind``, the name received and what is allowed
+    when no such class is known."""
+    name = config["class_name"]
+    cls = class_named(name, built_in, base)
+    if cls is None:
+        allowed = f"one of {sorted(built_in)} or " if built_in else ""
+        raise ValueError(
+            f"Unknown {kind} class_name={name!r}; allowed: {allowed}a subclass of "
+            f"{base.__name__} registered with keras.saving.register_keras_serializable"
+            "(package=...), its module imported before loading."
+        )
+    return cls.from_config(config.get("config", {}))

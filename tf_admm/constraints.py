@@ -21,7 +21,7 @@ import numpy as np
 
 from tf_admm import projections
 from tf_admm._keras import register
-from tf_admm.config_objects import ConfigObject, class_named, registered_name
+from tf_admm.config_objects import ConfigObject, from_saved, registered_name
 from tf_admm.quantizers import Quantizer
 from tf_admm.validation import check_bool, check_scheme, check_sparsity
 
@@ -415,15 +415,7 @@ def get(identifier: Any) -> Constraint | None:
     if identifier is None or isinstance(identifier, Constraint):
         return identifier
     if isinstance(identifier, dict) and "class_name" in identifier:
-        name = identifier["class_name"]
-        cls = class_named(name, _CLASSES, Constraint)
-        if cls is None:
-            raise ValueError(
-                f"Unknown constraint class_name={name!r}; allowed: {sorted(_CLASSES)} or a "
-                "Constraint subclass registered with "
-                "keras.saving.register_keras_serializable(package=...) (imported before loading)."
-            )
-        return cls.from_config(identifier.get("config", {}))
+        return from_saved(identifier, _CLASSES, Constraint, "constraint")
     if isinstance(identifier, numbers.Real) and not isinstance(identifier, bool):
         return Sparsity(identifier)
     raise ValueError(

@@ -13,7 +13,7 @@ from typing import Any
 import tensorflow as tf
 
 from tf_admm._keras import register
-from tf_admm.config_objects import class_named, registered_name
+from tf_admm.config_objects import from_saved, registered_name
 
 __all__ = ["ADMMPenalty", "deserialize", "serialize"]
 
@@ -49,11 +49,5 @@ def serialize(penalty: ADMMPenalty) -> dict[str, Any]:
 
 def deserialize(config: dict[str, Any]) -> ADMMPenalty:
     """Inverse of :func:`serialize`; old configs ``{"class_name": "ADMMPenalty"}`` included."""
-    name = config.get("class_name", "ADMMPenalty")
-    cls = class_named(name, {"ADMMPenalty": ADMMPenalty}, ADMMPenalty)
-    if cls is None:
-        raise ValueError(
-            f"Unknown penalty class_name={name!r}; allowed: ADMMPenalty or a registered "
-            "subclass of it (import its module before loading)."
-        )
-    return cls.from_config(config.get("config", {}))
+    saved = {"class_name": "ADMMPenalty", **config}
+    return from_saved(saved, {"ADMMPenalty": ADMMPenalty}, ADMMPenalty, "penalty")

@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from tf_admm._keras import register
-from tf_admm.config_objects import ConfigObject, class_named, registered_name
+from tf_admm.config_objects import ConfigObject, from_saved, registered_name
 from tf_admm.validation import (
     check_bool,
     check_choice,
@@ -335,14 +335,7 @@ def get(identifier: Any) -> ADMMSchedule | None:
     if identifier is None or isinstance(identifier, ADMMSchedule):
         return identifier
     if _is_serialized(identifier):
-        name = identifier["class_name"]
-        cls = class_named(name, _CLASSES, ADMMSchedule)
-        if cls is None:
-            raise ValueError(
-                f"Unknown ADMM schedule {name!r}; allowed: {sorted(_CLASSES)} or a registered "
-                "subclass of tf_admm.schedules.ADMMSchedule."
-            )
-        return cls.from_config(identifier["config"])
+        return from_saved(identifier, _CLASSES, ADMMSchedule, "ADMM schedule")
     raise ValueError(
         "A schedule must be a tf_admm.schedules.ADMMSchedule (Gradual(), OneShot()) or its "
         f"serialized dict. Received: {identifier!r} of type {type(identifier).__name__}"
