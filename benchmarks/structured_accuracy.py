@@ -29,7 +29,9 @@ Both sides: Adam, batch 128, the same batches (one shuffle seed), the same epoch
 over the ramp, a cosine decay from 1e-3 to 0 over the retraining. The
 test accuracy is that of the shrunk Keras model. One JSON object per run is appended to
 ``--out`` (kind "accuracy"), and a run already there with the same settings (epochs, training
-images, dense epochs, ``--rho-final``) is skipped (resumable).
+images, dense epochs, ``--rho-final``, ``--round-to``) is skipped (resumable). ``--round-to``
+keeps a multiple of that many channels in every group (``allocate_channels(..., round_to=...)``,
+what the int8 latency tables measure with 16), for both methods alike.
 
     python benchmarks/structured_accuracy.py --seeds 0 1 2 --rates 2 --out docs/structured.json
 """
@@ -336,9 +338,23 @@ def main() -> None:
         default=None,
         help="schedules.Gradual(rho_final=...) for the ADMM phase (default: the library's)",
     )
+    parser.add_argument(
+        "--round-to",
+        type=int,
+        default=1,
+        help="tf_admm.allocate_channels(..., round_to=...): a multiple of it kept in every group",
+    )
     parser.add_argument("--cache", default="runs/structured_cache")
     parser.add_argument("--out", default="docs/structured.json")
     args = parser.parse_args()
+    if args.round_to < 1:
+        parser.error(f"--round-to must be at least 1. Received: {args.round_to}")
+    if args.round_to != 1 and "structured_admm_progressive" in args.methods:
+        parser.error(
+            "--round-to applies to the one-step methods (their allocation is made here); "
+            "structured_admm_progressive allocates each stage itself. Received: --round-to "
+            f"{args.round_to} with structured_admm_progressive"
+        )
     (x, y), test = load()
     data = ((x[: args.train_size], y[: args.train_size]), test)
     done = set()
@@ -360,6 +376,7 @@ def main() -> None:
                     and r.get("epochs") == args.ramp_epochs + args.retrain_epochs
                     and r.get("dense_epochs") == args.dense_epochs
                     and r.get("train_size") == args.train_size
+                    and r.get("round_to", 1) == args.round_to  # rows before the field: 1
                 )
                 if same_run:
                     if not stale:  # a progressive row of the hand-written loop, or of
@@ -371,7 +388,7 @@ def main() -> None:
         dense_cpu = time.process_time() - start
         dense_macs = tf_admm.flops.total_macs(dense)
         for rate in args.rates:
-            targets = tf_admm.allocate_channels(dense, rate)
+            targets = tf_admm.allocate_channels(dense, rate, round_to=args.round_to)
             for method in args.methods:
                 if (method, rate, seed) in done:
                     continue
@@ -408,6 +425,7 @@ def main() -> None:
                     "runner": RUNNER if method.endswith("progressive") else None,
                     "masking": MASKING[method][0],
                     "pull": PULL.get(method),
+                    "round_to": args.round_to,
                 }
                 print(json.dumps(record), flush=True)
                 with open(args.out, "a") as f:
