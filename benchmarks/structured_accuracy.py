@@ -322,6 +322,37 @@ def takes_rho_final(method: str) -> bool:
     return method.startswith("structured_admm")
 
 
+def done_runs(rows: list[dict], args) -> set[tuple]:
+    """The ``(method, target rate, seed)`` runs of ``rows`` made with ``args``' settings
+    (network, ``--rho-final`` for the ADMM methods, epochs, dense epochs, training images,
+    ``--round-to``; rows written before a field existed have its old value), which a resumed
+    run skips. A progressive row of the hand-written loop, and a row whose ADMM masking is not
+    the method's current one, do not count: they are run again."""
+    done = set()
+    for r in rows:
+        if not (
+            r.get("kind") == "accuracy"
+            and r.get("retrain_schedule") == "cosine"
+            and r.get("network") == args.network
+        ):
+            continue
+        rho = r.get("rho_final") if takes_rho_final(r["method"]) else args.rho_final
+        stale = r["method"].endswith("progressive") and r.get("runner") != RUNNER
+        now, before = MASKING[r["method"]]
+        stale = stale or r.get("masking", before) != now
+        same_run = (
+            rho == args.rho_final
+            and r.get("ramp_epochs", 4) == args.ramp_epochs
+            and r.get("epochs") == args.ramp_epochs + args.retrain_epochs
+            and r.get("dense_epochs") == args.dense_epochs
+            and r.get("train_size") == args.train_size
+            and r.get("round_to", 1) == args.round_to  # rows before the field: 1
+        )
+        if same_run and not stale:
+            done.add((r["method"], r["target_rate"], r["seed"]))
+    return done
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--network", default="resnet14_w8", choices=list(NETWORKS))
@@ -359,29 +390,8 @@ def main() -> None:
     data = ((x[: args.train_size], y[: args.train_size]), test)
     done = set()
     if os.path.exists(args.out):
-        for line in open(args.out):
-            r = json.loads(line)
-            if (
-                r.get("kind") == "accuracy"
-                and r.get("retrain_schedule") == "cosine"
-                and r.get("network") == args.network
-            ):
-                rho = r.get("rho_final") if takes_rho_final(r["method"]) else args.rho_final
-                stale = r["method"].endswith("progressive") and r.get("runner") != RUNNER
-                now, before = MASKING[r["method"]]
-                stale = stale or r.get("masking", before) != now
-                same_run = (
-                    rho == args.rho_final
-                    and r.get("ramp_epochs", 4) == args.ramp_epochs
-                    and r.get("epochs") == args.ramp_epochs + args.retrain_epochs
-                    and r.get("dense_epochs") == args.dense_epochs
-                    and r.get("train_size") == args.train_size
-                    and r.get("round_to", 1) == args.round_to  # rows before the field: 1
-                )
-                if same_run:
-                    if not stale:  # a progressive row of the hand-written loop, or of
-                        # a channel Stage before it masked along its ramp: run again
-                        done.add((r["method"], r["target_rate"], r["seed"]))
+        with open(args.out) as handle:
+            done = done_runs([json.loads(line) for line in handle if line.strip()], args)
     for seed in args.seeds:
         start = time.process_time()
         dense, dense_acc = dense_model(seed, args.dense_epochs, data, args.cache, args.network)

@@ -1,0 +1,80 @@
+"""benchmarks/structured_accuracy.py's bookkeeping: which rows a resumed run skips, and the
+arguments it refuses before loading anything."""
+
+import argparse
+import sys
+
+import pytest
+import structured_accuracy as S
+
+
+def _args(**changes) -> argparse.Namespace:
+    settings = dict(
+        network="mobilenet_v2_small",
+        rho_final=None,
+        ramp_epochs=2,
+        retrain_epochs=4,
+        dense_epochs=8,
+        train_size=30000,
+        round_to=1,
+    )
+    return argparse.Namespace(**{**settings, **changes})
+
+
+def _row(method="structured_admm_ramp_masked", seed=0, **changes) -> dict:
+    row = {
+        "network": "mobilenet_v2_small",
+        "kind": "accuracy",
+        "method": method,
+        "target_rate": 2.0,
+        "seed": seed,
+        "retrain_schedule": "cosine",
+        "rho_final": None,
+        "ramp_epochs": 2,
+        "epochs": 6,
+        "dense_epochs": 8,
+        "train_size": 30000,
+        "masking": S.MASKING[method][0],
+    }
+    return {**row, **changes}
+
+
+def test_a_run_is_done_only_with_the_same_settings():
+    rows = [
+        _row(seed=0),  # written before round_to was recorded: the default allocation
+        _row(seed=1, round_to=16),
+        _row(method="l1_gradual", seed=0, round_to=16),
+        _row(seed=2, epochs=12, ramp_epochs=4),  # another budget
+        _row(seed=2, network="resnet14_w8"),
+        _row(seed=2, masking="end"),  # the method masked otherwise then: run again
+        {"kind": "latency", "network": "mobilenet_v2_small", "method": "dense"},
+    ]
+    assert S.done_runs(rows, _args()) == {("structured_admm_ramp_masked", 2.0, 0)}
+    assert S.done_runs(rows, _args(round_to=16)) == {
+        ("structured_admm_ramp_masked", 2.0, 1),
+        ("l1_gradual", 2.0, 0),
+    }
+    assert S.done_runs(rows, _args(ramp_epochs=4, retrain_epochs=8)) == {
+        ("structured_admm_ramp_masked", 2.0, 2)
+    }
+    # --rho-final is an ADMM setting: it keeps L1's rows, not ADMM's
+    assert S.done_runs(rows, _args(round_to=16, rho_final=1.0)) == {("l1_gradual", 2.0, 0)}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--round-to", "0"], "--round-to must be at least 1. Received: 0"),
+        (
+            ["--round-to", "16", "--methods", "structured_admm_progressive"],
+            "allocates each stage itself",
+        ),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(monkeypatch, capsys, argv, message):
+    monkeypatch.setattr(sys, "argv", ["structured_accuracy.py", *argv])
+    monkeypatch.setattr(S, "load", lambda: pytest.fail("data loaded before the check"))
+    with pytest.raises(SystemExit) as exit_info:
+        S.main()
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
