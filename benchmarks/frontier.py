@@ -597,10 +597,11 @@ def table(out: str) -> None:
         print()
 
 
-def plot(out: str, png: str) -> None:
+def plot(out: str, png: str) -> list[str]:
     """Mean LiteRT accuracy against mean zipped bytes (all points, then the top 3 points below
     the dense file's accuracy) and raw bytes: tf_admm in solid lines, TFMOT dashed, one colour
-    per method in every panel, the legend below."""
+    per method in every panel, one row per network, the legend below (every method drawn in
+    any panel, once). Returns the legend's labels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -650,10 +651,23 @@ def plot(out: str, png: str) -> None:
                 what += f", within 3 points of dense ({top:.2f}%)"
             ax.set_title(f"{network}: accuracy against {what}", fontsize=10)
             ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=7, fontsize=8, frameon=False)
+    legend = {}  # label -> handle: a method one network lacks is still in the legend
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    labels = sorted(legend)
+    fig.legend(
+        [legend[label] for label in labels],
+        labels,
+        loc="lower center",
+        ncol=7,
+        fontsize=8,
+        frameon=False,
+    )
     fig.tight_layout(rect=(0, 0.09 / len(networks), 1, 1))
     fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return labels
 
 
 if __name__ == "__main__":

@@ -84,3 +84,20 @@ def test_a_unit_is_done_only_at_the_same_data_dense_model_and_budget():
     assert {unit[3] for unit in frontier.done_units(rows, args)} == {0, 4}
     args.dense_epochs, args.ramp_epochs, args.retrain_epochs = 8, 4, 8
     assert {unit[3] for unit in frontier.done_units(rows, args)} == {2}
+
+
+def test_the_figure_has_one_row_per_network_and_every_method_in_its_legend(tmp_path):
+    rows = [_row(seed, "anchor", "dense_float", 0.0, 0.90, 300) for seed in (0, 1)] + [
+        _row(seed, "tfmot", "tfmot_gmp_int8", 0.5, 0.88, 100) for seed in (0, 1)
+    ]
+    # a second network with a method the first lacks (its legend entry must not be lost)
+    rows += [dict(r, network="other") for r in rows]
+    rows += [
+        dict(_row(seed, "tfmot_cluster", "tfmot_cluster16_int8", 0.5, 0.87, 80), network="other")
+        for seed in (0, 1)
+    ]
+    out, png = tmp_path / "rows.json", tmp_path / "frontier.png"
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    labels = frontier.plot(str(out), str(png))
+    assert labels == ["dense_float", "tfmot_cluster16_int8", "tfmot_gmp_int8"]
+    assert png.stat().st_size > 0
