@@ -32,6 +32,10 @@ TFMOT's guides measure) and its bytes without the converter's names
 - ``tf_admm_ramp``: the ``tf_admm`` side's pruning with ``schedules.Gradual(masking="ramp")``
   (weights outside Z's support masked at every Z/U update, as GMP masks along its ramp), int8
   only (``admm_ramp_int8``). Averaged like ``tfmot_cluster``.
+- ``tf_admm_bits``: for each of ``--bits``, the ``tf_admm_ramp`` unit's pruned model (kept in
+  ``--cache`` by that unit) quantized as the ``tf_admm`` side quantizes its own
+  (``admm_ramp_{k}bit``, ``admm_ramp_{k}bit_sparse``): more bit widths without pruning again,
+  one unit per width. Averaged like ``tfmot_cluster``.
 - ``tf_admm`` (Keras 3, the library's defaults): ``prune_low_magnitude(dense,
   allocate_sparsity(dense, 1 / (1 - s)))``, ``UpdateADMM(gradient_data=...)`` over the ramp
   epochs, ``hard_project``, the retraining epochs, ``strip_admm``, ``export_tflite(...,
@@ -72,7 +76,15 @@ from tf_admm import keras  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 # the order units run in, per sparsity; every seed's figures need the first three (the later
 # ones were added after seeds had run)
-SIDES = ("anchor", "tfmot", "tf_admm", "tfmot_cluster", "tfmot_alloc", "tf_admm_ramp")
+SIDES = (
+    "anchor",
+    "tfmot",
+    "tf_admm",
+    "tfmot_cluster",
+    "tfmot_alloc",
+    "tf_admm_ramp",
+    "tf_admm_bits",
+)
 CORE_SIDES = SIDES[:3]
 CALIBRATION = 200  # images for full-int8 calibration, both sides
 
@@ -331,14 +343,29 @@ def run_admm(
         callbacks=[tf_admm.UpdateADMM()],
     )
     stripped = tf_admm.strip_admm(pruned)
-    folder = spec["folder"]
-    epochs = spec["ramp_epochs"] + spec["retrain_epochs"]
-    rows = export_rows(stripped, folder, f"{name}_int8", test, x, bits=8, epochs=epochs)
     prune_cpu = time.process_time() - start
+    # the pruned model, for the bits the tf_admm_bits side quantizes it to later
+    save_weights(spec["pruned_weights"], stripped.get_weights(), cpu_seconds=prune_cpu)
+    epochs = spec["ramp_epochs"] + spec["retrain_epochs"]
+    rows = export_rows(stripped, spec["folder"], f"{name}_int8", test, x, bits=8, epochs=epochs)
     for row in rows:
         row["cpu_seconds"] = prune_cpu
+    return rows + quantize_rows(stripped, targets, spec, train, test, bits, "admm", prune_cpu)
+
+
+def quantize_rows(
+    stripped, targets, spec: dict, train, test, bits: list[int], name: str, prune_cpu: float
+) -> list[dict]:
+    """For each of ``bits``: ``compress(stripped, sparsity=targets, bits=k)`` (the library's
+    joint constraint, from the pruned model), half the ``--quant-epochs`` of ADMM and half of
+    masked retraining, at 1e-4, and the int8 files (``{name}_{k}bit``, with and without sparse
+    tensors); ``cpu_seconds`` counts the pruning (``prune_cpu``) and this quantization."""
+    (x, y) = train
+    gradient_data = (x[:2560], y[:2560])
+    epochs = spec["ramp_epochs"] + spec["retrain_epochs"]
     half = max(1, spec["quant_epochs"] // 2)
     rest = max(1, spec["quant_epochs"] - half)
+    rows = []
     for k in bits if spec["quant_epochs"] else []:
         start = time.process_time()
         keras.utils.set_random_seed(spec["seed"])
@@ -360,7 +387,13 @@ def run_admm(
         )
         quantized = tf_admm.strip_admm(both)
         k_rows = export_rows(
-            quantized, folder, f"admm_{k}bit", test, x, bits=k, epochs=epochs + half + rest
+            quantized,
+            spec["folder"],
+            f"{name}_{k}bit",
+            test,
+            x,
+            bits=k,
+            epochs=epochs + half + rest,
         )
         for row in k_rows:
             row["cpu_seconds"] = prune_cpu + time.process_time() - start
@@ -368,15 +401,41 @@ def run_admm(
     return rows
 
 
+def run_admm_bits(dense, sparsity: float, spec: dict, train, test, k: int) -> list[dict]:
+    """The ``tf_admm_ramp`` unit's pruned model (kept in ``--cache``) quantized to ``k`` bits
+    with ``compress`` (``admm_ramp_{k}bit``): the bit widths of the frontier without pruning
+    again. Its ``cpu_seconds`` include the pruning's."""
+    weights, extra = load_weights(spec["pruned_weights"])
+    pruned = keras.models.clone_model(dense)
+    pruned.set_weights(weights)
+    targets = tf_admm.allocate_sparsity(dense, 1.0 / (1.0 - sparsity))  # as the pruning's
+    prune_cpu = float(extra["cpu_seconds"])
+    return quantize_rows(pruned, targets, spec, train, test, [k], "admm_ramp", prune_cpu)
+
+
 # ----------------------------------------------------------------------------- driver
 
 
+def unit_key(network: str, side: str, sparsity: float, seed: int, bits: int) -> tuple:
+    """What makes a unit: its network, side, sparsity and seed, and for ``tf_admm_bits`` (one
+    unit per bit width) its bits."""
+    return (network, side, sparsity, seed, bits if side == "tf_admm_bits" else None)
+
+
+def cache_path(args, kind: str, sparsity: float, seed: int) -> str:
+    """Where a unit keeps its model (``kind``: "gmp", "gmp_alloc", "admm", "admm_ramp") for
+    later units, keyed by everything it was trained from: two settings never share a file."""
+    name = f"{args.network}_{kind}_{sparsity:g}_seed{seed}_{args.ramp_epochs}"
+    name += f"+{args.retrain_epochs}ep_{args.train_size}_dense{args.dense_epochs}"
+    return os.path.join(args.cache, name + ".npz")
+
+
 def done_units(rows: list[dict], args) -> set[tuple]:
-    """The (network, side, sparsity, seed) units of ``rows`` run at ``args``' training images,
-    dense epochs and epoch budget: rows of another setting are another experiment (rows
-    written before the budget was recorded all ran 2 + 4 epochs, and 2 more)."""
+    """The units (``unit_key``) of ``rows`` run at ``args``' training images, dense epochs
+    and epoch budget: rows of another setting are another experiment (rows written before the
+    budget was recorded all ran 2 + 4 epochs, and 2 more)."""
     return {
-        (r["network"], r["side"], r["sparsity"], r["seed"])
+        unit_key(r["network"], r["side"], r["sparsity"], r["seed"], r.get("bits"))
         for r in rows
         if r["train_size"] == args.train_size
         and r["dense_epochs"] == args.dense_epochs
@@ -446,25 +505,39 @@ def main() -> None:
             "retrain_epochs": args.retrain_epochs,
             "quant_epochs": args.quant_epochs,
         }
-        units = [("anchor", 0.0)] if "anchor" in args.sides else []
-        units += [(side, s) for s in args.sparsities for side in SIDES[1:]]
-        for side, sparsity in units:
-            if side not in args.sides or (args.network, side, sparsity, seed) in done:
+        units = [("anchor", 0.0, None)] if "anchor" in args.sides else []
+        for sparsity in args.sparsities:
+            for side in SIDES[1:]:
+                widths = args.bits if side == "tf_admm_bits" else [None]
+                units += [(side, sparsity, k) for k in widths]
+        for side, sparsity, k in units:
+            if side not in args.sides or unit_key(args.network, side, sparsity, seed, k) in done:
                 continue
             with tempfile.TemporaryDirectory() as folder:  # the unit's .tflite files
-                gmp = f"{args.network}_gmp_{sparsity:g}_seed{seed}_{args.ramp_epochs}"
-                gmp += f"+{args.retrain_epochs}ep_{args.train_size}_dense{args.dense_epochs}.npz"
                 unit = {
                     **spec,
                     "sparsity": sparsity,
                     "folder": folder,
                     "side": side,
                     "clusters": args.clusters,
-                    "gmp_weights": os.path.join(args.cache, gmp),  # shared by both TFMOT sides
+                    # GMP's model, shared by both TFMOT sides; tf_admm's pruned models (the
+                    # masking="ramp" one is what tf_admm_bits quantizes)
+                    "gmp_weights": cache_path(args, "gmp", sparsity, seed),
+                    "pruned_weights": cache_path(
+                        args, "admm" if side == "tf_admm" else "admm_ramp", sparsity, seed
+                    ),
                 }
                 if side == "tfmot_alloc":  # GMP to tf_admm's per-layer targets, by position
                     unit["targets"] = allocation_by_position(dense, sparsity)
-                    unit["gmp_weights"] = unit["gmp_weights"].replace("_gmp_", "_gmp_alloc_")
+                    unit["gmp_weights"] = cache_path(args, "gmp_alloc", sparsity, seed)
+                if side == "tf_admm_bits" and not os.path.exists(unit["pruned_weights"]):
+                    print(
+                        f"skipped tf_admm_bits at {sparsity:g}, seed {seed}: no "
+                        f"{unit['pruned_weights']}; run the tf_admm_ramp side first (it "
+                        "keeps its pruned model there)",
+                        file=sys.stderr,
+                    )
+                    continue
                 if side == "anchor":
                     rows = anchor_rows(dense, train, test, folder)
                 elif side == "tfmot_cluster":
@@ -477,6 +550,8 @@ def main() -> None:
                     rows = run_tfmot(unit)
                 elif side == "tf_admm_ramp":
                     rows = run_admm(dense, sparsity, unit, train, test, [], "admm_ramp")
+                elif side == "tf_admm_bits":
+                    rows = run_admm_bits(dense, sparsity, unit, train, test, k)
                 else:
                     rows = run_admm(dense, sparsity, unit, train, test, args.bits)
             for row in rows:

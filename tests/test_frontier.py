@@ -86,6 +86,38 @@ def test_a_unit_is_done_only_at_the_same_data_dense_model_and_budget():
     assert {unit[3] for unit in frontier.done_units(rows, args)} == {2}
 
 
+def test_the_bits_side_is_one_unit_per_width_and_reads_the_ramp_units_model():
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(
+        network="net",
+        cache="cache",
+        train_size=30000,
+        dense_epochs=8,
+        ramp_epochs=2,
+        retrain_epochs=4,
+        quant_epochs=2,
+    )
+    base = {"network": "net", "sparsity": 0.9, "seed": 0, "train_size": 30000, "dense_epochs": 8}
+    rows = [
+        {**base, "side": "tf_admm", "bits": 8},
+        {**base, "side": "tf_admm", "bits": 4},
+        {**base, "side": "tf_admm_bits", "bits": 3},
+    ]
+    done = frontier.done_units(rows, args)
+    # another side's widths do not count: 4 bits from the ramp model is still to run
+    assert frontier.unit_key("net", "tf_admm", 0.9, 0, None) in done
+    assert frontier.unit_key("net", "tf_admm_bits", 0.9, 0, 3) in done
+    assert frontier.unit_key("net", "tf_admm_bits", 0.9, 0, 4) not in done
+    assert frontier.unit_key("net", "tf_admm_bits", 0.9, 1, 3) not in done
+    # each setting its own cached model: kind, sparsity, seed and budget all in the name
+    path = frontier.cache_path(args, "admm_ramp", 0.9, 0)
+    assert path == "cache/net_admm_ramp_0.9_seed0_2+4ep_30000_dense8.npz"
+    assert path != frontier.cache_path(args, "admm", 0.9, 0)
+    args.retrain_epochs = 8
+    assert frontier.cache_path(args, "admm_ramp", 0.9, 0) != path
+
+
 def test_the_figure_has_one_row_per_network_and_every_method_in_its_legend(tmp_path):
     rows = [_row(seed, "anchor", "dense_float", 0.0, 0.90, 300) for seed in (0, 1)] + [
         _row(seed, "tfmot", "tfmot_gmp_int8", 0.5, 0.88, 100) for seed in (0, 1)
