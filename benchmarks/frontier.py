@@ -628,9 +628,28 @@ def points(rows: list[dict]) -> list[dict]:
     return out
 
 
+def paired(rows: list[dict], mine: dict, theirs: dict) -> tuple[float, float, int]:
+    """Mean and sample std over seeds of point ``mine``'s LiteRT accuracy minus ``theirs``
+    (points of :func:`points`), in points, over the complete seeds both have, and how many."""
+
+    def by_seed(p: dict) -> dict[int, float]:
+        key = (p["network"], p["method"], p["sparsity"])
+        return {
+            r["seed"]: 100 * r["litert_accuracy"]
+            for r in complete(rows)
+            if (r["network"], r["method"], r["sparsity"]) == key
+        }
+
+    a, b = by_seed(mine), by_seed(theirs)
+    diffs = [a[seed] - b[seed] for seed in sorted(a.keys() & b.keys())]
+    std = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else 0.0
+    return (float(np.mean(diffs)) if diffs else float("nan")), std, len(diffs)
+
+
 def table(out: str) -> None:
     """The frontier points as a Markdown table, then for each TFMOT point the best tf_admm
-    point at no more bytes (zipped, then raw) and its accuracy margin."""
+    point at no more bytes (zipped, then raw), its accuracy margin (difference of the means)
+    and the difference paired by seed (mean ± std, and over how many seeds)."""
     rows = [json.loads(line) for line in open(out)]
     print(f"seeds with every point: {sorted({r['seed'] for r in complete(rows)})}\n")
     pts = points(rows)
@@ -647,8 +666,11 @@ def table(out: str) -> None:
         theirs = [p for p in pts if p["side"].startswith("tfmot") and p[size] is not None]
         if not theirs:
             continue
-        print(f"| network | TFMOT point | {size} | best tf_admm point at <= bytes | margin |")
-        print("|---|---|---|---|---|")
+        print(
+            f"| network | TFMOT point | {size} | best tf_admm point at <= bytes | margin "
+            "| paired (seeds) |"
+        )
+        print("|---|---|---|---|---|---|")
         for t in theirs:
             mine = [
                 p
@@ -659,12 +681,14 @@ def table(out: str) -> None:
                 and p[size] <= t[size]
             ]
             best = max(mine, key=lambda p: p["accuracy"], default=None)
-            answer = (
-                f"{best['method']} at {best['sparsity']:g} ({best['accuracy']:.2f}, "
-                f"{best[size]:,.0f} B) | {best['accuracy'] - t['accuracy']:+.2f}"
-                if best
-                else "none | -"
-            )
+            answer = "none | - | -"
+            if best:
+                mean, std, n = paired(rows, best, t)
+                answer = (
+                    f"{best['method']} at {best['sparsity']:g} ({best['accuracy']:.2f}, "
+                    f"{best[size]:,.0f} B) | {best['accuracy'] - t['accuracy']:+.2f} | "
+                    f"{mean:+.2f} ± {std:.2f} ({n})"
+                )
             print(
                 f"| {t['network']} | {t['method']} at {t['sparsity']:g} ({t['accuracy']:.2f}) | "
                 f"{t[size]:,.0f} | {answer} |"

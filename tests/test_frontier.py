@@ -51,12 +51,31 @@ def test_points_average_only_the_seeds_that_have_every_point(capsys, tmp_path):
     frontier.table(str(out))
     text = capsys.readouterr().out
     assert "seeds with every point: [0, 1]" in text
+    # the margin of the means, and paired by seed: +4 on both seeds (seed 2 is not complete)
     assert (
-        "| net | tfmot_gmp_int8 at 0.9 (81.00) | 105 | admm_int8 at 0.9 (85.00, 95 B) | +4.00 |"
-        in (text)
+        "| net | tfmot_gmp_int8 at 0.9 (81.00) | 105 | admm_int8 at 0.9 (85.00, 95 B) | +4.00 "
+        "| +4.00 ± 0.00 (2) |" in text
     )
     # stripped bytes: TFMOT's point has them, no tf_admm point does
-    assert "| net | tfmot_gmp_int8 at 0.9 (81.00) | 203 | none | - |" in text
+    assert "| net | tfmot_gmp_int8 at 0.9 (81.00) | 203 | none | - | - |" in text
+
+
+def test_the_paired_difference_is_over_the_seeds_both_points_have():
+    rows = [
+        _row(0, "tfmot", "tfmot_gmp_int8", 0.9, 0.80, 100),
+        _row(0, "tf_admm", "admm_int8", 0.9, 0.84, 90),
+        _row(1, "tfmot", "tfmot_gmp_int8", 0.9, 0.82, 110),
+        _row(1, "tf_admm", "admm_int8", 0.9, 0.83, 100),
+        _row(0, "tf_admm_ramp", "admm_ramp_int8", 0.9, 0.85, 90),  # a later side, seed 0 only
+    ]
+    by_method = {p["method"]: p for p in frontier.points(rows)}
+    gmp = by_method["tfmot_gmp_int8"]
+    mean, std, n = frontier.paired(rows, by_method["admm_int8"], gmp)
+    assert n == 2 and abs(mean - 2.5) < 1e-9  # (+4, +1)
+    assert abs(std - 4.5**0.5) < 1e-9
+    # the difference of the means would be 85 - 81 = +4; paired over seed 0 it is +5
+    mean, std, n = frontier.paired(rows, by_method["admm_ramp_int8"], gmp)
+    assert (n, std) == (1, 0.0) and abs(mean - 5.0) < 1e-9
 
 
 def test_a_unit_is_done_only_at_the_same_data_dense_model_and_budget():
