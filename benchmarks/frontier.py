@@ -87,6 +87,7 @@ SIDES = (
 )
 CORE_SIDES = SIDES[:3]
 CALIBRATION = 200  # images for full-int8 calibration, both sides
+GRADIENT_IMAGES = 2560  # the training images UpdateADMM's gradient_data scales rho on
 
 
 def data(train_size: int):
@@ -211,11 +212,17 @@ def quantize_aware(model, scheme, spec: dict, x, y):
     return qat
 
 
+def admm_targets(dense, sparsity: float) -> dict[str, float]:
+    """tf_admm's per-layer targets for an overall ``sparsity``:
+    ``tf_admm.allocate_sparsity(dense, 1 / (1 - sparsity))``."""
+    return tf_admm.allocate_sparsity(dense, 1.0 / (1.0 - sparsity))
+
+
 def allocation_by_position(dense, sparsity: float) -> dict[str, float]:
-    """``tf_admm.allocate_sparsity(dense, 1 / (1 - sparsity))`` keyed by each layer's position
-    in ``dense.layers`` (the child builds the same network under tf_keras, whose automatic layer
-    names need not be the cached model's)."""
-    targets = tf_admm.allocate_sparsity(dense, 1.0 / (1.0 - sparsity))
+    """:func:`admm_targets` keyed by each layer's position in ``dense.layers`` (the child
+    builds the same network under tf_keras, whose automatic layer names need not be the
+    cached model's)."""
+    targets = admm_targets(dense, sparsity)
     position = {layer.name: i for i, layer in enumerate(dense.layers)}
     return {str(position[name]): target for name, target in targets.items()}
 
@@ -321,10 +328,10 @@ def run_admm(
     (``name`` "admm_ramp": the weights outside Z's support masked at every Z/U update of the
     ramp, as channel pruning does by default)."""
     (x, y) = train
-    gradient_data = (x[:2560], y[:2560])
+    gradient_data = (x[:GRADIENT_IMAGES], y[:GRADIENT_IMAGES])
     start = time.process_time()
     keras.utils.set_random_seed(spec["seed"])
-    targets = tf_admm.allocate_sparsity(dense, 1.0 / (1.0 - sparsity))
+    targets = admm_targets(dense, sparsity)
     schedule = tf_admm.schedules.Gradual(masking="ramp") if name == "admm_ramp" else None
     pruned = tf_admm.prune_low_magnitude(dense, targets, schedule=schedule)
     S.compile_model(pruned)
@@ -361,7 +368,7 @@ def quantize_rows(
     masked retraining, at 1e-4, and the int8 files (``{name}_{k}bit``, with and without sparse
     tensors); ``cpu_seconds`` counts the pruning (``prune_cpu``) and this quantization."""
     (x, y) = train
-    gradient_data = (x[:2560], y[:2560])
+    gradient_data = (x[:GRADIENT_IMAGES], y[:GRADIENT_IMAGES])
     epochs = spec["ramp_epochs"] + spec["retrain_epochs"]
     half = max(1, spec["quant_epochs"] // 2)
     rest = max(1, spec["quant_epochs"] - half)
@@ -408,7 +415,7 @@ def run_admm_bits(dense, sparsity: float, spec: dict, train, test, k: int) -> li
     weights, extra = load_weights(spec["pruned_weights"])
     pruned = keras.models.clone_model(dense)
     pruned.set_weights(weights)
-    targets = tf_admm.allocate_sparsity(dense, 1.0 / (1.0 - sparsity))  # as the pruning's
+    targets = admm_targets(dense, sparsity)  # as the pruning's
     prune_cpu = float(extra["cpu_seconds"])
     return quantize_rows(pruned, targets, spec, train, test, [k], "admm_ramp", prune_cpu)
 
@@ -631,12 +638,13 @@ def points(rows: list[dict]) -> list[dict]:
 def paired(rows: list[dict], mine: dict, theirs: dict) -> tuple[float, float, int]:
     """Mean and sample std over seeds of point ``mine``'s LiteRT accuracy minus ``theirs``
     (points of :func:`points`), in points, over the complete seeds both have, and how many."""
+    kept = complete(rows)
 
     def by_seed(p: dict) -> dict[int, float]:
         key = (p["network"], p["method"], p["sparsity"])
         return {
             r["seed"]: 100 * r["litert_accuracy"]
-            for r in complete(rows)
+            for r in kept
             if (r["network"], r["method"], r["sparsity"]) == key
         }
 
