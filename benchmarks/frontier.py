@@ -36,6 +36,16 @@ TFMOT's guides measure) and its bytes without the converter's names
   ``--cache`` by that unit) quantized as the ``tf_admm`` side quantizes its own
   (``admm_ramp_{k}bit``, ``admm_ramp_{k}bit_sparse``): more bit widths without pruning again,
   one unit per width. Averaged like ``tfmot_cluster``.
+- ``tf_admm_shrink``: the ``tf_admm_ramp`` unit's pruned model (int8, ``admm_ramp_int8_shrunk``)
+  and each ``tf_admm_bits`` model of ``--bits`` (``admm_ramp_{k}bit_shrunk``), from
+  ``--cache``, through ``tf_admm.shrink`` before export: the channels pruning left whole zero
+  removed, their constants folded into the next layers (same outputs), one unit per model.
+  What a user of the library ships; removing them also takes away near-constant channels whose
+  rounding in an int8 file a following BatchNormalization of tiny variance amplifies.
+- ``gmp_shrink``: TFMOT's GMP model of the ``tfmot`` unit (from ``--cache``) through
+  ``tf_admm.shrink`` and int8 (``tfmot_gmp_int8_shrunk``): what ``shrink`` gives a TFMOT
+  model, apart from what ADMM gives. Not a TFMOT point (TFMOT has no channel removal): the
+  table does not compare tf_admm against it.
 - ``tf_admm`` (Keras 3, the library's defaults): ``prune_low_magnitude(dense,
   allocate_sparsity(dense, 1 / (1 - s)))``, ``UpdateADMM(gradient_data=...)`` over the ramp
   epochs, ``hard_project``, the retraining epochs, ``strip_admm``, ``export_tflite(...,
@@ -84,7 +94,11 @@ SIDES = (
     "tfmot_alloc",
     "tf_admm_ramp",
     "tf_admm_bits",
+    "tf_admm_shrink",
+    "gmp_shrink",
 )
+# the sides with one unit per bit width (the others: one per sparsity and seed)
+PER_WIDTH = ("tf_admm_bits", "tf_admm_shrink")
 CORE_SIDES = SIDES[:3]
 CALIBRATION = 200  # images for full-int8 calibration, both sides
 GRADIENT_IMAGES = 2560  # the training images UpdateADMM's gradient_data scales rho on
@@ -360,6 +374,12 @@ def run_admm(
     return rows + quantize_rows(stripped, targets, spec, train, test, bits, "admm", prune_cpu)
 
 
+def quant_split(quant_epochs: int) -> tuple[int, int]:
+    """The ``--quant-epochs`` as epochs of ADMM and of masked retraining (at least 1 each)."""
+    half = max(1, quant_epochs // 2)
+    return half, max(1, quant_epochs - half)
+
+
 def quantize_rows(
     stripped, targets, spec: dict, train, test, bits: list[int], name: str, prune_cpu: float
 ) -> list[dict]:
@@ -370,8 +390,7 @@ def quantize_rows(
     (x, y) = train
     gradient_data = (x[:GRADIENT_IMAGES], y[:GRADIENT_IMAGES])
     epochs = spec["ramp_epochs"] + spec["retrain_epochs"]
-    half = max(1, spec["quant_epochs"] // 2)
-    rest = max(1, spec["quant_epochs"] - half)
+    half, rest = quant_split(spec["quant_epochs"])
     rows = []
     for k in bits if spec["quant_epochs"] else []:
         start = time.process_time()
@@ -393,6 +412,9 @@ def quantize_rows(
             callbacks=[tf_admm.UpdateADMM()],
         )
         quantized = tf_admm.strip_admm(both)
+        cpu = prune_cpu + time.process_time() - start
+        if spec.get("quantized_weights"):  # for the tf_admm_shrink side
+            save_weights(spec["quantized_weights"][k], quantized.get_weights(), cpu_seconds=cpu)
         k_rows = export_rows(
             quantized,
             spec["folder"],
@@ -403,7 +425,7 @@ def quantize_rows(
             epochs=epochs + half + rest,
         )
         for row in k_rows:
-            row["cpu_seconds"] = prune_cpu + time.process_time() - start
+            row["cpu_seconds"] = cpu
         rows += k_rows
     return rows
 
@@ -420,20 +442,40 @@ def run_admm_bits(dense, sparsity: float, spec: dict, train, test, k: int) -> li
     return quantize_rows(pruned, targets, spec, train, test, [k], "admm_ramp", prune_cpu)
 
 
+def run_shrink(dense, path: str, name: str, test, x, **fields) -> list[dict]:
+    """The model cached at ``path`` (weights of ``dense``'s architecture) through
+    ``tf_admm.shrink``, exported as ``export_rows`` exports (``{name}``, ``{name}_sparse``);
+    ``cpu_seconds`` counts the cached model's training and the shrinking."""
+    weights, extra = load_weights(path)
+    model = keras.models.clone_model(dense)
+    model.set_weights(weights)
+    start = time.process_time()
+    shrunk = tf_admm.shrink(model)
+    cpu = float(extra["cpu_seconds"]) + time.process_time() - start
+    rows = export_rows(shrunk, fields.pop("folder"), name, test, x, **fields)
+    for row in rows:
+        row["cpu_seconds"] = cpu
+        row["parameters"] = shrunk.count_params()
+    return rows
+
+
 # ----------------------------------------------------------------------------- driver
 
 
 def unit_key(network: str, side: str, sparsity: float, seed: int, bits: int) -> tuple:
-    """What makes a unit: its network, side, sparsity and seed, and for ``tf_admm_bits`` (one
-    unit per bit width) its bits."""
-    return (network, side, sparsity, seed, bits if side == "tf_admm_bits" else None)
+    """What makes a unit: its network, side, sparsity and seed, and for the sides of
+    ``PER_WIDTH`` (one unit per bit width) its bits."""
+    return (network, side, sparsity, seed, bits if side in PER_WIDTH else None)
 
 
 def cache_path(args, kind: str, sparsity: float, seed: int) -> str:
-    """Where a unit keeps its model (``kind``: "gmp", "gmp_alloc", "admm", "admm_ramp") for
-    later units, keyed by everything it was trained from: two settings never share a file."""
+    """Where a unit keeps its model (``kind``: "gmp", "gmp_alloc", "admm", "admm_ramp", or a
+    quantized one, "admm_4bit", "admm_ramp_3bit", ...) for later units, keyed by everything
+    it was trained from: two settings never share a file."""
     name = f"{args.network}_{kind}_{sparsity:g}_seed{seed}_{args.ramp_epochs}"
     name += f"+{args.retrain_epochs}ep_{args.train_size}_dense{args.dense_epochs}"
+    if "bit" in kind:  # quantized: its epochs too
+        name += f"_q{args.quant_epochs}"
     return os.path.join(args.cache, name + ".npz")
 
 
@@ -515,11 +557,16 @@ def main() -> None:
         units = [("anchor", 0.0, None)] if "anchor" in args.sides else []
         for sparsity in args.sparsities:
             for side in SIDES[1:]:
-                widths = args.bits if side == "tf_admm_bits" else [None]
+                widths = {
+                    "tf_admm_bits": args.bits,
+                    # 8: the int8 file of the pruned model, then the k-bit models
+                    "tf_admm_shrink": [8] + [k for k in args.bits if k != 8],
+                }.get(side, [None])
                 units += [(side, sparsity, k) for k in widths]
         for side, sparsity, k in units:
             if side not in args.sides or unit_key(args.network, side, sparsity, seed, k) in done:
                 continue
+            kind = "admm" if side == "tf_admm" else "admm_ramp"  # its cached tf_admm models
             with tempfile.TemporaryDirectory() as folder:  # the unit's .tflite files
                 unit = {
                     **spec,
@@ -530,18 +577,28 @@ def main() -> None:
                     # GMP's model, shared by both TFMOT sides; tf_admm's pruned models (the
                     # masking="ramp" one is what tf_admm_bits quantizes)
                     "gmp_weights": cache_path(args, "gmp", sparsity, seed),
-                    "pruned_weights": cache_path(
-                        args, "admm" if side == "tf_admm" else "admm_ramp", sparsity, seed
-                    ),
+                    "pruned_weights": cache_path(args, kind, sparsity, seed),
+                    # and the k-bit models quantize_rows makes of them
+                    "quantized_weights": {
+                        b: cache_path(args, f"{kind}_{b}bit", sparsity, seed) for b in args.bits
+                    },
                 }
                 if side == "tfmot_alloc":  # GMP to tf_admm's per-layer targets, by position
                     unit["targets"] = allocation_by_position(dense, sparsity)
                     unit["gmp_weights"] = cache_path(args, "gmp_alloc", sparsity, seed)
-                if side == "tf_admm_bits" and not os.path.exists(unit["pruned_weights"]):
+                source = {  # the cached model a side starts from, and the side making it
+                    "tf_admm_bits": (unit["pruned_weights"], "tf_admm_ramp"),
+                    "tf_admm_shrink": (
+                        (unit["pruned_weights"], "tf_admm_ramp")
+                        if k == 8
+                        else (unit["quantized_weights"].get(k), f"tf_admm_bits --bits {k}")
+                    ),
+                    "gmp_shrink": (unit["gmp_weights"], "tfmot"),
+                }.get(side)
+                if source and not os.path.exists(source[0]):
                     print(
-                        f"skipped tf_admm_bits at {sparsity:g}, seed {seed}: no "
-                        f"{unit['pruned_weights']}; run the tf_admm_ramp side first (it "
-                        "keeps its pruned model there)",
+                        f"skipped {side} at {sparsity:g}, seed {seed}: no {source[0]}; run the "
+                        f"{source[1]} side first (it keeps its model there)",
                         file=sys.stderr,
                     )
                     continue
@@ -559,6 +616,21 @@ def main() -> None:
                     rows = run_admm(dense, sparsity, unit, train, test, [], "admm_ramp")
                 elif side == "tf_admm_bits":
                     rows = run_admm_bits(dense, sparsity, unit, train, test, k)
+                elif side in ("tf_admm_shrink", "gmp_shrink"):
+                    name = {"gmp_shrink": "tfmot_gmp_int8", "tf_admm_shrink": "admm_ramp_int8"}
+                    name = name[side] if k in (None, 8) else f"admm_ramp_{k}bit"
+                    epochs = args.ramp_epochs + args.retrain_epochs
+                    epochs += sum(quant_split(args.quant_epochs)) if k not in (None, 8) else 0
+                    rows = run_shrink(
+                        dense,
+                        source[0],
+                        f"{name}_shrunk",
+                        test,
+                        train[0],
+                        folder=folder,
+                        bits=k or 8,
+                        epochs=epochs,
+                    )
                 else:
                     rows = run_admm(dense, sparsity, unit, train, test, args.bits)
             for row in rows:

@@ -152,3 +152,71 @@ def test_the_figure_has_one_row_per_network_and_every_method_in_its_legend(tmp_p
     labels = frontier.plot(str(out), str(png))
     assert labels == ["dense_float", "tfmot_cluster16_int8", "tfmot_gmp_int8"]
     assert png.stat().st_size > 0
+
+
+def test_the_shrink_side_is_one_unit_per_width_and_quantized_models_are_keyed_by_their_epochs():
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(
+        network="net",
+        cache="cache",
+        train_size=30000,
+        dense_epochs=8,
+        ramp_epochs=2,
+        retrain_epochs=4,
+        quant_epochs=2,
+    )
+    base = {"network": "net", "sparsity": 0.9, "seed": 0, "train_size": 30000, "dense_epochs": 8}
+    rows = [
+        {**base, "side": "tf_admm_shrink", "bits": 8},  # the pruned model's int8 file
+        {**base, "side": "tf_admm_bits", "bits": 3},
+        {**base, "side": "gmp_shrink", "bits": 8},
+    ]
+    done = frontier.done_units(rows, args)
+    assert frontier.unit_key("net", "tf_admm_shrink", 0.9, 0, 8) in done
+    assert frontier.unit_key("net", "tf_admm_shrink", 0.9, 0, 3) not in done  # its 3-bit model
+    assert frontier.unit_key("net", "gmp_shrink", 0.9, 0, None) in done
+    pruned = frontier.cache_path(args, "admm_ramp", 0.9, 0)
+    three = frontier.cache_path(args, "admm_ramp_3bit", 0.9, 0)
+    assert three == "cache/net_admm_ramp_3bit_0.9_seed0_2+4ep_30000_dense8_q2.npz"
+    args.quant_epochs = 4  # another quantization budget: another quantized model, same pruning
+    assert frontier.cache_path(args, "admm_ramp_3bit", 0.9, 0) != three
+    assert frontier.cache_path(args, "admm_ramp", 0.9, 0) == pruned
+    assert frontier.quant_split(2) == (1, 1) and frontier.quant_split(1) == (1, 1)
+    assert frontier.quant_split(5) == (2, 3)
+
+
+def test_run_shrink_exports_the_cached_model_without_its_dead_channels(tmp_path):
+    import numpy as np
+
+    from tf_admm import keras
+
+    keras.utils.set_random_seed(0)
+    dense = keras.Sequential(
+        [
+            keras.Input((6, 6, 1)),
+            keras.layers.Conv2D(4, 3),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3),
+        ]
+    )
+    weights = dense.get_weights()
+    weights[0][..., 1] = 0.0  # channel 1 pruned whole: BatchNormalization makes it a constant
+    path = str(tmp_path / "pruned.npz")
+    frontier.save_weights(path, weights, cpu_seconds=12.5)
+    x = np.random.default_rng(0).normal(size=(40, 6, 6, 1)).astype("float32")
+    y = np.arange(40) % 3
+    pruned = keras.models.clone_model(dense)
+    pruned.set_weights(weights)
+    rows = frontier.run_shrink(
+        dense, path, "admm_ramp_int8_shrunk", (x, y), x, folder=str(tmp_path), bits=8, epochs=6
+    )
+    assert [r["method"] for r in rows] == ["admm_ramp_int8_shrunk", "admm_ramp_int8_shrunk_sparse"]
+    # one channel of four fewer: 9 kernel weights + bias + 4 BatchNorm values + 3 Dense weights
+    assert rows[0]["parameters"] == pruned.count_params() - 17
+    assert all(r["cpu_seconds"] >= 12.5 and r["bits"] == 8 and r["epochs"] == 6 for r in rows)
+    # the shrunk model is the pruned one: its Keras accuracy equals the cached model's
+    expected = float(np.mean(np.argmax(pruned.predict(x, verbose=0), axis=1) == y))
+    assert rows[0]["keras_accuracy"] == expected
