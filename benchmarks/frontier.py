@@ -279,6 +279,10 @@ def tfmot_child(spec: dict) -> None:
     else:
         cluster = tfmot.clustering.keras
         for n in spec["clusters"]:
+            # a fresh GMP model for each count: cluster_weights leaves the model it wraps
+            # without trainable weights, and the next count's cluster_weights then refuses it
+            # ("Layer conv2d has no weights to cluster")
+            stripped, gmp_cpu = tfmot_gmp(spec, x, y)
             start = time.process_time()
             keras.utils.set_random_seed(spec["seed"])
             clustered = cluster.cluster_weights(

@@ -113,3 +113,28 @@ def test_tfmot_pruned_weights_seed_an_admm_stage():
     after = result.get_layer("hidden").get_weights()[0] == 0
     assert after.sum() == int(after.size * 0.8)  # floor(512 * 0.8) = 409 zeros
     assert after[before].all()  # every weight TFMOT pruned stays pruned
+
+
+@needs_tf_keras
+def test_tfmot_pruned_models_shrink_with_the_same_outputs(tmp_path):
+    import tensorflow_model_optimization as tfmot
+
+    x, y = _data()
+    # 97% of 512 weights: at most 15 of the 32 hidden units keep a weight, the rest are dead
+    schedule = tfmot.sparsity.keras.ConstantSparsity(0.97, begin_step=0, frequency=1)
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(_mlp(), pruning_schedule=schedule)
+    pruned.compile(optimizer=keras.optimizers.Adam(1e-2), loss=_loss())
+    pruned.fit(x, y, epochs=3, verbose=0, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    stripped = tfmot.sparsity.keras.strip_pruning(pruned)
+    kernel = stripped.get_layer("hidden").get_weights()[0]
+    live = int((kernel != 0).any(axis=0).sum())
+    assert live <= 15
+    small = tf_admm.shrink(stripped)
+    assert small.get_layer("hidden").get_weights()[0].shape == (16, live)
+    # the dead units' relu(bias) folded into the logits' bias: the same outputs
+    np.testing.assert_allclose(
+        small.predict(x, verbose=0), stripped.predict(x, verbose=0), atol=1e-5
+    )
+    path = str(tmp_path / "small.tflite")
+    tf_admm.export_tflite(small, path, quantization="int8", representative_data=x)
+    assert tf_admm.check_tflite(small, path, x, y)["top1_agreement"] > 0.9
