@@ -78,12 +78,23 @@ def test_the_paired_difference_is_over_the_seeds_both_points_have():
     assert (n, std) == (1, 0.0) and abs(mean - 5.0) < 1e-9
 
 
-def test_a_unit_is_done_only_at_the_same_data_dense_model_and_budget():
+def _args():
+    """The driver's arguments the bookkeeping reads (frontier.py's defaults)."""
     from types import SimpleNamespace
 
-    args = SimpleNamespace(
-        train_size=30000, dense_epochs=8, ramp_epochs=2, retrain_epochs=4, quant_epochs=2
+    return SimpleNamespace(
+        network="net",
+        cache="cache",
+        train_size=30000,
+        dense_epochs=8,
+        ramp_epochs=2,
+        retrain_epochs=4,
+        quant_epochs=2,
     )
+
+
+def test_a_unit_is_done_only_at_the_same_data_dense_model_and_budget():
+    args = _args()
     base = {"network": "net", "side": "tf_admm", "sparsity": 0.5, "train_size": 30000}
     rows = [
         {**base, "seed": 0, "dense_epochs": 8},  # before the budget was recorded: 2 + 4, 2
@@ -106,17 +117,7 @@ def test_a_unit_is_done_only_at_the_same_data_dense_model_and_budget():
 
 
 def test_the_bits_side_is_one_unit_per_width_and_reads_the_ramp_units_model():
-    from types import SimpleNamespace
-
-    args = SimpleNamespace(
-        network="net",
-        cache="cache",
-        train_size=30000,
-        dense_epochs=8,
-        ramp_epochs=2,
-        retrain_epochs=4,
-        quant_epochs=2,
-    )
+    args = _args()
     base = {"network": "net", "sparsity": 0.9, "seed": 0, "train_size": 30000, "dense_epochs": 8}
     rows = [
         {**base, "side": "tf_admm", "bits": 8},
@@ -155,17 +156,7 @@ def test_the_figure_has_one_row_per_network_and_every_method_in_its_legend(tmp_p
 
 
 def test_the_shrink_side_is_one_unit_per_width_and_quantized_models_are_keyed_by_their_epochs():
-    from types import SimpleNamespace
-
-    args = SimpleNamespace(
-        network="net",
-        cache="cache",
-        train_size=30000,
-        dense_epochs=8,
-        ramp_epochs=2,
-        retrain_epochs=4,
-        quant_epochs=2,
-    )
+    args = _args()
     base = {"network": "net", "sparsity": 0.9, "seed": 0, "train_size": 30000, "dense_epochs": 8}
     rows = [
         {**base, "side": "tf_admm_shrink", "bits": 8},  # the pruned model's int8 file
