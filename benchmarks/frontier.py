@@ -795,9 +795,8 @@ def plot(out: str, png: str) -> list[str]:
     networks = sorted({p["network"] for p in pts})
     methods = sorted({p["method"] for p in pts})  # one colour per method, every panel
     panels = (("zipped_bytes", False), ("zipped_bytes", True), ("raw_bytes", False))
-    fig, axes = plt.subplots(
-        len(networks), len(panels), figsize=(17, 4.8 * len(networks) + 1), squeeze=False
-    )
+    height = 4.8 * len(networks) + 1  # inches
+    fig, axes = plt.subplots(len(networks), len(panels), figsize=(17, height), squeeze=False)
     for axes_row, network in zip(axes, networks):
         mine = [p for p in pts if p["network"] == network]
         dense = [p["accuracy"] for p in mine if p["method"] == "dense_float"]
@@ -847,7 +846,9 @@ def plot(out: str, png: str) -> list[str]:
         fontsize=8,
         frameon=False,
     )
-    fig.tight_layout(rect=(0, 0.09 / len(networks), 1, 1))
+    # room below the panels for the legend's rows (about 0.2 inch each at fontsize 8)
+    rows = -(-len(labels) // 7)
+    fig.tight_layout(rect=(0, (0.3 + 0.2 * rows) / height, 1, 1))
     fig.savefig(png, dpi=110)
     plt.close(fig)
     return labels
