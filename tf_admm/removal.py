@@ -128,8 +128,24 @@ def _new_layer(layer, kind: str, in_drop: list[int], out_drop: list[int], values
     return config, weights
 
 
-def shrink(model):
+def shrink(model: keras.Model) -> keras.Model:
     """A new, smaller dense model with the dead channels of every free channel group removed.
+
+    >>> import numpy as np
+    >>> import tf_admm
+    >>> from tf_admm import keras
+    >>> model = keras.Sequential(
+    ...     [keras.Input((4,)), keras.layers.Dense(3, name="hidden"), keras.layers.Dense(2)]
+    ... )
+    >>> kernel, bias = model.get_layer("hidden").get_weights()
+    >>> kernel[:, 1] = 0.0  # unit 1 reads nothing: it outputs its bias, a constant
+    >>> model.get_layer("hidden").set_weights([kernel, bias])
+    >>> small = tf_admm.shrink(model)  # the constant folded into the next layer's bias
+    >>> small.get_layer("hidden").units
+    2
+    >>> x = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
+    >>> bool(np.allclose(small.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5))
+    True
 
     Args:
         model: a built Sequential or Functional model, plain or wrapped by tf_admm (then its
