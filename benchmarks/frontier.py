@@ -434,15 +434,21 @@ def quantize_rows(
     return rows
 
 
+def cached_model(dense, path: str):
+    """The model a unit kept at ``path`` (weights of ``dense``'s architecture, in a clone of
+    it) and the CPU seconds it took to train."""
+    weights, extra = load_weights(path)
+    model = keras.models.clone_model(dense)
+    model.set_weights(weights)
+    return model, float(extra["cpu_seconds"])
+
+
 def run_admm_bits(dense, sparsity: float, spec: dict, train, test, k: int) -> list[dict]:
     """The ``tf_admm_ramp`` unit's pruned model (kept in ``--cache``) quantized to ``k`` bits
     with ``compress`` (``admm_ramp_{k}bit``): the bit widths of the frontier without pruning
     again. Its ``cpu_seconds`` include the pruning's."""
-    weights, extra = load_weights(spec["pruned_weights"])
-    pruned = keras.models.clone_model(dense)
-    pruned.set_weights(weights)
+    pruned, prune_cpu = cached_model(dense, spec["pruned_weights"])
     targets = admm_targets(dense, sparsity)  # as the pruning's
-    prune_cpu = float(extra["cpu_seconds"])
     return quantize_rows(pruned, targets, spec, train, test, [k], "admm_ramp", prune_cpu)
 
 
@@ -450,12 +456,10 @@ def run_shrink(dense, path: str, name: str, test, x, **fields) -> list[dict]:
     """The model cached at ``path`` (weights of ``dense``'s architecture) through
     ``tf_admm.shrink``, exported as ``export_rows`` exports (``{name}``, ``{name}_sparse``);
     ``cpu_seconds`` counts the cached model's training and the shrinking."""
-    weights, extra = load_weights(path)
-    model = keras.models.clone_model(dense)
-    model.set_weights(weights)
+    model, cached_cpu = cached_model(dense, path)
     start = time.process_time()
     shrunk = tf_admm.shrink(model)
-    cpu = float(extra["cpu_seconds"]) + time.process_time() - start
+    cpu = cached_cpu + time.process_time() - start
     rows = export_rows(shrunk, fields.pop("folder"), name, test, x, **fields)
     for row in rows:
         row["cpu_seconds"] = cpu
@@ -621,10 +625,11 @@ def main() -> None:
                 elif side == "tf_admm_bits":
                     rows = run_admm_bits(dense, sparsity, unit, train, test, k)
                 elif side in ("tf_admm_shrink", "gmp_shrink"):
-                    name = {"gmp_shrink": "tfmot_gmp_int8", "tf_admm_shrink": "admm_ramp_int8"}
-                    name = name[side] if k in (None, 8) else f"admm_ramp_{k}bit"
+                    quantized = side == "tf_admm_shrink" and k != 8  # a tf_admm_bits model
+                    name = "tfmot_gmp_int8" if side == "gmp_shrink" else "admm_ramp_int8"
+                    name = f"admm_ramp_{k}bit" if quantized else name
                     epochs = args.ramp_epochs + args.retrain_epochs
-                    epochs += sum(quant_split(args.quant_epochs)) if k not in (None, 8) else 0
+                    epochs += sum(quant_split(args.quant_epochs)) if quantized else 0
                     rows = run_shrink(
                         dense,
                         source[0],
