@@ -46,6 +46,10 @@ TFMOT's guides measure) and its bytes without the converter's names
   ``tf_admm.shrink`` and int8 (``tfmot_gmp_int8_shrunk``): what ``shrink`` gives a TFMOT
   model, apart from what ADMM gives. Not a TFMOT point (TFMOT has no channel removal): the
   table does not compare tf_admm against it.
+- ``tf_admm_target``: the ``tf_admm_ramp`` side with ``Gradual(masking="ramp",
+  pull="target")``: Z is projected onto the final per-layer targets from the first update,
+  so every weight outside them is pulled towards zero before the ramp's mask takes it
+  (``admm_target_int8``). Averaged like ``tfmot_cluster``.
 - ``tf_admm`` (Keras 3, the library's defaults): ``prune_low_magnitude(dense,
   allocate_sparsity(dense, 1 / (1 - s)))``, ``UpdateADMM(gradient_data=...)`` over the ramp
   epochs, ``hard_project``, the retraining epochs, ``strip_admm``, ``export_tflite(...,
@@ -96,6 +100,7 @@ SIDES = (
     "tf_admm_bits",
     "tf_admm_shrink",
     "gmp_shrink",
+    "tf_admm_target",
 )
 # the sides with one unit per bit width (the others: one per sparsity and seed)
 PER_WIDTH = ("tf_admm_bits", "tf_admm_shrink")
@@ -339,19 +344,28 @@ def export_rows(model, folder: str, name: str, test, x, **fields) -> list[dict]:
     return rows
 
 
+# the schedule each tf_admm pruning unit passes to prune_low_magnitude, by the name of its
+# rows and cached model (None: the library's default)
+SCHEDULES = {
+    "admm": dict,
+    # the weights outside Z's support masked at every Z/U update of the ramp, as GMP masks
+    "admm_ramp": lambda: {"schedule": tf_admm.schedules.Gradual(masking="ramp")},
+    # ... and Z on the final targets from the first update
+    "admm_target": lambda: {"schedule": tf_admm.schedules.Gradual(masking="ramp", pull="target")},
+}
+
+
 def run_admm(
     dense, sparsity: float, spec: dict, train, test, bits: list[int], name: str = "admm"
 ) -> list[dict]:
-    """tf_admm's side: the defaults (``name`` "admm"), or with ``Gradual(masking="ramp")``
-    (``name`` "admm_ramp": the weights outside Z's support masked at every Z/U update of the
-    ramp, as channel pruning does by default)."""
+    """tf_admm's side: ``prune_low_magnitude`` with the schedule ``SCHEDULES[name]`` (the
+    defaults for "admm"), retraining, int8 files and the k-bit files of ``bits``."""
     (x, y) = train
     gradient_data = (x[:GRADIENT_IMAGES], y[:GRADIENT_IMAGES])
     start = time.process_time()
     keras.utils.set_random_seed(spec["seed"])
     targets = admm_targets(dense, sparsity)
-    schedule = tf_admm.schedules.Gradual(masking="ramp") if name == "admm_ramp" else None
-    pruned = tf_admm.prune_low_magnitude(dense, targets, schedule=schedule)
+    pruned = tf_admm.prune_low_magnitude(dense, targets, **SCHEDULES[name]())
     S.compile_model(pruned)
     pruned.fit(
         S.dataset(x, y, spec["seed"]),
@@ -574,7 +588,8 @@ def main() -> None:
         for side, sparsity, k in units:
             if side not in args.sides or unit_key(args.network, side, sparsity, seed, k) in done:
                 continue
-            kind = "admm" if side == "tf_admm" else "admm_ramp"  # its cached tf_admm models
+            # its cached tf_admm models
+            kind = {"tf_admm": "admm", "tf_admm_target": "admm_target"}.get(side, "admm_ramp")
             with tempfile.TemporaryDirectory() as folder:  # the unit's .tflite files
                 unit = {
                     **spec,
@@ -620,8 +635,8 @@ def main() -> None:
                         continue
                 elif side.startswith("tfmot"):
                     rows = run_tfmot(unit)
-                elif side == "tf_admm_ramp":
-                    rows = run_admm(dense, sparsity, unit, train, test, [], "admm_ramp")
+                elif side in ("tf_admm_ramp", "tf_admm_target"):
+                    rows = run_admm(dense, sparsity, unit, train, test, [], kind)
                 elif side == "tf_admm_bits":
                     rows = run_admm_bits(dense, sparsity, unit, train, test, k)
                 elif side in ("tf_admm_shrink", "gmp_shrink"):
@@ -764,7 +779,7 @@ def table(out: str) -> None:
             mine = [
                 p
                 for p in pts
-                if p["side"].startswith("tf_admm")  # the defaults, or masking="ramp"
+                if p["side"].startswith("tf_admm")  # any schedule, bit width or shrink
                 and p["network"] == t["network"]
                 and p[size] is not None
                 and p[size] <= t[size]
@@ -785,11 +800,22 @@ def table(out: str) -> None:
         print()
 
 
+MARKERS = "o^DvPX<>*"  # after the 20 colours of tab20 run out, the next marker
+
+
+def method_style(index: int) -> tuple[tuple, str]:
+    """The colour and marker of the ``index``-th method of a figure: tab20's 20 colours with
+    circles, then the same colours with the next marker, so no two methods look alike."""
+    import matplotlib.pyplot as plt
+
+    return plt.cm.tab20(index % 20), MARKERS[(index // 20) % len(MARKERS)]
+
+
 def plot(out: str, png: str) -> list[str]:
     """Mean LiteRT accuracy against mean zipped bytes (all points, then the top 3 points below
     the dense file's accuracy) and raw bytes: tf_admm in solid lines, TFMOT dashed, one colour
     per method in every panel, one row per network, the legend below (every method drawn in
-    any panel, once). Returns the legend's labels."""
+    any panel, once; ``method_style`` tells them apart). Returns the legend's labels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -817,8 +843,8 @@ def plot(out: str, png: str) -> list[str]:
                 if method != "dense_float":  # the zoomed panel draws it as a line
                     drawn += zip(xs, ys)
                 style = "--" if method.startswith("tfmot") else "-"
-                marker = "s" if method.startswith("dense") else "o"
-                colour = plt.cm.tab20(methods.index(method) % 20)
+                colour, marker = method_style(methods.index(method))
+                marker = "s" if method.startswith("dense") else marker
                 ax.errorbar(
                     xs, ys, yerr=es, fmt=marker + style, label=method, capsize=3, color=colour
                 )

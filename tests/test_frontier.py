@@ -211,3 +211,9 @@ def test_run_shrink_exports_the_cached_model_without_its_dead_channels(tmp_path)
     # the shrunk model is the pruned one: its Keras accuracy equals the cached model's
     expected = float(np.mean(np.argmax(pruned.predict(x, verbose=0), axis=1) == y))
     assert rows[0]["keras_accuracy"] == expected
+
+
+def test_no_two_methods_of_a_figure_share_a_colour_and_marker():
+    styles = [frontier.method_style(i) for i in range(60)]
+    assert len({(tuple(colour), marker) for colour, marker in styles}) == 60
+    assert styles[0][1] == "o" and styles[20][1] == "^" and styles[20][0] == styles[0][0]
