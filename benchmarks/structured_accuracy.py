@@ -16,6 +16,9 @@ each ``--rates`` (dense MACs / pruned MACs) with the per-group targets of
 - ``structured_admm_gradient``: ``structured_admm_ramp_masked`` with
   ``UpdateADMM(gradient_data=...)`` (20 training batches): rho per wrapper by the RMS of its
   loss gradient, the weight recipe's recommendation;
+- ``structured_admm_consumers``: ``structured_admm_ramp_masked`` with ``Gradual(pull="target")``
+  and ``prune_channels(score="group_and_consumers")``: channels ranked by the group's weights
+  and the input weights of the layers that read them;
 - ``l1_gradual``: the standard magnitude baseline on the same groups (Li et al.'s L1-norm filter
   ranking summed over the group's producers, removed on the AGP cubic schedule of Zhu and
   Gupta over the same ``--ramp-epochs``, every 100 steps; masks enforced after every step;
@@ -192,6 +195,7 @@ def run_admm(
     ramp_end=1.0,
     gradient_batches=0,
     pull="ramp",
+    score="group",
 ):
     (x, y), _ = data
     keras.utils.set_random_seed(seed)
@@ -199,7 +203,7 @@ def run_admm(
     schedule = tf_admm.schedules.Gradual(
         rho_final=rho_final, masking=masking, ramp_end=ramp_end, pull=pull
     )
-    pruned = tf_admm.prune_channels(dense, targets, schedule=schedule)
+    pruned = tf_admm.prune_channels(dense, targets, schedule=schedule, score=score)
     compile_model(pruned)
     # gradient_batches > 0: rho per wrapper by its loss-gradient RMS on that many batches
     gradient_data = dataset(x, y, seed).take(gradient_batches) if gradient_batches else None
@@ -228,6 +232,11 @@ run_admm_gradient = functools.partial(run_admm, masking="ramp", gradient_batches
 # (ADMM pulls every channel the ramp will remove towards zero from the start) while the mask
 # of the forward pass follows the ramp
 run_admm_pull_target = functools.partial(run_admm, masking="ramp", pull="target")
+# ... and prune_channels(score="group_and_consumers"): the channels ranked by the group's
+# weights and the input weights of the layers that read them
+run_admm_consumers = functools.partial(
+    run_admm, masking="ramp", pull="target", score="group_and_consumers"
+)
 
 
 def run_admm_progressive(dense, rate, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
@@ -279,6 +288,7 @@ MASKING = {
     "structured_admm_ramp_end": ("ramp", "ramp"),
     "structured_admm_gradient": ("ramp", "ramp"),
     "structured_admm_pull_target": ("ramp", "ramp"),
+    "structured_admm_consumers": ("ramp", "ramp"),
     "structured_admm_progressive": ("ramp", "end"),
     "l1_gradual": (None, None),
 }
@@ -287,7 +297,10 @@ MASKING = {
 # what Z is projected onto along the ramp (schedules.Gradual(pull=...)); None: not ADMM or a
 # row written before the field, all of which projected onto the ramp
 PULL = {m: "ramp" for m in MASKING if m.startswith("structured_admm")}
-PULL["structured_admm_pull_target"] = "target"
+PULL["structured_admm_pull_target"] = PULL["structured_admm_consumers"] = "target"
+# how the ADMM methods rank a group's channels (prune_channels(score=...)); None: not ADMM
+SCORE = {m: "group" for m in PULL}
+SCORE["structured_admm_consumers"] = "group_and_consumers"
 
 
 def run_l1(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
@@ -312,6 +325,7 @@ METHODS = {
     "structured_admm_ramp_end": run_admm_ramp_end,
     "structured_admm_gradient": run_admm_gradient,
     "structured_admm_pull_target": run_admm_pull_target,
+    "structured_admm_consumers": run_admm_consumers,
     "l1_gradual": run_l1,
     "structured_admm_progressive": run_admm_progressive,
 }
@@ -435,6 +449,7 @@ def main() -> None:
                     "runner": RUNNER if method.endswith("progressive") else None,
                     "masking": MASKING[method][0],
                     "pull": PULL.get(method),
+                    "score": SCORE.get(method),
                     "round_to": args.round_to,
                 }
                 print(json.dumps(record), flush=True)

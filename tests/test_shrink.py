@@ -634,3 +634,35 @@ def test_channel_sparsity_is_refused_where_it_cannot_apply():
         tf_admm.ADMMWrapper(L.Flatten(), tf_admm.ChannelSparsity(0.5))
     with pytest.raises(ValueError, match="does not take ChannelSparsity"):
         tf_admm.Quantization(4, sparsity=tf_admm.ChannelSparsity(0.5))
+
+
+def _producer_and_reader(score: str):
+    """Conv channels 0-1 have the larger kernels; the Dense after the Flatten reads only
+    channels 2-3 (at every one of the 4 positions)."""
+    x = keras.Input((2, 2, 3))
+    h = L.Conv2D(4, 1, use_bias=False, name="conv")(x)
+    model = keras.Model(x, L.Dense(2, name="out")(L.Flatten()(h)))
+    kernel = np.ones((1, 1, 3, 4), "float32")
+    kernel[..., :2] = 1.1
+    reads = np.zeros((16, 2), "float32")  # input p * 4 + c
+    reads[[p * 4 + c for p in range(4) for c in (2, 3)]] = 1.0
+    model.get_layer("conv").set_weights([kernel])
+    model.get_layer("out").set_weights([reads, np.zeros(2, "float32")])
+    pruned = tf_admm.prune_channels(model, 0.5, score=score)
+    tf_admm.hard_project(pruned)
+    kept = np.any(tf_admm.strip_admm(pruned).get_layer("conv").get_weights()[0], axis=(0, 1, 2))
+    return np.flatnonzero(kept).tolist()
+
+
+def test_channel_score_can_count_the_consumers_that_read_each_channel():
+    # the group alone: channels 0-1 (3 * 1.21 = 3.63 against 3.0 each)
+    assert _producer_and_reader("group") == [0, 1]
+    # with the reader's input weights: channels 2-3 (3.0 + 4 positions * 2 outputs = 11.0)
+    assert _producer_and_reader("group_and_consumers") == [2, 3]
+    constraint = tf_admm.ChannelSparsity(0.5, score="group_and_consumers")
+    assert tf_admm.constraints.get(tf_admm.constraints.serialize(constraint)).score == (
+        "group_and_consumers"
+    )
+    assert tf_admm.ChannelSparsity.from_config({"sparsity": 0.5}).score == "group"  # older files
+    with pytest.raises(ValueError, match=r"score must be one of \('group', 'group_and_consumers'"):
+        tf_admm.prune_channels(resnet_block_model(), 0.5, score="l1")

@@ -4,7 +4,8 @@ A :class:`tf_admm.ChannelSparsity` wrapper cannot project on its own: a channel 
 removed in every layer of its group at once (:mod:`tf_admm.channels`). Between steps,
 :func:`score_channels` scores each channel of a free group by the sum of squares of all the
 group's wrapped values at that channel (producers' kernel slices and biases, BatchNorm gamma
-and beta, depthwise filters); :meth:`ChannelScores.keep` then keeps the
+and beta, depthwise filters), and with ``ChannelSparsity(score="group_and_consumers")`` of
+the consumers' input weights that read it; :meth:`ChannelScores.keep` then keeps the
 ``size - floor(size * sparsity)`` best of each group and returns for each wrapper a
 :class:`tf_admm.constraints.KeepChannels` that the Z/U updates and :func:`tf_admm.hard_project`
 use in place of the wrapper's own constraint. One scoring serves every sparsity asked of it
@@ -31,8 +32,25 @@ from tf_admm import projections
 from tf_admm._keras import flat_layers
 from tf_admm.channels import channel_groups
 from tf_admm.constraints import KeepChannels
+from tf_admm.layer_kinds import TRANSPOSED, inner_layer
 
 __all__ = ["ChannelScores", "score_channels"]
+
+
+def _input_energy(member, size: int) -> np.ndarray:
+    """Sum of squares of a consumer's input weights per group channel (``size`` of them, zero
+    outside the member's ``start:start+length``): its kernel's input axis, summed over every
+    position a Flatten repeats the channel at."""
+    layer = inner_layer(member.layer)
+    kernel = layer.get_weights()[0]  # a separable layer's inputs: its depthwise kernel
+    moved = np.moveaxis(kernel, -1 if isinstance(layer, TRANSPOSED) else -2, -1)
+    energy = np.square(moved.reshape(-1, moved.shape[-1])).sum(0)
+    energy = energy.reshape(member.repeat, member.width).sum(0)
+    out = np.zeros(size)
+    out[member.start : member.start + member.length] = energy[
+        member.offset : member.offset + member.length
+    ]
+    return out
 
 
 def _channel_energy(wrapper, values: Callable) -> np.ndarray:
@@ -117,5 +135,9 @@ def score_channels(model, wrappers: list, values: Callable) -> ChannelScores:
             score[m.start : m.start + m.length] += energy[id(m.layer)][
                 m.offset : m.offset + m.length
             ]
+        if producers[0].layer.constraint.score == "group_and_consumers":
+            for m in group.members:
+                if m.role == "consumer":
+                    score += _input_energy(m, group.size)
         groups.append(_ScoredGroup(tuple(members), producers[0].layer, score))
     return ChannelScores(tuple(groups), {key: e.shape[0] for key, e in energy.items()})

@@ -23,7 +23,7 @@ from tf_admm import projections
 from tf_admm._keras import register
 from tf_admm.config_objects import ConfigObject, from_saved, registered_name
 from tf_admm.quantizers import Quantizer
-from tf_admm.validation import check_bool, check_scheme, check_sparsity
+from tf_admm.validation import check_bool, check_choice, check_scheme, check_sparsity
 
 __all__ = [
     "BlockSparsity",
@@ -159,12 +159,20 @@ class FilterSparsity(Constraint):
         return {"sparsity": self.sparsity}
 
 
+CHANNEL_SCORES = ("group", "group_and_consumers")
+
+
 @register(package="tf_admm")
 class ChannelSparsity(Constraint):
     """Structured sparsity over a channel group (:func:`tf_admm.channel_groups`): keep the
-    ``size - floor(size * sparsity)`` channels of largest joint L2 norm, where a channel's
-    norm runs over every weight of the group that holds it (producers' kernel slices and
-    biases, BatchNorm gamma and beta, depthwise filters and biases).
+    ``size - floor(size * sparsity)`` channels of largest score.
+
+    ``score="group"`` (default): a channel's joint L2 norm over every weight of the group that
+    holds it (producers' kernel slices and biases, BatchNorm gamma and beta, depthwise filters
+    and biases), the Euclidean projection of ADMM's Z-update. ``"group_and_consumers"`` adds
+    the squared norm of the consumers' input weights that read the channel (the next layers'
+    kernel slices, as Torch-Pruning's group importance counts them): how much the network
+    downstream uses it. The consumers' weights only score; they are not pulled or masked.
 
     :func:`tf_admm.prune_channels` wraps each such layer with it; the Z/U updates and
     :func:`tf_admm.hard_project` then project the whole group at once, so a removed channel
@@ -174,18 +182,21 @@ class ChannelSparsity(Constraint):
     >>> import numpy as np
     >>> ChannelSparsity(0.5).mask(np.array([[1.0, 5.0, 0.1, 2.0]])).tolist()
     [[False, True, False, True]]
+    >>> ChannelSparsity(0.5, score="group_and_consumers").get_config()
+    {'sparsity': 0.5, 'score': 'group_and_consumers'}
     """
 
     channel_level = True
 
-    def __init__(self, sparsity: float):
+    def __init__(self, sparsity: float, score: str = "group"):
         self.sparsity = check_sparsity(sparsity)
+        self.score = check_choice("score", score, CHANNEL_SCORES)
 
     def mask(self, values: np.ndarray) -> np.ndarray:
         return projections.channel_mask(values, self.sparsity)
 
     def get_config(self) -> dict[str, Any]:
-        return {"sparsity": self.sparsity}
+        return {"sparsity": self.sparsity, "score": self.score}
 
 
 class KeepChannels(Constraint):

@@ -20,10 +20,16 @@ from typing import Any
 import numpy as np
 
 from tf_admm.channels import ChannelGroups, channel_groups
-from tf_admm.constraints import ChannelSparsity
+from tf_admm.constraints import CHANNEL_SCORES, ChannelSparsity
 from tf_admm.flops import node_macs
 from tf_admm.layer_kinds import inner_layer, layer_kind
-from tf_admm.validation import check_int, check_model, check_positive, check_sparsity
+from tf_admm.validation import (
+    check_choice,
+    check_int,
+    check_model,
+    check_positive,
+    check_sparsity,
+)
 
 __all__ = ["allocate_channels", "prune_channels"]
 
@@ -59,7 +65,9 @@ def _group_targets(groups: ChannelGroups, sparsity: Any) -> dict[int, float]:
     return {i: s for i, s in targets.items() if s > 0}
 
 
-def prune_channels(model, sparsity: Any, *, rho: float = 1e-3, schedule: Any = None):
+def prune_channels(
+    model, sparsity: Any, *, rho: float = 1e-3, schedule: Any = None, score: str = "group"
+):
     """Wrap a model for structured ADMM over its channel groups.
 
     Every producer and every BatchNorm / depthwise layer of the chosen free groups
@@ -79,9 +87,14 @@ def prune_channels(model, sparsity: Any, *, rho: float = 1e-3, schedule: Any = N
             projected jointly, so its layers share it); None:
             ``schedules.Gradual(masking="ramp")``: the group sparsity ramps over the fit and
             the channels outside Z's support are masked at every Z/U update.
+        score: how the channels of a group are ranked (:class:`tf_admm.ChannelSparsity`):
+            ``"group"``, the joint norm of the group's wrapped weights, or
+            ``"group_and_consumers"``, which also counts the input weights of the layers that
+            read each channel.
     """
     from tf_admm.prune import _check_model_kind, _Options, _wrap
 
+    score = check_choice("score", score, CHANNEL_SCORES)
     options = _Options(rho, schedule)
     if options.by_name is not None:
         raise ValueError(
@@ -109,7 +122,7 @@ def prune_channels(model, sparsity: Any, *, rho: float = 1e-3, schedule: Any = N
 
     def resolver(layers):
         return lambda layer: (
-            ChannelSparsity(per_layer[layer.name]) if layer.name in per_layer else None
+            ChannelSparsity(per_layer[layer.name], score) if layer.name in per_layer else None
         )
 
     return _wrap(model, resolver, options, "prune_channels")
