@@ -347,7 +347,7 @@ def export_rows(model, folder: str, name: str, test, x, **fields) -> list[dict]:
 # the schedule each tf_admm pruning unit passes to prune_low_magnitude, by the name of its
 # rows and cached model (None: the library's default)
 SCHEDULES = {
-    "admm": dict,
+    "admm": lambda: {},
     # the weights outside Z's support masked at every Z/U update of the ramp, as GMP masks
     "admm_ramp": lambda: {"schedule": tf_admm.schedules.Gradual(masking="ramp")},
     # ... and Z on the final targets from the first update

@@ -32,7 +32,8 @@ from tf_admm import projections
 from tf_admm._keras import flat_layers
 from tf_admm.channels import channel_groups
 from tf_admm.constraints import KeepChannels
-from tf_admm.layer_kinds import TRANSPOSED, inner_layer
+from tf_admm.dead_channels import kernel_in_axis
+from tf_admm.layer_kinds import inner_layer
 
 __all__ = ["ChannelScores", "score_channels"]
 
@@ -43,7 +44,7 @@ def _input_energy(member, size: int) -> np.ndarray:
     position a Flatten repeats the channel at."""
     layer = inner_layer(member.layer)
     kernel = layer.get_weights()[0]  # a separable layer's inputs: its depthwise kernel
-    moved = np.moveaxis(kernel, -1 if isinstance(layer, TRANSPOSED) else -2, -1)
+    moved = np.moveaxis(kernel, kernel_in_axis(layer), -1)
     energy = np.square(moved.reshape(-1, moved.shape[-1])).sum(0)
     energy = energy.reshape(member.repeat, member.width).sum(0)
     out = np.zeros(size)

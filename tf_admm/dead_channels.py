@@ -36,6 +36,7 @@ __all__ = [
     "bn_parts",
     "constants",
     "dead_channels",
+    "kernel_in_axis",
     "kernel_out_axis",
     "producer_kernel",
     "slice_zero",
@@ -44,6 +45,12 @@ __all__ = [
 
 def kernel_out_axis(layer) -> int:
     return -2 if isinstance(layer, TRANSPOSED) else -1
+
+
+def kernel_in_axis(layer) -> int:
+    """The axis of ``weights[0]`` that holds the layer's inputs (a separable layer's:
+    its depthwise kernel's)."""
+    return -1 if isinstance(layer, TRANSPOSED) else -2
 
 
 def producer_kernel(layer) -> np.ndarray:

@@ -37,6 +37,7 @@ from tf_admm.channels import ChannelGroups, channel_groups
 from tf_admm.dead_channels import (
     bn_parts,
     dead_channels,
+    kernel_in_axis,
     kernel_out_axis,
     producer_kernel,
     slice_zero,
@@ -91,9 +92,7 @@ def _new_layer(layer, kind: str, in_drop: list[int], out_drop: list[int], values
             kernel = pointwise
         else:
             kernel = weights[0]
-            in_axis = -1 if isinstance(layer, TRANSPOSED) else -2
-            if isinstance(layer, DENSE) and kernel.ndim == 2:
-                in_axis = 0
+            in_axis = kernel_in_axis(layer)
             contrib = (
                 None
                 if isinstance(layer, TRANSPOSED)
