@@ -50,6 +50,10 @@ TFMOT's guides measure) and its bytes without the converter's names
   pull="target")``: Z is projected onto the final per-layer targets from the first update,
   so every weight outside them is pulled towards zero before the ramp's mask takes it
   (``admm_target_int8``). Averaged like ``tfmot_cluster``.
+- ``tf_admm_uniform``: the ``tf_admm_ramp`` side given TFMOT's per-layer targets instead of
+  ``allocate_sparsity``'s: the same sparsity on every layer TFMOT prunes, the depthwise
+  layers left dense (``admm_uniform_int8``): the mirror of ``tfmot_alloc``. Averaged like
+  ``tfmot_cluster``.
 - ``tf_admm`` (Keras 3, the library's defaults): ``prune_low_magnitude(dense,
   allocate_sparsity(dense, 1 / (1 - s)))``, ``UpdateADMM(gradient_data=...)`` over the ramp
   epochs, ``hard_project``, the retraining epochs, ``strip_admm``, ``export_tflite(...,
@@ -101,6 +105,7 @@ SIDES = (
     "tf_admm_shrink",
     "gmp_shrink",
     "tf_admm_target",
+    "tf_admm_uniform",
 )
 # the sides with one unit per bit width (the others: one per sparsity and seed)
 PER_WIDTH = ("tf_admm_bits", "tf_admm_shrink")
@@ -237,6 +242,18 @@ def admm_targets(dense, sparsity: float) -> dict[str, float]:
     return tf_admm.allocate_sparsity(dense, 1.0 / (1.0 - sparsity))
 
 
+def tfmot_targets(dense, sparsity: float) -> dict[str, float]:
+    """TFMOT's per-layer targets as ``prune_low_magnitude`` on the whole model sets them, for
+    tf_admm: ``sparsity`` on every layer ``admm_targets`` prunes except the depthwise ones
+    (TFMOT's prune registry has no prunable weight for DepthwiseConv2D)."""
+    layers = {layer.name: layer for layer in dense.layers}
+    return {
+        name: sparsity
+        for name in admm_targets(dense, sparsity)
+        if not isinstance(layers[name], keras.layers.DepthwiseConv2D)
+    }
+
+
 def allocation_by_position(dense, sparsity: float) -> dict[str, float]:
     """:func:`admm_targets` keyed by each layer's position in ``dense.layers`` (the child
     builds the same network under tf_keras, whose automatic layer names need not be the
@@ -352,7 +369,11 @@ SCHEDULES = {
     "admm_ramp": lambda: {"schedule": tf_admm.schedules.Gradual(masking="ramp")},
     # ... and Z on the final targets from the first update
     "admm_target": lambda: {"schedule": tf_admm.schedules.Gradual(masking="ramp", pull="target")},
+    # ... masking="ramp" to TFMOT's per-layer targets
+    "admm_uniform": lambda: {"schedule": tf_admm.schedules.Gradual(masking="ramp")},
 }
+# the per-layer targets of each unit (allocate_sparsity's unless named here)
+TARGETS = {"admm_uniform": tfmot_targets}
 
 
 def run_admm(
@@ -364,7 +385,7 @@ def run_admm(
     gradient_data = (x[:GRADIENT_IMAGES], y[:GRADIENT_IMAGES])
     start = time.process_time()
     keras.utils.set_random_seed(spec["seed"])
-    targets = admm_targets(dense, sparsity)
+    targets = TARGETS.get(name, admm_targets)(dense, sparsity)
     pruned = tf_admm.prune_low_magnitude(dense, targets, **SCHEDULES[name]())
     S.compile_model(pruned)
     pruned.fit(
@@ -589,7 +610,11 @@ def main() -> None:
             if side not in args.sides or unit_key(args.network, side, sparsity, seed, k) in done:
                 continue
             # its cached tf_admm models
-            kind = {"tf_admm": "admm", "tf_admm_target": "admm_target"}.get(side, "admm_ramp")
+            kind = {
+                "tf_admm": "admm",
+                "tf_admm_target": "admm_target",
+                "tf_admm_uniform": "admm_uniform",
+            }.get(side, "admm_ramp")
             with tempfile.TemporaryDirectory() as folder:  # the unit's .tflite files
                 unit = {
                     **spec,
@@ -635,7 +660,7 @@ def main() -> None:
                         continue
                 elif side.startswith("tfmot"):
                     rows = run_tfmot(unit)
-                elif side in ("tf_admm_ramp", "tf_admm_target"):
+                elif side in ("tf_admm_ramp", "tf_admm_target", "tf_admm_uniform"):
                     rows = run_admm(dense, sparsity, unit, train, test, [], kind)
                 elif side == "tf_admm_bits":
                     rows = run_admm_bits(dense, sparsity, unit, train, test, k)

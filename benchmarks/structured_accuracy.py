@@ -23,6 +23,9 @@ each ``--rates`` (dense MACs / pruned MACs) with the per-group targets of
   ranking summed over the group's producers, removed on the AGP cubic schedule of Zhu and
   Gupta over the same ``--ramp-epochs``, every 100 steps; masks enforced after every step;
   then ``--retrain-epochs`` of fine-tuning), ``tf_admm.shrink``;
+- ``l1_gradual_consumers``: ``l1_gradual`` with the L1 norm of the readers' input weights added
+  to each channel's score (Torch-Pruning's group L1 importance): the baseline given the ranking
+  of ``structured_admm_consumers``, to tell the score's share from ADMM's;
 - ``structured_admm_progressive``: the paper's progressive scheme with physical removal between
   steps, run by ``tf_admm.ProgressiveCompressor`` with ``Stage(flops_rate=...)`` (``STAGES``
   steps at geometrically growing MAC reductions, each allocated on the model the last step
@@ -117,12 +120,32 @@ def _channel_axis(layer) -> int:
     return -2 if "Transpose" in kind or "Depthwise" in kind else -1
 
 
+def _reader_l1(member, size: int) -> np.ndarray:
+    """Per group channel, the L1 norm of a consumer's input weights that read it (every
+    position a Flatten repeats it at; zero for channels outside the member's range)."""
+    kernel = member.layer.get_weights()[0]
+    moved = np.moveaxis(kernel, tf_admm.dead_channels.kernel_in_axis(member.layer), -1)
+    l1 = np.abs(moved.reshape(-1, moved.shape[-1])).sum(0)
+    return np.array([l1[member.positions([c])].sum() for c in range(size)])
+
+
 class GroupL1Pruning(keras.callbacks.Callback):
     """Gradual L1-norm filter pruning on channel groups (the baseline; not library code)."""
 
-    def __init__(self, groups, targets: dict[int, float], ramp_steps: int, every: int = 100):
+    def __init__(
+        self,
+        groups,
+        targets: dict[int, float],
+        ramp_steps: int,
+        every: int = 100,
+        readers: bool = False,
+    ):
         super().__init__()
         self.groups, self.targets = groups, targets
+        # readers: the L1 norm of the input weights of the layers that read each channel is
+        # added to the score (Torch-Pruning's group L1 importance; the fairness check of
+        # score="group_and_consumers")
+        self.readers = readers
         self.ramp_steps, self.every = ramp_steps, every
         self.step = 0
         self.masks: list[tuple] = []  # (variable, mask tensor)
@@ -140,6 +163,8 @@ class GroupL1Pruning(keras.callbacks.Callback):
                     kernel = m.layer.get_weights()[0]
                     axis = _channel_axis(m.layer)
                     score += np.abs(np.moveaxis(kernel, axis, -1)).reshape(-1, group.size).sum(0)
+                elif m.role == "consumer" and self.readers:
+                    score += _reader_l1(m, group.size)
             sparsity = target * fraction_of_target
             k = tf_admm.projections.keep_count(group.size, sparsity)
             keep = tf_admm.projections.topk_mask(score, k)
@@ -291,6 +316,7 @@ MASKING = {
     "structured_admm_consumers": ("ramp", "ramp"),
     "structured_admm_progressive": ("ramp", "end"),
     "l1_gradual": (None, None),
+    "l1_gradual_consumers": (None, None),
 }
 
 
@@ -301,22 +327,27 @@ PULL["structured_admm_pull_target"] = PULL["structured_admm_consumers"] = "targe
 # how the ADMM methods rank a group's channels (prune_channels(score=...)); None: not ADMM
 SCORE = {m: "group" for m in PULL}
 SCORE["structured_admm_consumers"] = "group_and_consumers"
+SCORE["l1_gradual_consumers"] = "group_and_consumers"  # L1 norms, not sums of squares
 
 
-def run_l1(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
+def run_l1(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=None, readers=False):
     (x, y), _ = data
     keras.utils.set_random_seed(seed)
     model = keras.models.clone_model(dense)
     model.set_weights(dense.get_weights())
     groups = tf_admm.channel_groups(model)
     steps = ramp_epochs * int(np.ceil(len(x) / BATCH))
-    pruner = GroupL1Pruning(groups, targets, steps)
+    pruner = GroupL1Pruning(groups, targets, steps, readers=readers)
     compile_model(model)
     model.fit(dataset(x, y, seed), epochs=ramp_epochs, verbose=0, callbacks=[pruner])
     pruner._prune(1.0)
     compile_model(model, retrain_rate(x, retrain_epochs))
     model.fit(dataset(x, y, seed + 1), epochs=retrain_epochs, verbose=0, callbacks=[pruner])
     return tf_admm.shrink(model)
+
+
+# ... with the readers' input weights in the score, as score="group_and_consumers" ranks
+run_l1_readers = functools.partial(run_l1, readers=True)
 
 
 METHODS = {
@@ -327,6 +358,7 @@ METHODS = {
     "structured_admm_pull_target": run_admm_pull_target,
     "structured_admm_consumers": run_admm_consumers,
     "l1_gradual": run_l1,
+    "l1_gradual_consumers": run_l1_readers,
     "structured_admm_progressive": run_admm_progressive,
 }
 

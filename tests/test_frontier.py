@@ -217,3 +217,19 @@ def test_no_two_methods_of_a_figure_share_a_colour_and_marker():
     styles = [frontier.method_style(i) for i in range(60)]
     assert len({(tuple(colour), marker) for colour, marker in styles}) == 60
     assert styles[0][1] == "o" and styles[20][1] == "^" and styles[20][0] == styles[0][0]
+
+
+def test_tfmot_targets_give_every_layer_tfmot_prunes_the_sparsity_and_leave_depthwise_dense():
+    from nets import mobilenet_v2_small
+
+    from tf_admm import keras
+
+    dense = mobilenet_v2_small()
+    targets = frontier.tfmot_targets(dense, 0.5)
+    allocated = frontier.admm_targets(dense, 0.5)
+    depthwise = {
+        layer.name for layer in dense.layers if isinstance(layer, keras.layers.DepthwiseConv2D)
+    }
+    assert depthwise and depthwise <= set(allocated)  # tf_admm's allocation prunes them
+    assert set(targets) == set(allocated) - depthwise
+    assert set(targets.values()) == {0.5}
