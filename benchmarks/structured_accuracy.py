@@ -19,6 +19,8 @@ each ``--rates`` (dense MACs / pruned MACs) with the per-group targets of
 - ``structured_admm_consumers``: ``structured_admm_ramp_masked`` with ``Gradual(pull="target")``
   and ``prune_channels(score="group_and_consumers")``: channels ranked by the group's weights
   and the input weights of the layers that read them;
+- ``structured_admm_ramp_consumers``: the same score with ``pull="ramp"`` (the default), to
+  tell what the score needs ``pull="target"`` for;
 - ``l1_gradual``: the standard magnitude baseline on the same groups (Li et al.'s L1-norm filter
   ranking summed over the group's producers, removed on the AGP cubic schedule of Zhu and
   Gupta over the same ``--ramp-epochs``, every 100 steps; masks enforced after every step;
@@ -314,6 +316,7 @@ MASKING = {
     "structured_admm_gradient": ("ramp", "ramp"),
     "structured_admm_pull_target": ("ramp", "ramp"),
     "structured_admm_consumers": ("ramp", "ramp"),
+    "structured_admm_ramp_consumers": ("ramp", "ramp"),
     "structured_admm_progressive": ("ramp", "end"),
     "l1_gradual": (None, None),
     "l1_gradual_consumers": (None, None),
@@ -326,7 +329,7 @@ PULL = {m: "ramp" for m in MASKING if m.startswith("structured_admm")}
 PULL["structured_admm_pull_target"] = PULL["structured_admm_consumers"] = "target"
 # how the ADMM methods rank a group's channels (prune_channels(score=...)); None: not ADMM
 SCORE = {m: "group" for m in PULL}
-SCORE["structured_admm_consumers"] = "group_and_consumers"
+SCORE["structured_admm_consumers"] = SCORE["structured_admm_ramp_consumers"] = "group_and_consumers"
 SCORE["l1_gradual_consumers"] = "group_and_consumers"  # L1 norms, not sums of squares
 
 
@@ -346,6 +349,9 @@ def run_l1(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=No
     return tf_admm.shrink(model)
 
 
+# structured_admm_ramp_masked with the readers' score alone (pull="ramp"): which of the two
+# settings of structured_admm_consumers its gain needs
+run_admm_ramp_consumers = functools.partial(run_admm, masking="ramp", score="group_and_consumers")
 # ... with the readers' input weights in the score, as score="group_and_consumers" ranks
 run_l1_readers = functools.partial(run_l1, readers=True)
 
@@ -357,6 +363,7 @@ METHODS = {
     "structured_admm_gradient": run_admm_gradient,
     "structured_admm_pull_target": run_admm_pull_target,
     "structured_admm_consumers": run_admm_consumers,
+    "structured_admm_ramp_consumers": run_admm_ramp_consumers,
     "l1_gradual": run_l1,
     "l1_gradual_consumers": run_l1_readers,
     "structured_admm_progressive": run_admm_progressive,
