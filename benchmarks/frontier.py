@@ -244,13 +244,13 @@ def admm_targets(dense, sparsity: float) -> dict[str, float]:
 
 def tfmot_targets(dense, sparsity: float) -> dict[str, float]:
     """TFMOT's per-layer targets as ``prune_low_magnitude`` on the whole model sets them, for
-    tf_admm: ``sparsity`` on every layer ``admm_targets`` prunes except the depthwise ones
-    (TFMOT's prune registry has no prunable weight for DepthwiseConv2D)."""
-    layers = {layer.name: layer for layer in dense.layers}
+    tf_admm: ``sparsity`` on every compressible layer (``tf_admm.registry.compressible_layers``,
+    those ``admm_targets`` allocates) except the depthwise ones (TFMOT's prune registry has no
+    prunable weight for DepthwiseConv2D)."""
     return {
-        name: sparsity
-        for name in admm_targets(dense, sparsity)
-        if not isinstance(layers[name], keras.layers.DepthwiseConv2D)
+        layer.name: sparsity
+        for layer in tf_admm.registry.compressible_layers(dense)
+        if not isinstance(layer, keras.layers.DepthwiseConv2D)
     }
 
 
@@ -369,11 +369,18 @@ SCHEDULES = {
     "admm_ramp": lambda: {"schedule": tf_admm.schedules.Gradual(masking="ramp")},
     # ... and Z on the final targets from the first update
     "admm_target": lambda: {"schedule": tf_admm.schedules.Gradual(masking="ramp", pull="target")},
-    # ... masking="ramp" to TFMOT's per-layer targets
-    "admm_uniform": lambda: {"schedule": tf_admm.schedules.Gradual(masking="ramp")},
 }
+# ... masking="ramp" to TFMOT's per-layer targets
+SCHEDULES["admm_uniform"] = SCHEDULES["admm_ramp"]
 # the per-layer targets of each unit (allocate_sparsity's unless named here)
 TARGETS = {"admm_uniform": tfmot_targets}
+# the sides that prune with run_admm and export int8 only, and the name of their rows and
+# cached model
+PRUNING_SIDES = {
+    "tf_admm_ramp": "admm_ramp",
+    "tf_admm_target": "admm_target",
+    "tf_admm_uniform": "admm_uniform",
+}
 
 
 def run_admm(
@@ -610,11 +617,7 @@ def main() -> None:
             if side not in args.sides or unit_key(args.network, side, sparsity, seed, k) in done:
                 continue
             # its cached tf_admm models
-            kind = {
-                "tf_admm": "admm",
-                "tf_admm_target": "admm_target",
-                "tf_admm_uniform": "admm_uniform",
-            }.get(side, "admm_ramp")
+            kind = {"tf_admm": "admm", **PRUNING_SIDES}.get(side, "admm_ramp")
             with tempfile.TemporaryDirectory() as folder:  # the unit's .tflite files
                 unit = {
                     **spec,
@@ -660,7 +663,7 @@ def main() -> None:
                         continue
                 elif side.startswith("tfmot"):
                     rows = run_tfmot(unit)
-                elif side in ("tf_admm_ramp", "tf_admm_target", "tf_admm_uniform"):
+                elif side in PRUNING_SIDES:
                     rows = run_admm(dense, sparsity, unit, train, test, [], kind)
                 elif side == "tf_admm_bits":
                     rows = run_admm_bits(dense, sparsity, unit, train, test, k)

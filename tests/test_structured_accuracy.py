@@ -92,15 +92,13 @@ def test_the_l1_baseline_with_readers_keeps_the_channel_its_readers_weigh_most()
     conv = keras.layers.Conv2D(2, 3, use_bias=False)
     dense = keras.layers.Dense(1, use_bias=False)
     model = keras.Model(inputs, dense(keras.layers.Flatten()(conv(inputs))))
-    conv.set_weights([np.stack([np.full((3, 3, 1), 1.0), np.full((3, 3, 1), 0.5)], -1)])
-    dense.set_weights([np.array([[1.0], [20.0]])])  # 9 + 4.5 against 1 + 20 with readers
     (group,) = tf_admm.channel_groups(model).free
     kept = {}
     for readers in (False, True):
+        conv.set_weights([np.stack([np.full((3, 3, 1), 1.0), np.full((3, 3, 1), 0.5)], -1)])
+        dense.set_weights([np.array([[1.0], [20.0]])])  # 9 + 4.5 against 1 + 20 with readers
         pruner = S.GroupL1Pruning([group], {0: 0.5}, ramp_steps=1, readers=readers)
         pruner._prune(1.0)
         kept[readers] = np.flatnonzero(np.abs(conv.get_weights()[0]).sum((0, 1, 2)))
-        conv.set_weights([np.stack([np.full((3, 3, 1), 1.0), np.full((3, 3, 1), 0.5)], -1)])
-        dense.set_weights([np.array([[1.0], [20.0]])])
     assert kept[False].tolist() == [0]
     assert kept[True].tolist() == [1]
