@@ -65,7 +65,9 @@ TFMOT's guides measure) and its bytes without the converter's names
 Both sides: Adam, batch 128, the same batches, 1e-3 over the ramp, a cosine decay from 1e-3 over
 the retraining; 1e-4 for the quantization epochs. One JSON object per file is appended to
 ``--out`` (resumable: a (network, side, sparsity, seed) already there at the same training
-images, dense epochs and epoch budget is skipped).
+images, dense epochs and epoch budget is skipped). ``--table`` answers each TFMOT file with
+the best tf_admm file at no more bytes and no more epochs after the dense model (every row
+records its ``epochs``; one method at two budgets is two points).
 
     python benchmarks/frontier.py --seeds 0 1 2 --out docs/frontier.json
     python benchmarks/frontier.py --plot docs/frontier.png --table --out docs/frontier.json
@@ -728,20 +730,28 @@ def complete(rows: list[dict]) -> list[dict]:
 
 
 def points(rows: list[dict]) -> list[dict]:
-    """Mean and sample std over seeds of each (network, method, sparsity), over the complete
-    seeds; the table and the figure both read them."""
+    """Mean and sample std over seeds of each (network, method, sparsity, epochs), over the
+    complete seeds; the table and the figure both read them. A point's ``label`` is its
+    method, with its epochs where the file holds that method at more than one budget (4 bits
+    after 1 + 1 and after 2 + 2 quantization epochs are two points, never averaged)."""
     groups: dict[tuple, list[dict]] = {}
     for r in complete(rows):
-        groups.setdefault((r["network"], r["method"], r["sparsity"]), []).append(r)
+        groups.setdefault((r["network"], r["method"], r["sparsity"], r["epochs"]), []).append(r)
+    budgets: dict[tuple, set] = {}
+    for network, method, _, epochs in groups:
+        budgets.setdefault((network, method), set()).add(epochs)
     out = []
-    for (network, method, sparsity), group in sorted(groups.items()):
+    for (network, method, sparsity, epochs), group in sorted(groups.items()):
         acc = [100 * r["litert_accuracy"] for r in group]
+        several = len(budgets[(network, method)]) > 1
         out.append(
             {
                 "network": network,
                 "method": method,
+                "label": f"{method} ({epochs} ep)" if several else method,
                 "side": group[0]["side"],
                 "sparsity": sparsity,
+                "epochs": epochs,
                 "seeds": len(group),
                 "accuracy": float(np.mean(acc)),
                 # the sample standard deviation over seeds, as every table of the docs
@@ -765,11 +775,11 @@ def paired(rows: list[dict], mine: dict, theirs: dict) -> tuple[float, float, in
     kept = complete(rows)
 
     def by_seed(p: dict) -> dict[int, float]:
-        key = (p["network"], p["method"], p["sparsity"])
+        key = (p["network"], p["method"], p["sparsity"], p["epochs"])
         return {
             r["seed"]: 100 * r["litert_accuracy"]
             for r in kept
-            if (r["network"], r["method"], r["sparsity"]) == key
+            if (r["network"], r["method"], r["sparsity"], r["epochs"]) == key
         }
 
     a, b = by_seed(mine), by_seed(theirs)
@@ -780,16 +790,22 @@ def paired(rows: list[dict], mine: dict, theirs: dict) -> tuple[float, float, in
 
 def table(out: str) -> None:
     """The frontier points as a Markdown table, then for each TFMOT point the best tf_admm
-    point at no more bytes (zipped, then raw), its accuracy margin (difference of the means)
-    and the difference paired by seed (mean ± std, and over how many seeds)."""
+    point at no more bytes (zipped, raw, then stripped) and no more epochs after the dense
+    model (the issue's same budget per side: a 4-bit file trained 8 epochs is not set against
+    GMP's 6), its accuracy margin (difference of the means) and the difference paired by seed
+    (mean ± std, and over how many seeds)."""
     rows = [json.loads(line) for line in open(out)]
     print(f"seeds with every point: {sorted({r['seed'] for r in complete(rows)})}\n")
     pts = points(rows)
-    print("| network | method | sparsity | seeds | LiteRT acc. % | raw bytes | zipped bytes |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| network | method | sparsity | epochs | seeds | LiteRT acc. % | raw bytes "
+        "| zipped bytes |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for p in pts:
         print(
-            f"| {p['network']} | {p['method']} | {p['sparsity']:g} | {p['seeds']} | "
+            f"| {p['network']} | {p['method']} | {p['sparsity']:g} | {p['epochs']} | "
+            f"{p['seeds']} | "
             f"{p['accuracy']:.2f} ± {p['std']:.2f} | {p['raw_bytes']:,.0f} | "
             f"{p['zipped_bytes']:,.0f} |"
         )
@@ -799,8 +815,8 @@ def table(out: str) -> None:
         if not theirs:
             continue
         print(
-            f"| network | TFMOT point | {size} | best tf_admm point at <= bytes | margin "
-            "| paired (seeds) |"
+            f"| network | TFMOT point | {size} | best tf_admm point at <= bytes and epochs "
+            "| margin | paired (seeds) |"
         )
         print("|---|---|---|---|---|---|")
         for t in theirs:
@@ -811,19 +827,21 @@ def table(out: str) -> None:
                 and p["network"] == t["network"]
                 and p[size] is not None
                 and p[size] <= t[size]
+                and p["epochs"] <= t["epochs"]
             ]
             best = max(mine, key=lambda p: p["accuracy"], default=None)
             answer = "none | - | -"
             if best:
                 mean, std, n = paired(rows, best, t)
                 answer = (
-                    f"{best['method']} at {best['sparsity']:g} ({best['accuracy']:.2f}, "
-                    f"{best[size]:,.0f} B) | {best['accuracy'] - t['accuracy']:+.2f} | "
+                    f"{best['method']} at {best['sparsity']:g}, {best['epochs']} ep "
+                    f"({best['accuracy']:.2f}, {best[size]:,.0f} B) | "
+                    f"{best['accuracy'] - t['accuracy']:+.2f} | "
                     f"{mean:+.2f} ± {std:.2f} ({n})"
                 )
             print(
-                f"| {t['network']} | {t['method']} at {t['sparsity']:g} ({t['accuracy']:.2f}) | "
-                f"{t[size]:,.0f} | {answer} |"
+                f"| {t['network']} | {t['method']} at {t['sparsity']:g}, {t['epochs']} ep "
+                f"({t['accuracy']:.2f}) | {t[size]:,.0f} | {answer} |"
             )
         print()
 
@@ -842,8 +860,9 @@ def method_style(index: int) -> tuple[tuple, str]:
 def plot(out: str, png: str) -> list[str]:
     """Mean LiteRT accuracy against mean zipped bytes (all points, then the top 3 points below
     the dense file's accuracy) and raw bytes: tf_admm in solid lines, TFMOT dashed, one colour
-    per method in every panel, one row per network, the legend below (every method drawn in
-    any panel, once; ``method_style`` tells them apart). Returns the legend's labels."""
+    per label (``points``: a method, or a method at one of its epoch budgets) in every panel,
+    one row per network, the legend below (every label drawn in any panel, once;
+    ``method_style`` tells them apart). Returns the legend's labels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -852,7 +871,8 @@ def plot(out: str, png: str) -> list[str]:
 
     pts = points([json.loads(line) for line in open(out)])
     networks = sorted({p["network"] for p in pts})
-    methods = sorted({p["method"] for p in pts})  # one colour per method, every panel
+    # one colour per label (a method, or a method at one of its budgets), every panel
+    methods = sorted({p["label"] for p in pts})
     panels = (("zipped_bytes", False), ("zipped_bytes", True), ("raw_bytes", False))
     height = 4.8 * len(networks) + 1  # inches
     fig, axes = plt.subplots(len(networks), len(panels), figsize=(17, height), squeeze=False)
@@ -861,9 +881,9 @@ def plot(out: str, png: str) -> list[str]:
         dense = [p["accuracy"] for p in mine if p["method"] == "dense_float"]
         for ax, (size, zoom) in zip(axes_row, panels):
             drawn = []  # (kB, %) of every mean drawn
-            for method in sorted({p["method"] for p in mine}):
+            for method in sorted({p["label"] for p in mine}):
                 line = sorted(
-                    (p for p in mine if p["method"] == method), key=lambda p: p["sparsity"]
+                    (p for p in mine if p["label"] == method), key=lambda p: p["sparsity"]
                 )
                 xs = [p[size] / 1000 for p in line]
                 ys = [p["accuracy"] for p in line]

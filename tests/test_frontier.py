@@ -5,8 +5,9 @@ import json
 import frontier
 
 
-def _row(seed, side, method, sparsity, accuracy, zipped):
+def _row(seed, side, method, sparsity, accuracy, zipped, epochs=6):
     return {
+        "epochs": epochs,
         "network": "net",
         "seed": seed,
         "side": side,
@@ -53,11 +54,11 @@ def test_points_average_only_the_seeds_that_have_every_point(capsys, tmp_path):
     assert "seeds with every point: [0, 1]" in text
     # the margin of the means, and paired by seed: +4 on both seeds (seed 2 is not complete)
     assert (
-        "| net | tfmot_gmp_int8 at 0.9 (81.00) | 105 | admm_int8 at 0.9 (85.00, 95 B) | +4.00 "
-        "| +4.00 ± 0.00 (2) |" in text
+        "| net | tfmot_gmp_int8 at 0.9, 6 ep (81.00) | 105 | admm_int8 at 0.9, 6 ep (85.00, 95 B) "
+        "| +4.00 | +4.00 ± 0.00 (2) |" in text
     )
     # stripped bytes: TFMOT's point has them, no tf_admm point does
-    assert "| net | tfmot_gmp_int8 at 0.9 (81.00) | 203 | none | - | - |" in text
+    assert "| net | tfmot_gmp_int8 at 0.9, 6 ep (81.00) | 203 | none | - | - |" in text
 
 
 def test_the_paired_difference_is_over_the_seeds_both_points_have():
@@ -76,6 +77,38 @@ def test_the_paired_difference_is_over_the_seeds_both_points_have():
     # the difference of the means would be 85 - 81 = +4; paired over seed 0 it is +5
     mean, std, n = frontier.paired(rows, by_method["admm_ramp_int8"], gmp)
     assert (n, std) == (1, 0.0) and abs(mean - 5.0) < 1e-9
+
+
+def test_a_method_at_two_budgets_is_two_points_and_tfmot_is_met_only_at_no_more_epochs(
+    capsys, tmp_path
+):
+    rows = []
+    for seed, gain in ((0, 0.0), (1, 0.02)):
+        rows += [
+            _row(seed, "tfmot", "tfmot_gmp_int8", 0.5, 0.80, 100),
+            _row(seed, "tfmot", "tfmot_pcqat8_int8", 0.5, 0.81, 100, epochs=10),
+            _row(seed, "tf_admm", "admm_int8", 0.5, 0.79, 90),
+            # the same method after 2 and after 4 quantization epochs
+            _row(seed, "tf_admm_bits", "admm_ramp_4bit", 0.5, 0.82, 60, epochs=8),
+            _row(seed, "tf_admm_bits", "admm_ramp_4bit", 0.5, 0.84 + gain, 60, epochs=10),
+        ]
+    pts = {p["label"]: p for p in frontier.points(rows)}
+    assert pts["admm_ramp_4bit (8 ep)"]["accuracy"] == 82.0  # never averaged with the 10
+    assert abs(pts["admm_ramp_4bit (10 ep)"]["accuracy"] - 85.0) < 1e-9
+    assert pts["admm_int8"]["label"] == "admm_int8"  # one budget: the method alone
+    mean, _, n = frontier.paired(rows, pts["admm_ramp_4bit (10 ep)"], pts["tfmot_gmp_int8"])
+    assert n == 2 and abs(mean - 5.0) < 1e-9
+    out = tmp_path / "rows.json"
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    frontier.table(str(out))
+    text = capsys.readouterr().out
+    # GMP's 6 epochs: only the 6-epoch file may answer it, however accurate the 4-bit ones
+    assert "| net | tfmot_gmp_int8 at 0.5, 6 ep (80.00) | 100 | admm_int8 at 0.5, 6 ep" in text
+    # PCQAT's 10: the 4-bit file of the same budget
+    assert (
+        "| net | tfmot_pcqat8_int8 at 0.5, 10 ep (81.00) | 100 | admm_ramp_4bit at 0.5, 10 ep "
+        "(85.00, 60 B) | +4.00 | +4.00 ± 1.41 (2) |" in text
+    )
 
 
 def _args():
