@@ -20,6 +20,14 @@ def _row(seed, side, method, sparsity, accuracy, zipped, epochs=6):
     }
 
 
+def _table(rows, tmp_path, capsys) -> str:
+    """What ``frontier.table`` prints for ``rows`` written as its JSON-lines file."""
+    out = tmp_path / "rows.json"
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    frontier.table(str(out))
+    return capsys.readouterr().out
+
+
 def test_points_average_only_the_seeds_that_have_every_point(capsys, tmp_path):
     rows = [
         _row(0, "tfmot", "tfmot_gmp_int8", 0.9, 0.80, 100),
@@ -47,10 +55,7 @@ def test_points_average_only_the_seeds_that_have_every_point(capsys, tmp_path):
     assert by_method["admm_int8"]["zipped_bytes"] == 95.0
     assert by_method["admm_int8"]["stripped_bytes"] is None
     assert by_method["tfmot_gmp_int8"]["stripped_bytes"] == 203.0
-    out = tmp_path / "rows.json"
-    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    frontier.table(str(out))
-    text = capsys.readouterr().out
+    text = _table(rows, tmp_path, capsys)
     assert "seeds with every point: [0, 1]" in text
     # the margin of the means, and paired by seed: +4 on both seeds (seed 2 is not complete)
     assert (
@@ -98,10 +103,7 @@ def test_a_method_at_two_budgets_is_two_points_and_tfmot_is_met_only_at_no_more_
     assert pts["admm_int8"]["label"] == "admm_int8"  # one budget: the method alone
     mean, _, n = frontier.paired(rows, pts["admm_ramp_4bit (10 ep)"], pts["tfmot_gmp_int8"])
     assert n == 2 and abs(mean - 5.0) < 1e-9
-    out = tmp_path / "rows.json"
-    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    frontier.table(str(out))
-    text = capsys.readouterr().out
+    text = _table(rows, tmp_path, capsys)
     # GMP's 6 epochs: only the 6-epoch file may answer it, however accurate the 4-bit ones
     assert "| net | tfmot_gmp_int8 at 0.5, 6 ep (80.00) | 100 | admm_int8 at 0.5, 6 ep" in text
     # PCQAT's 10: the 4-bit file of the same budget
