@@ -729,6 +729,12 @@ def complete(rows: list[dict]) -> list[dict]:
     return [r for r in rows if (r["network"], r["seed"]) in keep]
 
 
+def point_key(r: dict) -> tuple:
+    """What makes a point: a row's (network, method, sparsity, epochs); ``points`` averages
+    the rows of one key over seeds and ``paired`` pairs two keys' rows by seed."""
+    return (r["network"], r["method"], r["sparsity"], r["epochs"])
+
+
 def points(rows: list[dict]) -> list[dict]:
     """Mean and sample std over seeds of each (network, method, sparsity, epochs), over the
     complete seeds; the table and the figure both read them. A point's ``label`` is its
@@ -736,7 +742,7 @@ def points(rows: list[dict]) -> list[dict]:
     after 1 + 1 and after 2 + 2 quantization epochs are two points, never averaged)."""
     groups: dict[tuple, list[dict]] = {}
     for r in complete(rows):
-        groups.setdefault((r["network"], r["method"], r["sparsity"], r["epochs"]), []).append(r)
+        groups.setdefault(point_key(r), []).append(r)
     budgets: dict[tuple, set] = {}
     for network, method, _, epochs in groups:
         budgets.setdefault((network, method), set()).add(epochs)
@@ -775,12 +781,7 @@ def paired(rows: list[dict], mine: dict, theirs: dict) -> tuple[float, float, in
     kept = complete(rows)
 
     def by_seed(p: dict) -> dict[int, float]:
-        key = (p["network"], p["method"], p["sparsity"], p["epochs"])
-        return {
-            r["seed"]: 100 * r["litert_accuracy"]
-            for r in kept
-            if (r["network"], r["method"], r["sparsity"], r["epochs"]) == key
-        }
+        return {r["seed"]: 100 * r["litert_accuracy"] for r in kept if point_key(r) == point_key(p)}
 
     a, b = by_seed(mine), by_seed(theirs)
     diffs = [a[seed] - b[seed] for seed in sorted(a.keys() & b.keys())]
@@ -872,7 +873,7 @@ def plot(out: str, png: str) -> list[str]:
     pts = points([json.loads(line) for line in open(out)])
     networks = sorted({p["network"] for p in pts})
     # one colour per label (a method, or a method at one of its budgets), every panel
-    methods = sorted({p["label"] for p in pts})
+    labels = sorted({p["label"] for p in pts})
     panels = (("zipped_bytes", False), ("zipped_bytes", True), ("raw_bytes", False))
     height = 4.8 * len(networks) + 1  # inches
     fig, axes = plt.subplots(len(networks), len(panels), figsize=(17, height), squeeze=False)
@@ -881,20 +882,19 @@ def plot(out: str, png: str) -> list[str]:
         dense = [p["accuracy"] for p in mine if p["method"] == "dense_float"]
         for ax, (size, zoom) in zip(axes_row, panels):
             drawn = []  # (kB, %) of every mean drawn
-            for method in sorted({p["label"] for p in mine}):
-                line = sorted(
-                    (p for p in mine if p["label"] == method), key=lambda p: p["sparsity"]
-                )
+            for label in sorted({p["label"] for p in mine}):
+                line = sorted((p for p in mine if p["label"] == label), key=lambda p: p["sparsity"])
+                method = line[0]["method"]  # the styles go by method, the colours by label
                 xs = [p[size] / 1000 for p in line]
                 ys = [p["accuracy"] for p in line]
                 es = [p["std"] for p in line]
                 if method != "dense_float":  # the zoomed panel draws it as a line
                     drawn += zip(xs, ys)
                 style = "--" if method.startswith("tfmot") else "-"
-                colour, marker = method_style(methods.index(method))
+                colour, marker = method_style(labels.index(label))
                 marker = "s" if method.startswith("dense") else marker
                 ax.errorbar(
-                    xs, ys, yerr=es, fmt=marker + style, label=method, capsize=3, color=colour
+                    xs, ys, yerr=es, fmt=marker + style, label=label, capsize=3, color=colour
                 )
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
@@ -916,21 +916,21 @@ def plot(out: str, png: str) -> list[str]:
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(label, handle)
-    labels = sorted(legend)
+    drawn_labels = sorted(legend)
     fig.legend(
-        [legend[label] for label in labels],
-        labels,
+        [legend[label] for label in drawn_labels],
+        drawn_labels,
         loc="lower center",
         ncol=7,
         fontsize=8,
         frameon=False,
     )
     # room below the panels for the legend's rows (about 0.2 inch each at fontsize 8)
-    rows = -(-len(labels) // 7)
+    rows = -(-len(drawn_labels) // 7)
     fig.tight_layout(rect=(0, (0.3 + 0.2 * rows) / height, 1, 1))
     fig.savefig(png, dpi=110)
     plt.close(fig)
-    return labels
+    return drawn_labels
 
 
 if __name__ == "__main__":
