@@ -33,15 +33,19 @@ each ``--rates`` (dense MACs / pruned MACs) with the per-group targets of
   steps at geometrically growing MAC reductions, each allocated on the model the last step
   shrank, each with its share of both phases).
 
-Both sides: Adam, batch 128, the same batches (one shuffle seed), the same epochs; 1e-3
-over the ramp, a cosine decay from 1e-3 to 0 over the retraining. The
-test accuracy is that of the shrunk Keras model. One JSON object per run is appended to
-``--out`` (kind "accuracy"), and a run already there with the same settings (epochs, training
-images, dense epochs, ``--rho-final``, ``--round-to``) is skipped (resumable). ``--round-to``
-keeps a multiple of that many channels in every group (``allocate_channels(..., round_to=...)``,
-what the int8 latency tables measure with 16), for both methods alike.
+Both sides: Adam, batch 128, the same batches (one shuffle seed), the same epochs; 1e-3 over
+the ramp, a cosine decay from 1e-3 to 0 over the retraining. The test accuracy is that of the
+shrunk Keras model; its ``validation_accuracy`` is on the last ``--validation-size`` training
+images, which no run trains on (``--train-size`` takes the first ones): settings are chosen on
+it, and the test accuracy of the chosen one is reported. One JSON object per run is appended
+to ``--out`` (kind "accuracy"), and a run already there with the same settings (epochs,
+training images, dense epochs, ``--rho-final``, ``--round-to``) is skipped (resumable).
+``--round-to`` keeps a multiple of that many channels in every group
+(``allocate_channels(..., round_to=...)``, what the int8 latency tables measure with 16),
+for both methods alike.
 
     python benchmarks/structured_accuracy.py --seeds 0 1 2 --rates 2 --out docs/structured.json
+    python benchmarks/structured_accuracy.py --table --out docs/structured.json
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ from tf_admm import keras
 
 L = keras.layers
 BATCH = 128
+TRAIN_IMAGES = 60000  # Fashion-MNIST's training set; the validation images are its last ones
 
 
 def resnet():
@@ -375,35 +380,107 @@ def takes_rho_final(method: str) -> bool:
     return method.startswith("structured_admm")
 
 
+def read_rows(path: str) -> list[dict]:
+    """The JSON objects of ``path``, one a line."""
+    with open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def current_rows(rows: list[dict]) -> list[dict]:
+    """The accuracy rows of ``rows`` that still stand: cosine retraining, and neither a
+    progressive row of the hand-written loop nor a row whose ADMM masking is not the method's
+    current one (those are run again, and a resumed run or the table reads the new row)."""
+    current = []
+    for r in rows:
+        if not (r.get("kind") == "accuracy" and r.get("retrain_schedule") == "cosine"):
+            continue
+        stale = r["method"].endswith("progressive") and r.get("runner") != RUNNER
+        now, before = MASKING[r["method"]]
+        if not stale and r.get("masking", before) == now:
+            current.append(r)
+    return current
+
+
 def done_runs(rows: list[dict], args) -> set[tuple]:
     """The ``(method, target rate, seed)`` runs of ``rows`` made with ``args``' settings
     (network, ``--rho-final`` for the ADMM methods, epochs, dense epochs, training images,
     ``--round-to``; rows written before a field existed have its old value), which a resumed
-    run skips. A progressive row of the hand-written loop, and a row whose ADMM masking is not
-    the method's current one, do not count: they are run again."""
+    run skips. Only :func:`current_rows` count."""
     done = set()
-    for r in rows:
-        if not (
-            r.get("kind") == "accuracy"
-            and r.get("retrain_schedule") == "cosine"
-            and r.get("network") == args.network
-        ):
-            continue
+    for r in current_rows(rows):
         rho = r.get("rho_final") if takes_rho_final(r["method"]) else args.rho_final
-        stale = r["method"].endswith("progressive") and r.get("runner") != RUNNER
-        now, before = MASKING[r["method"]]
-        stale = stale or r.get("masking", before) != now
         same_run = (
-            rho == args.rho_final
+            r["network"] == args.network
+            and rho == args.rho_final
             and r.get("ramp_epochs", 4) == args.ramp_epochs
             and r.get("epochs") == args.ramp_epochs + args.retrain_epochs
             and r.get("dense_epochs") == args.dense_epochs
             and r.get("train_size") == args.train_size
             and r.get("round_to", 1) == args.round_to  # rows before the field: 1
         )
-        if same_run and not stale:
+        if same_run:
             done.add((r["method"], r["target_rate"], r["seed"]))
     return done
+
+
+BASELINE = "l1_gradual"  # what every method is set against, paired by seed
+
+
+def _mean_std(values: list[float], sign: str = "") -> str:
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return f"{float(np.mean(values)):{sign}.2f} ± {std:.2f}"
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown, one table per setting (network, dense epochs, ramp + retraining epochs,
+    training images, ``--round-to``, MAC rate): per method and ``--rho-final``, the seeds, the
+    MAC rate reached, test and validation accuracy (%, mean ± std over seeds) and the
+    difference from :data:`BASELINE`'s test accuracy on the same seeds (mean ± std, paired by
+    seed). Of two rows of one run, the later one counts."""
+    settings: dict[tuple, dict[tuple, dict[int, dict]]] = {}
+    for r in current_rows(rows):
+        key = (
+            r["network"],
+            r["dense_epochs"],
+            r.get("ramp_epochs", 4),
+            r["epochs"],
+            r["train_size"],
+            r.get("round_to", 1),
+            r["target_rate"],
+        )
+        variant = (r["method"], r.get("rho_final"))
+        settings.setdefault(key, {}).setdefault(variant, {})[r["seed"]] = r
+    out = []
+    for key in sorted(settings):
+        network, dense_epochs, ramp, epochs, images, round_to, rate = key
+        variants = settings[key]
+        dense = {s: 100 * r["dense_accuracy"] for v in variants.values() for s, r in v.items()}
+        out += [
+            f"{network}, dense {dense_epochs} epochs ({_mean_std(list(dense.values()))}%), "
+            f"{ramp} + {epochs - ramp} epochs, {images} training images, round_to {round_to}, "
+            f"{rate:g}x fewer MACs",
+            "",
+            "| method | rho_final | seeds | MACs | test % | validation % | - "
+            f"{BASELINE} (paired) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        base = variants.get((BASELINE, None), {})
+        for (method, rho), by_seed in sorted(variants.items(), key=str):
+            seeds = sorted(by_seed)
+            test = [100 * by_seed[s]["test_accuracy"] for s in seeds]
+            held = [by_seed[s].get("validation_accuracy") for s in seeds]
+            valid = _mean_std([100 * v for v in held]) if None not in held else ""
+            shared = [s for s in seeds if s in base]
+            diff = [100 * (by_seed[s]["test_accuracy"] - base[s]["test_accuracy"]) for s in shared]
+            paired = f"{_mean_std(diff, '+')} ({len(diff)})" if diff and method != BASELINE else ""
+            macs = float(np.mean([by_seed[s]["flops_rate"] for s in seeds]))
+            out.append(
+                f"| {method} | {'default' if rho is None else f'{rho:g}'} | "
+                f"{' '.join(map(str, seeds))} | {macs:.2f}x | {_mean_std(test)} | {valid} | "
+                f"{paired} |"
+            )
+        out.append("")
+    return "\n".join(out)
 
 
 def main() -> None:
@@ -428,9 +505,22 @@ def main() -> None:
         default=1,
         help="tf_admm.allocate_channels(..., round_to=...): a multiple of it kept in every group",
     )
+    parser.add_argument(
+        "--validation-size",
+        type=int,
+        default=10000,
+        help="the last N training images, never trained on: each row's validation_accuracy, "
+        "on which settings are chosen (0: none)",
+    )
     parser.add_argument("--cache", default="runs/structured_cache")
     parser.add_argument("--out", default="docs/structured.json")
+    parser.add_argument(
+        "--table", action="store_true", help="print --out's accuracy tables and run nothing"
+    )
     args = parser.parse_args()
+    if args.table:
+        print(table(read_rows(args.out)))
+        return
     if args.round_to < 1:
         parser.error(f"--round-to must be at least 1. Received: {args.round_to}")
     if args.round_to != 1 and "structured_admm_progressive" in args.methods:
@@ -439,12 +529,16 @@ def main() -> None:
             "structured_admm_progressive allocates each stage itself. Received: --round-to "
             f"{args.round_to} with structured_admm_progressive"
         )
+    if args.validation_size < 0 or args.train_size + args.validation_size > TRAIN_IMAGES:
+        parser.error(
+            f"--train-size + --validation-size must be at most the {TRAIN_IMAGES} training "
+            "images (the validation images are the last ones, never trained on). Received: "
+            f"{args.train_size} + {args.validation_size}"
+        )
     (x, y), test = load()
     data = ((x[: args.train_size], y[: args.train_size]), test)
-    done = set()
-    if os.path.exists(args.out):
-        with open(args.out) as handle:
-            done = done_runs([json.loads(line) for line in handle if line.strip()], args)
+    held_out = (x[TRAIN_IMAGES - args.validation_size :], y[TRAIN_IMAGES - args.validation_size :])
+    done = done_runs(read_rows(args.out), args) if os.path.exists(args.out) else set()
     for seed in args.seeds:
         start = time.process_time()
         dense, dense_acc = dense_model(seed, args.dense_epochs, data, args.cache, args.network)
@@ -476,6 +570,10 @@ def main() -> None:
                     "dense_epochs": args.dense_epochs,
                     "epochs": args.ramp_epochs + args.retrain_epochs,
                     "test_accuracy": accuracy(small, *test),
+                    "validation_accuracy": (
+                        accuracy(small, *held_out) if args.validation_size else None
+                    ),
+                    "validation_size": args.validation_size,
                     "params": int(small.count_params()),
                     "dense_params": int(dense.count_params()),
                     "cpu_seconds": time.process_time() - start,

@@ -69,6 +69,12 @@ def test_a_run_is_done_only_with_the_same_settings():
             ["--round-to", "16", "--methods", "structured_admm_progressive"],
             "allocates each stage itself",
         ),
+        (
+            ["--train-size", "55000"],
+            "at most the 60000 training images (the validation images are the last ones, never "
+            "trained on). Received: 55000 + 10000",
+        ),
+        (["--validation-size", "-1"], "Received: 30000 + -1"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(monkeypatch, capsys, argv, message):
@@ -102,3 +108,32 @@ def test_the_l1_baseline_with_readers_keeps_the_channel_its_readers_weigh_most()
         kept[readers] = np.flatnonzero(np.abs(conv.get_weights()[0]).sum((0, 1, 2)))
     assert kept[False].tolist() == [0]
     assert kept[True].tolist() == [1]
+
+
+def test_the_table_pairs_each_method_with_l1_on_the_same_seeds():
+    def row(method, seed, test, **changes):
+        return _row(method, seed, test_accuracy=test, dense_accuracy=0.9, flops_rate=2.0, **changes)
+
+    rows = [
+        row("l1_gradual", 0, 0.900),
+        row("l1_gradual", 1, 0.910),
+        row("structured_admm_ramp_masked", 0, 0.700),  # run again below: the later row counts
+        row("structured_admm_ramp_masked", 0, 0.905, validation_accuracy=0.92),
+        row("structured_admm_ramp_masked", 1, 0.925, validation_accuracy=0.94),
+        row("structured_admm_ramp_masked", 2, 0.990, masking="end"),  # stale: not read
+        row("structured_admm_ramp_masked", 0, 0.880, rho_final=1.0),  # another variant
+        row("structured_admm_ramp_masked", 0, 0.5, epochs=12, ramp_epochs=4),  # another setting
+    ]
+    text = S.table(rows)
+    assert text.count("| l1_gradual | default |") == 1  # no L1 row in the 4 + 8 setting
+    assert "mobilenet_v2_small, dense 8 epochs (90.00 ± 0.00%), 2 + 4 epochs" in text
+    assert (
+        "| structured_admm_ramp_masked | default | 0 1 | 2.00x | 91.50 ± 1.41 | 93.00 ± 1.41 | "
+        "+1.00 ± 0.71 (2) |" in text
+    )
+    assert (
+        "| structured_admm_ramp_masked | 1 | 0 | 2.00x | 88.00 ± 0.00 |  | -2.00 ± 0.00 (1) |"
+        in text
+    )
+    assert "| l1_gradual | default | 0 1 | 2.00x | 90.50 ± 0.71 |  |  |" in text
+    assert "| structured_admm_ramp_masked | default | 0 | 2.00x | 50.00 ± 0.00 |  |  |" in text
