@@ -268,3 +268,44 @@ def test_tfmot_targets_give_every_layer_tfmot_prunes_the_sparsity_and_leave_dept
     assert depthwise and depthwise <= set(allocated)  # tf_admm's allocation prunes them
     assert set(targets) == set(allocated) - depthwise
     assert set(targets.values()) == {0.5}
+
+
+def test_the_channels_side_ships_a_shrunk_model_at_the_rate_asked_and_is_keyed_by_it(tmp_path):
+    import numpy as np
+
+    from tf_admm import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.ReLU()(h)
+    h = keras.layers.Conv2D(8, 3, padding="same")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    dense = keras.Model(inputs, keras.layers.Dense(3)(h))
+    x = np.random.default_rng(0).normal(size=(64, 8, 8, 1)).astype("float32")
+    y = np.arange(64) % 3
+    spec = {"seed": 0, "ramp_epochs": 1, "retrain_epochs": 1, "folder": str(tmp_path)}
+    rows = frontier.run_channels(dense, 2.0, spec, (x, y), (x, y))
+    assert [r["method"] for r in rows] == ["admm_channels_int8"]  # no sparse file
+    row = rows[0]
+    assert row["flops_target"] == 2.0 and row["flops_rate"] >= 1.8
+    assert row["parameters"] < dense.count_params()
+    assert row["sparsity"] == 1.0 - row["parameters"] / dense.count_params()
+    assert row["bits"] == 8 and row["epochs"] == 2
+    # resumed: the unit is the rate it was asked for, not the sparsity it reached
+    args = _args()
+    done = frontier.done_units(
+        [
+            {
+                **row,
+                "network": "net",
+                "side": "tf_admm_channels",
+                "seed": 0,
+                "train_size": 30000,
+                "dense_epochs": 8,
+            }
+        ],
+        args,
+    )
+    assert done == {frontier.unit_key("net", "tf_admm_channels", 2.0, 0, None)}
