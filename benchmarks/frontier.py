@@ -394,6 +394,25 @@ PRUNING_SIDES = {
 }
 
 
+def admm_and_retrain(pruned, spec: dict, train, update) -> None:
+    """The recipe both tf_admm pruning sides run on a wrapped model: ``--ramp-epochs`` at 1e-3
+    with ``update`` (an ``UpdateADMM``), ``hard_project``, ``--retrain-epochs`` on the cosine
+    decay with ``UpdateADMM()`` (the masks held)."""
+    (x, y) = train
+    S.compile_model(pruned)
+    pruned.fit(
+        S.dataset(x, y, spec["seed"]), epochs=spec["ramp_epochs"], verbose=0, callbacks=[update]
+    )
+    tf_admm.hard_project(pruned)
+    S.compile_model(pruned, S.retrain_rate(x, spec["retrain_epochs"]))
+    pruned.fit(
+        S.dataset(x, y, spec["seed"] + 1),
+        epochs=spec["retrain_epochs"],
+        verbose=0,
+        callbacks=[tf_admm.UpdateADMM()],
+    )
+
+
 def run_admm(
     dense, sparsity: float, spec: dict, train, test, bits: list[int], name: str = "admm"
 ) -> list[dict]:
@@ -405,21 +424,7 @@ def run_admm(
     keras.utils.set_random_seed(spec["seed"])
     targets = TARGETS.get(name, admm_targets)(dense, sparsity)
     pruned = tf_admm.prune_low_magnitude(dense, targets, **SCHEDULES[name]())
-    S.compile_model(pruned)
-    pruned.fit(
-        S.dataset(x, y, spec["seed"]),
-        epochs=spec["ramp_epochs"],
-        verbose=0,
-        callbacks=[tf_admm.UpdateADMM(gradient_data=gradient_data)],
-    )
-    tf_admm.hard_project(pruned)
-    S.compile_model(pruned, S.retrain_rate(x, spec["retrain_epochs"]))
-    pruned.fit(
-        S.dataset(x, y, spec["seed"] + 1),
-        epochs=spec["retrain_epochs"],
-        verbose=0,
-        callbacks=[tf_admm.UpdateADMM()],
-    )
+    admm_and_retrain(pruned, spec, train, tf_admm.UpdateADMM(gradient_data=gradient_data))
     stripped = tf_admm.strip_admm(pruned)
     prune_cpu = time.process_time() - start
     # the pruned model, for the bits the tf_admm_bits side quantizes it to later
@@ -531,21 +536,7 @@ def run_channels(dense, rate: float, spec: dict, train, test) -> list[dict]:
     start = time.process_time()
     keras.utils.set_random_seed(spec["seed"])
     pruned = tf_admm.prune_channels(dense, tf_admm.allocate_channels(dense, rate))
-    S.compile_model(pruned)
-    pruned.fit(
-        S.dataset(x, y, spec["seed"]),
-        epochs=spec["ramp_epochs"],
-        verbose=0,
-        callbacks=[tf_admm.UpdateADMM()],
-    )
-    tf_admm.hard_project(pruned)
-    S.compile_model(pruned, S.retrain_rate(x, spec["retrain_epochs"]))
-    pruned.fit(
-        S.dataset(x, y, spec["seed"] + 1),
-        epochs=spec["retrain_epochs"],
-        verbose=0,
-        callbacks=[tf_admm.UpdateADMM()],
-    )
+    admm_and_retrain(pruned, spec, train, tf_admm.UpdateADMM())
     small = tf_admm.shrink(pruned)
     cpu = time.process_time() - start
     epochs = spec["ramp_epochs"] + spec["retrain_epochs"]
