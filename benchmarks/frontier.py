@@ -813,6 +813,12 @@ def points(rows: list[dict]) -> list[dict]:
                 "label": f"{method} ({epochs} ep)" if several else method,
                 "side": group[0]["side"],
                 "sparsity": sparsity,
+                # the tf_admm_channels side's MAC rate (its sparsity is the weights removed)
+                "flops_rate": (
+                    float(np.mean([r["flops_rate"] for r in group]))
+                    if "flops_rate" in group[0]
+                    else None
+                ),
                 "epochs": epochs,
                 "seeds": len(group),
                 "accuracy": float(np.mean(acc)),
@@ -845,6 +851,13 @@ def paired(rows: list[dict], mine: dict, theirs: dict) -> tuple[float, float, in
     return (float(np.mean(diffs)) if diffs else float("nan")), std, len(diffs)
 
 
+def where(p: dict) -> str:
+    """A point's sparsity, and for a shrunk channel-pruned model its MAC rate first."""
+    if p["flops_rate"] is None:
+        return f"{p['sparsity']:g}"
+    return f"{p['flops_rate']:.2f}x MACs ({p['sparsity']:.3f})"
+
+
 def table(out: str) -> None:
     """The frontier points as a Markdown table, then for each TFMOT point the best tf_admm
     point at no more bytes (zipped, raw, then stripped) and no more epochs after the dense
@@ -861,7 +874,7 @@ def table(out: str) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for p in pts:
         print(
-            f"| {p['network']} | {p['method']} | {p['sparsity']:g} | {p['epochs']} | "
+            f"| {p['network']} | {p['method']} | {where(p)} | {p['epochs']} | "
             f"{p['seeds']} | "
             f"{p['accuracy']:.2f} ± {p['std']:.2f} | {p['raw_bytes']:,.0f} | "
             f"{p['zipped_bytes']:,.0f} |"
@@ -891,13 +904,13 @@ def table(out: str) -> None:
             if best:
                 mean, std, n = paired(rows, best, t)
                 answer = (
-                    f"{best['method']} at {best['sparsity']:g}, {best['epochs']} ep "
+                    f"{best['method']} at {where(best)}, {best['epochs']} ep "
                     f"({best['accuracy']:.2f}, {best[size]:,.0f} B) | "
                     f"{best['accuracy'] - t['accuracy']:+.2f} | "
                     f"{mean:+.2f} ± {std:.2f} ({n})"
                 )
             print(
-                f"| {t['network']} | {t['method']} at {t['sparsity']:g}, {t['epochs']} ep "
+                f"| {t['network']} | {t['method']} at {where(t)}, {t['epochs']} ep "
                 f"({t['accuracy']:.2f}) | {t[size]:,.0f} | {answer} |"
             )
         print()

@@ -128,6 +128,25 @@ def _args():
     )
 
 
+def test_a_shrunk_channel_point_is_named_by_its_mac_rate(capsys, tmp_path):
+    rows = []
+    for seed in (0, 1):
+        rows += [
+            _row(seed, "tfmot", "tfmot_gmp_int8", 0.5, 0.80, 100),
+            _row(seed, "tf_admm", "admm_int8", 0.5, 0.79, 90),
+            {
+                **_row(seed, "tf_admm_channels", "admm_channels_int8", 0.4832, 0.83, 70),
+                "flops_rate": 2.0 + seed / 100,
+            },
+        ]
+    text = _table(rows, tmp_path, capsys)
+    assert "| net | admm_channels_int8 | 2.00x MACs (0.483) | 6 | 2 | 83.00 ± 0.00 |" in text
+    assert (
+        "| tfmot_gmp_int8 at 0.5, 6 ep (80.00) | 100 | admm_channels_int8 at 2.00x MACs (0.483), "
+        "6 ep (83.00, 70 B) | +3.00 | +3.00 ± 0.00 (2) |" in text
+    )
+
+
 def test_a_unit_is_done_only_at_the_same_data_dense_model_and_budget():
     args = _args()
     base = {"network": "net", "side": "tf_admm", "sparsity": 0.5, "train_size": 30000}
