@@ -1,7 +1,8 @@
 """LiteRT latency of shrunk models against their dense files, at 1.5x, 2x and 3x fewer MACs.
 
 For each network (MobileNetV2 alpha 1.0 and ResNet50 at 224x224x3, a CIFAR-style ResNet-20
-with identity shortcuts at 32x32x3, a DenseNet-style net with Concatenate at 32x32x3) with
+with identity shortcuts at 32x32x3, a DenseNet-style net with Concatenate at 32x32x3, and the
+ResNet-14 and MobileNetV2-style net of the Fashion-MNIST studies at 28x28x1) with
 random weights (latency depends on shapes, not on what was learned), it removes the channels
 ``tf_admm.allocate_channels(model, rate, round_to=...)`` allocates (random channels of each
 group, ``tf_admm.removal.zero_channels``: what ``hard_project`` of a structured constraint
@@ -32,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 from bench_latency import time_files
-from nets import cifar_resnet
+from nets import cifar_resnet, mobilenet_v2_small
 
 import tf_admm
 from tf_admm import keras
@@ -67,6 +68,9 @@ NETWORKS = {
     "resnet50": lambda: keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3)),
     "cifar_resnet20": cifar_resnet,  # width 16, 3 blocks a stage, 32x32x3
     "densenet_style": densenet_style,
+    # the Fashion-MNIST nets of structured_accuracy.py and frontier.py, at their 28x28x1 inputs
+    "resnet14_w8": lambda: cifar_resnet((28, 28, 1), width=8, blocks=2),
+    "mobilenet_v2_small": mobilenet_v2_small,
 }
 
 
