@@ -94,6 +94,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import structured_accuracy as S  # noqa: E402  (benchmarks/ is the script's directory)
 import tensorflow as tf  # noqa: E402
+from common import mean_std  # noqa: E402
 from fashion_mnist import load  # noqa: E402
 
 import tf_admm  # noqa: E402
@@ -116,6 +117,8 @@ SIDES = (
     "tf_admm_uniform",
     "tf_admm_channels",
 )
+# the sides with one unit per MAC rate of --flops-rates (the others: per sparsity)
+BY_MAC_RATE = ("tf_admm_channels",)
 # the sides with one unit per bit width (the others: one per sparsity and seed)
 PER_WIDTH = ("tf_admm_bits", "tf_admm_shrink")
 CORE_SIDES = SIDES[:3]
@@ -538,19 +541,19 @@ def run_channels(dense, rate: float, spec: dict, train, test) -> list[dict]:
     pruned = tf_admm.prune_channels(dense, tf_admm.allocate_channels(dense, rate))
     admm_and_retrain(pruned, spec, train, tf_admm.UpdateADMM())
     small = tf_admm.shrink(pruned)
-    cpu = time.process_time() - start
+    fields = {
+        "cpu_seconds": time.process_time() - start,
+        "parameters": small.count_params(),
+        "sparsity": 1.0 - small.count_params() / dense.count_params(),
+        "flops_rate": tf_admm.flops.total_macs(dense) / tf_admm.flops.total_macs(small),
+        "flops_target": rate,
+    }
     epochs = spec["ramp_epochs"] + spec["retrain_epochs"]
     name = "admm_channels_int8"
     rows = export_rows(
         small, spec["folder"], name, test, x, sparse_too=False, bits=8, epochs=epochs
     )
-    for row in rows:
-        row["cpu_seconds"] = cpu
-        row["parameters"] = small.count_params()
-        row["sparsity"] = 1.0 - small.count_params() / dense.count_params()
-        row["flops_rate"] = tf_admm.flops.total_macs(dense) / tf_admm.flops.total_macs(small)
-        row["flops_target"] = rate
-    return rows
+    return [{**row, **fields} for row in rows]
 
 
 # ----------------------------------------------------------------------------- driver
@@ -660,14 +663,14 @@ def main() -> None:
         }
         units = [("anchor", 0.0, None)] if "anchor" in args.sides else []
         for sparsity in args.sparsities:
-            for side in SIDES[1:-1]:  # all but tf_admm_channels, which goes by MAC rate
+            for side in (s for s in SIDES[1:] if s not in BY_MAC_RATE):
                 widths = {
                     "tf_admm_bits": args.bits,
                     # 8: the int8 file of the pruned model, then the k-bit models
                     "tf_admm_shrink": [8] + [k for k in args.bits if k != 8],
                 }.get(side, [None])
                 units += [(side, sparsity, k) for k in widths]
-        units += [("tf_admm_channels", rate, None) for rate in args.flops_rates]
+        units += [(side, rate, None) for side in BY_MAC_RATE for rate in args.flops_rates]
         for side, sparsity, k in units:
             if side not in args.sides or unit_key(args.network, side, sparsity, seed, k) in done:
                 continue
@@ -821,9 +824,9 @@ def points(rows: list[dict]) -> list[dict]:
                 ),
                 "epochs": epochs,
                 "seeds": len(group),
-                "accuracy": float(np.mean(acc)),
                 # the sample standard deviation over seeds, as every table of the docs
-                "std": float(np.std(acc, ddof=1)) if len(acc) > 1 else 0.0,
+                "accuracy": mean_std(acc)[0],
+                "std": mean_std(acc)[1],
                 "raw_bytes": float(np.mean([r["raw_bytes"] for r in group])),
                 "zipped_bytes": float(np.mean([r["zipped_bytes"] for r in group])),
                 # rows written before the field existed have none: no stripped figure then
@@ -847,8 +850,9 @@ def paired(rows: list[dict], mine: dict, theirs: dict) -> tuple[float, float, in
 
     a, b = by_seed(mine), by_seed(theirs)
     diffs = [a[seed] - b[seed] for seed in sorted(a.keys() & b.keys())]
-    std = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else 0.0
-    return (float(np.mean(diffs)) if diffs else float("nan")), std, len(diffs)
+    if not diffs:
+        return float("nan"), 0.0, 0
+    return (*mean_std(diffs), len(diffs))
 
 
 def where(p: dict) -> str:

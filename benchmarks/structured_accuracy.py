@@ -60,6 +60,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 import tensorflow as tf
+from common import hold_out, mean_std
 from fashion_mnist import load
 from nets import cifar_resnet, mobilenet_v2_small
 
@@ -427,8 +428,8 @@ BASELINE = "l1_gradual"  # what every method is set against, paired by seed
 
 
 def _mean_std(values: list[float], sign: str = "") -> str:
-    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return f"{float(np.mean(values)):{sign}.2f} ± {std:.2f}"
+    mean, std = mean_std(values)
+    return f"{mean:{sign}.2f} ± {std:.2f}"
 
 
 def table(rows: list[dict]) -> str:
@@ -465,7 +466,7 @@ def table(rows: list[dict]) -> str:
             "|---|---|---|---|---|---|---|",
         ]
         base = variants.get((BASELINE, None), {})
-        for (method, rho), by_seed in sorted(variants.items(), key=str):
+        for (method, rho), by_seed in sorted(variants.items(), key=lambda item: str(item[0])):
             seeds = sorted(by_seed)
             test = [100 * by_seed[s]["test_accuracy"] for s in seeds]
             held = [by_seed[s].get("validation_accuracy") for s in seeds]
@@ -537,7 +538,7 @@ def main() -> None:
         )
     (x, y), test = load()
     data = ((x[: args.train_size], y[: args.train_size]), test)
-    held_out = (x[TRAIN_IMAGES - args.validation_size :], y[TRAIN_IMAGES - args.validation_size :])
+    held_out = hold_out(x, y, args.validation_size)[1] if args.validation_size else None
     done = done_runs(read_rows(args.out), args) if os.path.exists(args.out) else set()
     for seed in args.seeds:
         start = time.process_time()
@@ -570,9 +571,7 @@ def main() -> None:
                     "dense_epochs": args.dense_epochs,
                     "epochs": args.ramp_epochs + args.retrain_epochs,
                     "test_accuracy": accuracy(small, *test),
-                    "validation_accuracy": (
-                        accuracy(small, *held_out) if args.validation_size else None
-                    ),
+                    "validation_accuracy": (accuracy(small, *held_out) if held_out else None),
                     "validation_size": args.validation_size,
                     "params": int(small.count_params()),
                     "dense_params": int(dense.count_params()),

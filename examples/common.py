@@ -51,6 +51,17 @@ def load_mnist(path: str | None = None):
     return (prep(x_train), y_train.astype("int64")), (prep(x_test), y_test.astype("int64"))
 
 
+def mean_std(values) -> tuple[float, float]:
+    """The mean of ``values`` and their sample standard deviation (ddof=1; 0 for one value):
+    how every table of the docs summarizes seeds.
+
+    >>> mean_std([80.0, 82.0])[0], round(mean_std([80.0, 82.0])[1] ** 2, 6), mean_std([1.0])
+    (81.0, 2.0, (1.0, 0.0))
+    """
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return float(np.mean(values)), std
+
+
 def hold_out(x, y, n: int = 5000):
     """``(x, y)`` without its last ``n`` examples, and those ``n``: the validation split of the
     examples and benchmarks (55,000 + 5,000 of the MNIST training images)."""
