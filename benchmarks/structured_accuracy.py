@@ -31,7 +31,8 @@ each ``--rates`` (dense MACs / pruned MACs) with the per-group targets of
 - ``structured_admm_progressive``: the paper's progressive scheme with physical removal between
   steps, run by ``tf_admm.ProgressiveCompressor`` with ``Stage(flops_rate=...)`` (``STAGES``
   steps at geometrically growing MAC reductions, each allocated on the model the last step
-  shrank, each with its share of both phases).
+  shrank, each with its share of both phases; the stages' reports are measured on the
+  held-out images below).
 
 Both sides: Adam, batch 128, the same batches (one shuffle seed), the same epochs; 1e-3 over
 the ramp, a cosine decay from 1e-3 to 0 over the retraining. The test accuracy is that of the
@@ -39,7 +40,9 @@ shrunk Keras model; its ``validation_accuracy`` is on the last ``--validation-si
 images, which no run trains on (``--train-size`` takes the first ones): settings are chosen on
 it, and the test accuracy of the chosen one is reported. One JSON object per run is appended
 to ``--out`` (kind "accuracy"), and a run already there with the same settings (epochs,
-training images, dense epochs, ``--rho-final``, ``--round-to``) is skipped (resumable).
+training images, dense epochs, ``--rho-final`` and ``--update-every`` for the ADMM methods,
+``--round-to``) is skipped (resumable). ``--rho-final`` and ``--update-every`` set the ADMM
+phase's ``schedules.Gradual`` (default: the library's).
 ``--round-to`` keeps a multiple of that many channels in every group
 (``allocate_channels(..., round_to=...)``, what the int8 latency tables measure with 16),
 for both methods alike.
@@ -223,7 +226,7 @@ def run_admm(
     seed,
     ramp_epochs,
     retrain_epochs,
-    rho_final=None,
+    gradual=None,
     masking="end",
     ramp_end=1.0,
     gradient_batches=0,
@@ -232,9 +235,10 @@ def run_admm(
 ):
     (x, y), _ = data
     keras.utils.set_random_seed(seed)
-    # rho_final None: the library's default
+    # gradual: the flags' schedules.Gradual arguments (rho_final, update_every); their
+    # defaults are the library's
     schedule = tf_admm.schedules.Gradual(
-        rho_final=rho_final, masking=masking, ramp_end=ramp_end, pull=pull
+        **(gradual or {}), masking=masking, ramp_end=ramp_end, pull=pull
     )
     pruned = tf_admm.prune_channels(dense, targets, schedule=schedule, score=score)
     compile_model(pruned)
@@ -272,7 +276,7 @@ run_admm_consumers = functools.partial(
 )
 
 
-def run_admm_progressive(dense, rate, data, seed, ramp_epochs, retrain_epochs, rho_final=None):
+def run_admm_progressive(dense, rate, data, seed, ramp_epochs, retrain_epochs, gradual=None):
     """The paper's progressive scheme with physical removal between steps, run by the library:
     ``tf_admm.ProgressiveCompressor`` over ``STAGES`` ``Stage(flops_rate=...)`` steps at
     geometrically growing MAC reductions (each allocated by ``allocate_channels`` on the model
@@ -280,9 +284,12 @@ def run_admm_progressive(dense, rate, data, seed, ramp_epochs, retrain_epochs, r
     retraining epochs. A stage's ADMM phase mirrors the one-step method: a sparsity ramp over
     the whole phase, Z/U every tenth of it (at most 100 steps), rho 1e-3 to 0.1, the channels
     outside Z's support masked along the ramp (a channel Stage's default), a constant learning
-    rate; retraining on a cosine decay. The accuracy guard is off (tolerance 1)."""
-    (x, y), test = data
+    rate; retraining on a cosine decay. The accuracy guard is off (tolerance 1); the stages'
+    reports are measured on the held-out images, never on the test set."""
+    (x, y), held_out = data
+    gradual = {**GRADUAL_FLAGS, **(gradual or {})}
     steps = int(np.ceil(len(x) / BATCH)) * (ramp_epochs // STAGES)
+    every = gradual["update_every"]
     stages = [
         tf_admm.Stage(
             f"{rate ** (k / STAGES):.2f}x",
@@ -291,8 +298,8 @@ def run_admm_progressive(dense, rate, data, seed, ramp_epochs, retrain_epochs, r
             retrain_epochs=retrain_epochs // STAGES,
             ramp=1.0,
             unit="step",
-            update_every=min(100, max(1, steps // 10)),
-            rho_final=rho_final or 0.1,
+            update_every=min(100, max(1, steps // 10)) if every == "auto" else every,
+            rho_final=gradual["rho_final"] or 0.1,
         )
         for k in range(1, STAGES + 1)
     ]
@@ -302,7 +309,7 @@ def run_admm_progressive(dense, rate, data, seed, ramp_epochs, retrain_epochs, r
         stages,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         train_data=(x, y),
-        validation_data=test,
+        validation_data=held_out,
         tolerance=1.0,
         batch_size=BATCH,
         seed=seed,
@@ -339,7 +346,7 @@ SCORE["structured_admm_consumers"] = SCORE["structured_admm_ramp_consumers"] = "
 SCORE["l1_gradual_consumers"] = "group_and_consumers"  # L1 norms, not sums of squares
 
 
-def run_l1(dense, targets, data, seed, ramp_epochs, retrain_epochs, rho_final=None, readers=False):
+def run_l1(dense, targets, data, seed, ramp_epochs, retrain_epochs, gradual=None, readers=False):
     (x, y), _ = data
     keras.utils.set_random_seed(seed)
     model = keras.models.clone_model(dense)
@@ -376,9 +383,31 @@ METHODS = {
 }
 
 
-def takes_rho_final(method: str) -> bool:
-    """The methods whose ADMM schedule ``--rho-final`` sets (recorded in their rows)."""
+# the schedules.Gradual arguments the flags set for the ADMM methods (--rho-final,
+# --update-every), with the value of the library's default (what rows before a field ran with)
+GRADUAL_FLAGS = {"rho_final": None, "update_every": "auto"}
+
+
+def is_admm(method: str) -> bool:
+    """Whether ``method`` runs an ADMM schedule (which :data:`GRADUAL_FLAGS` set)."""
     return method.startswith("structured_admm")
+
+
+def gradual_settings(method: str, source: dict) -> tuple:
+    """The values of :data:`GRADUAL_FLAGS` a run of ``method`` was made with, read from a row
+    or the flags (``vars(args)``): ``()`` for the baselines, which have no ADMM schedule."""
+    if not is_admm(method):
+        return ()
+    return tuple(source.get(name, default) for name, default in GRADUAL_FLAGS.items())
+
+
+def update_every(text: str):
+    """``--update-every``: ``"auto"`` or a number of steps (>= 1)."""
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or an int >= 1. Received: {text!r}")
+    return int(text)
 
 
 def read_rows(path: str) -> list[dict]:
@@ -404,15 +433,15 @@ def current_rows(rows: list[dict]) -> list[dict]:
 
 def done_runs(rows: list[dict], args) -> set[tuple]:
     """The ``(method, target rate, seed)`` runs of ``rows`` made with ``args``' settings
-    (network, ``--rho-final`` for the ADMM methods, epochs, dense epochs, training images,
-    ``--round-to``; rows written before a field existed have its old value), which a resumed
-    run skips. Only :func:`current_rows` count."""
+    (network, :data:`GRADUAL_FLAGS` for the ADMM methods, epochs, dense epochs, training
+    images, ``--round-to``; rows written before a field existed have its old value), which a
+    resumed run skips. Only :func:`current_rows` count."""
     done = set()
     for r in current_rows(rows):
-        rho = r.get("rho_final") if takes_rho_final(r["method"]) else args.rho_final
+        method = r["method"]
         same_run = (
             r["network"] == args.network
-            and rho == args.rho_final
+            and gradual_settings(method, r) == gradual_settings(method, vars(args))
             and r.get("ramp_epochs", 4) == args.ramp_epochs
             and r.get("epochs") == args.ramp_epochs + args.retrain_epochs
             and r.get("dense_epochs") == args.dense_epochs
@@ -434,7 +463,8 @@ def _mean_std(values: list[float], sign: str = "") -> str:
 
 def table(rows: list[dict]) -> str:
     """Markdown, one table per setting (network, dense epochs, ramp + retraining epochs,
-    training images, ``--round-to``, MAC rate): per method and ``--rho-final``, the seeds, the
+    training images, ``--round-to``, MAC rate): per method and ADMM schedule (``--rho-final``,
+    ``--update-every``; empty for the baselines), the seeds, the
     MAC rate reached, test and validation accuracy (%, mean ± std over seeds) and the
     difference from :data:`BASELINE`'s test accuracy on the same seeds (mean ± std, paired by
     seed). Of two rows of one run, the later one counts."""
@@ -449,7 +479,7 @@ def table(rows: list[dict]) -> str:
             r.get("round_to", 1),
             r["target_rate"],
         )
-        variant = (r["method"], r.get("rho_final"))
+        variant = (r["method"], *gradual_settings(r["method"], r))
         settings.setdefault(key, {}).setdefault(variant, {})[r["seed"]] = r
     out = []
     for key in sorted(settings):
@@ -461,12 +491,15 @@ def table(rows: list[dict]) -> str:
             f"{ramp} + {epochs - ramp} epochs, {images} training images, round_to {round_to}, "
             f"{rate:g}x fewer MACs",
             "",
-            "| method | rho_final | seeds | MACs | test % | validation % | - "
+            "| method | rho_final | update_every | seeds | MACs | test % | validation % | - "
             f"{BASELINE} (paired) |",
-            "|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|",
         ]
-        base = variants.get((BASELINE, None), {})
-        for (method, rho), by_seed in sorted(variants.items(), key=lambda item: str(item[0])):
+        base = variants.get((BASELINE,), {})
+        for variant, by_seed in sorted(variants.items(), key=lambda item: str(item[0])):
+            method, *schedule = variant
+            rho, every = schedule or (None, "")
+            rho = "" if not schedule else "default" if rho is None else f"{rho:g}"
             seeds = sorted(by_seed)
             test = [100 * by_seed[s]["test_accuracy"] for s in seeds]
             held = [by_seed[s].get("validation_accuracy") for s in seeds]
@@ -476,7 +509,7 @@ def table(rows: list[dict]) -> str:
             paired = f"{_mean_std(diff, '+')} ({len(diff)})" if diff and method != BASELINE else ""
             macs = float(np.mean([by_seed[s]["flops_rate"] for s in seeds]))
             out.append(
-                f"| {method} | {'default' if rho is None else f'{rho:g}'} | "
+                f"| {method} | {rho} | {every} | "
                 f"{' '.join(map(str, seeds))} | {macs:.2f}x | {_mean_std(test)} | {valid} | "
                 f"{paired} |"
             )
@@ -499,6 +532,13 @@ def main() -> None:
         type=float,
         default=None,
         help="schedules.Gradual(rho_final=...) for the ADMM phase (default: the library's)",
+    )
+    parser.add_argument(
+        "--update-every",
+        type=update_every,
+        default="auto",
+        help="schedules.Gradual(update_every=...): steps between two Z/U updates of the ADMM "
+        "phase (default: the library's 'auto')",
     )
     parser.add_argument(
         "--round-to",
@@ -530,6 +570,11 @@ def main() -> None:
             "structured_admm_progressive allocates each stage itself. Received: --round-to "
             f"{args.round_to} with structured_admm_progressive"
         )
+    if args.validation_size == 0 and "structured_admm_progressive" in args.methods:
+        parser.error(
+            "structured_admm_progressive validates its stages on the held-out images, never "
+            "on the test set: --validation-size must be at least 1. Received: 0"
+        )
     if args.validation_size < 0 or args.train_size + args.validation_size > TRAIN_IMAGES:
         parser.error(
             f"--train-size + --validation-size must be at most the {TRAIN_IMAGES} training "
@@ -537,12 +582,15 @@ def main() -> None:
             f"{args.train_size} + {args.validation_size}"
         )
     (x, y), test = load()
-    data = ((x[: args.train_size], y[: args.train_size]), test)
+    train = (x[: args.train_size], y[: args.train_size])
     held_out = hold_out(x, y, args.validation_size)[1] if args.validation_size else None
+    gradual = {name: getattr(args, name) for name in GRADUAL_FLAGS}  # the ADMM runs' schedule
     done = done_runs(read_rows(args.out), args) if os.path.exists(args.out) else set()
     for seed in args.seeds:
         start = time.process_time()
-        dense, dense_acc = dense_model(seed, args.dense_epochs, data, args.cache, args.network)
+        dense, dense_acc = dense_model(
+            seed, args.dense_epochs, (train, test), args.cache, args.network
+        )
         dense_cpu = time.process_time() - start
         dense_macs = tf_admm.flops.total_macs(dense)
         for rate in args.rates:
@@ -554,11 +602,11 @@ def main() -> None:
                 small = METHODS[method](
                     dense,
                     rate if method.endswith("progressive") else targets,
-                    data,
+                    (train, held_out),  # the test set is for the rows alone
                     seed,
                     args.ramp_epochs,
                     args.retrain_epochs,
-                    args.rho_final,
+                    gradual,
                 )
                 record = {
                     "network": args.network,
@@ -578,7 +626,7 @@ def main() -> None:
                     "cpu_seconds": time.process_time() - start,
                     "dense_cpu_seconds": dense_cpu,
                     "train_size": args.train_size,
-                    "rho_final": args.rho_final if takes_rho_final(method) else None,
+                    **(gradual if is_admm(method) else dict.fromkeys(GRADUAL_FLAGS)),
                     "retrain_schedule": "cosine",
                     "ramp_epochs": args.ramp_epochs,
                     "stages": STAGES if method.endswith("progressive") else 1,

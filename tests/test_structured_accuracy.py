@@ -12,6 +12,7 @@ def _args(**changes) -> argparse.Namespace:
     settings = dict(
         network="mobilenet_v2_small",
         rho_final=None,
+        update_every="auto",
         ramp_epochs=2,
         retrain_epochs=4,
         dense_epochs=8,
@@ -57,8 +58,13 @@ def test_a_run_is_done_only_with_the_same_settings():
     assert S.done_runs(rows, _args(ramp_epochs=4, retrain_epochs=8)) == {
         ("structured_admm_ramp_masked", 2.0, 2)
     }
-    # --rho-final is an ADMM setting: it keeps L1's rows, not ADMM's
+    # --rho-final and --update-every are ADMM settings: they keep L1's rows, not ADMM's
     assert S.done_runs(rows, _args(round_to=16, rho_final=1.0)) == {("l1_gradual", 2.0, 0)}
+    assert S.done_runs(rows, _args(round_to=16, update_every=20)) == {("l1_gradual", 2.0, 0)}
+    # a row written before update_every was recorded ran with the library's "auto"
+    assert S.done_runs([_row(), _row(seed=1, update_every=20)], _args(update_every=20)) == {
+        ("structured_admm_ramp_masked", 2.0, 1)
+    }
 
 
 @pytest.mark.parametrize(
@@ -75,6 +81,11 @@ def test_a_run_is_done_only_with_the_same_settings():
             "trained on). Received: 55000 + 10000",
         ),
         (["--validation-size", "-1"], "Received: 30000 + -1"),
+        (
+            ["--validation-size", "0", "--methods", "structured_admm_progressive"],
+            "validates its stages on the held-out images, never on the test set",
+        ),
+        (["--update-every", "0"], "must be 'auto' or an int >= 1. Received: '0'"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(monkeypatch, capsys, argv, message):
@@ -122,18 +133,50 @@ def test_the_table_pairs_each_method_with_l1_on_the_same_seeds():
         row("structured_admm_ramp_masked", 1, 0.925, validation_accuracy=0.94),
         row("structured_admm_ramp_masked", 2, 0.990, masking="end"),  # stale: not read
         row("structured_admm_ramp_masked", 0, 0.880, rho_final=1.0),  # another variant
+        row("structured_admm_ramp_masked", 1, 0.930, update_every=20),  # and another
         row("structured_admm_ramp_masked", 0, 0.5, epochs=12, ramp_epochs=4),  # another setting
     ]
     text = S.table(rows)
-    assert text.count("| l1_gradual | default |") == 1  # no L1 row in the 4 + 8 setting
+    assert text.count("| l1_gradual |  |  |") == 1  # no L1 row in the 4 + 8 setting
     assert "mobilenet_v2_small, dense 8 epochs (90.00 ± 0.00%), 2 + 4 epochs" in text
     assert (
-        "| structured_admm_ramp_masked | default | 0 1 | 2.00x | 91.50 ± 1.41 | 93.00 ± 1.41 | "
+        "| structured_admm_ramp_masked | default | auto | 0 1 | 2.00x | 91.50 ± 1.41 | "
+        "93.00 ± 1.41 | "
         "+1.00 ± 0.71 (2) |" in text
     )
     assert (
-        "| structured_admm_ramp_masked | 1 | 0 | 2.00x | 88.00 ± 0.00 |  | -2.00 ± 0.00 (1) |"
-        in text
+        "| structured_admm_ramp_masked | 1 | auto | 0 | 2.00x | 88.00 ± 0.00 |  | "
+        "-2.00 ± 0.00 (1) |" in text
     )
-    assert "| l1_gradual | default | 0 1 | 2.00x | 90.50 ± 0.71 |  |  |" in text
-    assert "| structured_admm_ramp_masked | default | 0 | 2.00x | 50.00 ± 0.00 |  |  |" in text
+    assert (
+        "| structured_admm_ramp_masked | default | 20 | 1 | 2.00x | 93.00 ± 0.00 |  | "
+        "+2.00 ± 0.00 (1) |" in text
+    )
+    assert "| l1_gradual |  |  | 0 1 | 2.00x | 90.50 ± 0.71 |  |  |" in text
+    assert (
+        "| structured_admm_ramp_masked | default | auto | 0 | 2.00x | 50.00 ± 0.00 |  |  |" in text
+    )
+
+
+def test_the_progressive_method_validates_on_the_held_out_images(monkeypatch):
+    """Its stages' reports are measured on the runner's second data item (the held-out
+    images main passes), not on the test set."""
+    import numpy as np
+
+    seen = {}
+
+    class Driver:
+        def __init__(self, model, stages, **kwargs):
+            seen.update(kwargs, stages=stages)
+
+        def run(self):
+            return "shrunk"
+
+    monkeypatch.setattr(S.tf_admm, "ProgressiveCompressor", Driver)
+    train = (np.zeros((256, 28, 28, 1)), np.zeros(256))
+    held_out = (np.ones((10, 28, 28, 1)), np.ones(10))
+    out = S.run_admm_progressive("dense", 3.0, (train, held_out), 0, 4, 2, {"update_every": 7})
+    assert out == "shrunk"
+    assert seen["validation_data"] is held_out
+    assert seen["train_data"][0] is train[0]
+    assert [s.update_every for s in seen["stages"]] == [7, 7]
