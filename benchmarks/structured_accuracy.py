@@ -40,9 +40,10 @@ shrunk Keras model; its ``validation_accuracy`` is on the last ``--validation-si
 images, which no run trains on (``--train-size`` takes the first ones): settings are chosen on
 it, and the test accuracy of the chosen one is reported. One JSON object per run is appended
 to ``--out`` (kind "accuracy"), and a run already there with the same settings (epochs,
-training images, dense epochs, ``--rho-final`` and ``--update-every`` for the ADMM methods,
-``--round-to``) is skipped (resumable). ``--rho-final`` and ``--update-every`` set the ADMM
-phase's ``schedules.Gradual`` (default: the library's).
+training images, dense epochs, the method's schedule flags, ``--round-to``) is skipped
+(resumable). The schedule flags: ``--rho-final`` and ``--update-every`` set the ADMM phase's
+``schedules.Gradual`` (default: the library's), ``--prune-every`` the steps between two
+pruning steps of the L1 baselines' ramp (default 100).
 ``--round-to`` keeps a multiple of that many channels in every group
 (``allocate_channels(..., round_to=...)``, what the int8 latency tables measure with 16),
 for both methods alike.
@@ -72,6 +73,7 @@ from tf_admm import keras
 
 L = keras.layers
 BATCH = 128
+L1_EVERY = 100  # the L1 baselines' steps between two pruning steps (Zhu and Gupta's)
 TRAIN_IMAGES = 60000  # Fashion-MNIST's training set; the validation images are its last ones
 
 
@@ -148,7 +150,7 @@ class GroupL1Pruning(keras.callbacks.Callback):
         groups,
         targets: dict[int, float],
         ramp_steps: int,
-        every: int = 100,
+        every: int = L1_EVERY,
         readers: bool = False,
     ):
         super().__init__()
@@ -226,7 +228,7 @@ def run_admm(
     seed,
     ramp_epochs,
     retrain_epochs,
-    gradual=None,
+    schedule=None,
     masking="end",
     ramp_end=1.0,
     gradient_batches=0,
@@ -235,12 +237,12 @@ def run_admm(
 ):
     (x, y), _ = data
     keras.utils.set_random_seed(seed)
-    # gradual: the flags' schedules.Gradual arguments (rho_final, update_every); their
+    # schedule: the flags' schedules.Gradual arguments (SCHEDULE_FLAGS["admm"]); their
     # defaults are the library's
-    schedule = tf_admm.schedules.Gradual(
-        **(gradual or {}), masking=masking, ramp_end=ramp_end, pull=pull
+    gradual = tf_admm.schedules.Gradual(
+        **(schedule or {}), masking=masking, ramp_end=ramp_end, pull=pull
     )
-    pruned = tf_admm.prune_channels(dense, targets, schedule=schedule, score=score)
+    pruned = tf_admm.prune_channels(dense, targets, schedule=gradual, score=score)
     compile_model(pruned)
     # gradient_batches > 0: rho per wrapper by its loss-gradient RMS on that many batches
     gradient_data = dataset(x, y, seed).take(gradient_batches) if gradient_batches else None
@@ -276,7 +278,7 @@ run_admm_consumers = functools.partial(
 )
 
 
-def run_admm_progressive(dense, rate, data, seed, ramp_epochs, retrain_epochs, gradual=None):
+def run_admm_progressive(dense, rate, data, seed, ramp_epochs, retrain_epochs, schedule=None):
     """The paper's progressive scheme with physical removal between steps, run by the library:
     ``tf_admm.ProgressiveCompressor`` over ``STAGES`` ``Stage(flops_rate=...)`` steps at
     geometrically growing MAC reductions (each allocated by ``allocate_channels`` on the model
@@ -287,7 +289,7 @@ def run_admm_progressive(dense, rate, data, seed, ramp_epochs, retrain_epochs, g
     rate; retraining on a cosine decay. The accuracy guard is off (tolerance 1); the stages'
     reports are measured on the held-out images, never on the test set."""
     (x, y), held_out = data
-    gradual = {**GRADUAL_FLAGS, **(gradual or {})}
+    gradual = {**SCHEDULE_FLAGS["admm"], **(schedule or {})}
     steps = int(np.ceil(len(x) / BATCH)) * (ramp_epochs // STAGES)
     every = gradual["update_every"]
     stages = [
@@ -346,14 +348,15 @@ SCORE["structured_admm_consumers"] = SCORE["structured_admm_ramp_consumers"] = "
 SCORE["l1_gradual_consumers"] = "group_and_consumers"  # L1 norms, not sums of squares
 
 
-def run_l1(dense, targets, data, seed, ramp_epochs, retrain_epochs, gradual=None, readers=False):
+def run_l1(dense, targets, data, seed, ramp_epochs, retrain_epochs, schedule=None, readers=False):
     (x, y), _ = data
     keras.utils.set_random_seed(seed)
     model = keras.models.clone_model(dense)
     model.set_weights(dense.get_weights())
     groups = tf_admm.channel_groups(model)
     steps = ramp_epochs * int(np.ceil(len(x) / BATCH))
-    pruner = GroupL1Pruning(groups, targets, steps, readers=readers)
+    every = (schedule or {}).get("prune_every", L1_EVERY)
+    pruner = GroupL1Pruning(groups, targets, steps, every=every, readers=readers)
     compile_model(model)
     model.fit(dataset(x, y, seed), epochs=ramp_epochs, verbose=0, callbacks=[pruner])
     pruner._prune(1.0)
@@ -383,22 +386,32 @@ METHODS = {
 }
 
 
-# the schedules.Gradual arguments the flags set for the ADMM methods (--rho-final,
-# --update-every), with the value of the library's default (what rows before a field ran with)
-GRADUAL_FLAGS = {"rho_final": None, "update_every": "auto"}
+# the flags that set each kind of method's schedule, with their defaults (what rows written
+# before a field ran with): the ADMM methods' schedules.Gradual arguments (--rho-final,
+# --update-every; the library's defaults), the L1 baselines' steps between two pruning steps
+# (--prune-every)
+SCHEDULE_FLAGS = {
+    "admm": {"rho_final": None, "update_every": "auto"},
+    "l1": {"prune_every": L1_EVERY},
+}
 
 
-def is_admm(method: str) -> bool:
-    """Whether ``method`` runs an ADMM schedule (which :data:`GRADUAL_FLAGS` set)."""
-    return method.startswith("structured_admm")
+def schedule_of(method: str, source: dict) -> dict:
+    """The schedule settings (:data:`SCHEDULE_FLAGS` of ``method``'s kind) a run of ``method``
+    was made with, read from a row or from the flags (``vars(args)``)."""
+    flags = SCHEDULE_FLAGS["admm" if method.startswith("structured_admm") else "l1"]
+    return {name: source.get(name, default) for name, default in flags.items()}
 
 
-def gradual_settings(method: str, source: dict) -> tuple:
-    """The values of :data:`GRADUAL_FLAGS` a run of ``method`` was made with, read from a row
-    or the flags (``vars(args)``): ``()`` for the baselines, which have no ADMM schedule."""
-    if not is_admm(method):
-        return ()
-    return tuple(source.get(name, default) for name, default in GRADUAL_FLAGS.items())
+def schedule_text(method: str, settings: dict) -> str:
+    """The settings that differ from their defaults, ``name=value`` (or "default")."""
+    flags = SCHEDULE_FLAGS["admm" if method.startswith("structured_admm") else "l1"]
+    changed = [
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in settings.items()
+        if v != flags[k]
+    ]
+    return ", ".join(changed) or "default"
 
 
 def update_every(text: str):
@@ -433,15 +446,15 @@ def current_rows(rows: list[dict]) -> list[dict]:
 
 def done_runs(rows: list[dict], args) -> set[tuple]:
     """The ``(method, target rate, seed)`` runs of ``rows`` made with ``args``' settings
-    (network, :data:`GRADUAL_FLAGS` for the ADMM methods, epochs, dense epochs, training
-    images, ``--round-to``; rows written before a field existed have its old value), which a
+    (network, the method's :data:`SCHEDULE_FLAGS`, epochs, dense epochs, training images,
+    ``--round-to``; rows written before a field existed have its old value), which a
     resumed run skips. Only :func:`current_rows` count."""
     done = set()
     for r in current_rows(rows):
         method = r["method"]
         same_run = (
             r["network"] == args.network
-            and gradual_settings(method, r) == gradual_settings(method, vars(args))
+            and schedule_of(method, r) == schedule_of(method, vars(args))
             and r.get("ramp_epochs", 4) == args.ramp_epochs
             and r.get("epochs") == args.ramp_epochs + args.retrain_epochs
             and r.get("dense_epochs") == args.dense_epochs
@@ -463,8 +476,8 @@ def _mean_std(values: list[float], sign: str = "") -> str:
 
 def table(rows: list[dict]) -> str:
     """Markdown, one table per setting (network, dense epochs, ramp + retraining epochs,
-    training images, ``--round-to``, MAC rate): per method and ADMM schedule (``--rho-final``,
-    ``--update-every``; empty for the baselines), the seeds, the
+    training images, ``--round-to``, MAC rate): per method and schedule (its
+    :data:`SCHEDULE_FLAGS` that differ from their defaults), the seeds, the
     MAC rate reached, test and validation accuracy (%, mean ± std over seeds) and the
     difference from :data:`BASELINE`'s test accuracy on the same seeds (mean ± std, paired by
     seed). Of two rows of one run, the later one counts."""
@@ -479,7 +492,7 @@ def table(rows: list[dict]) -> str:
             r.get("round_to", 1),
             r["target_rate"],
         )
-        variant = (r["method"], *gradual_settings(r["method"], r))
+        variant = (r["method"], tuple(schedule_of(r["method"], r).items()))
         settings.setdefault(key, {}).setdefault(variant, {})[r["seed"]] = r
     out = []
     for key in sorted(settings):
@@ -491,25 +504,22 @@ def table(rows: list[dict]) -> str:
             f"{ramp} + {epochs - ramp} epochs, {images} training images, round_to {round_to}, "
             f"{rate:g}x fewer MACs",
             "",
-            "| method | rho_final | update_every | seeds | MACs | test % | validation % | - "
-            f"{BASELINE} (paired) |",
-            "|---|---|---|---|---|---|---|---|",
+            f"| method | schedule | seeds | MACs | test % | validation % | - {BASELINE} (paired) |",
+            "|---|---|---|---|---|---|---|",
         ]
-        base = variants.get((BASELINE,), {})
-        for variant, by_seed in sorted(variants.items(), key=lambda item: str(item[0])):
-            method, *schedule = variant
-            rho, every = schedule or (None, "")
-            rho = "" if not schedule else "default" if rho is None else f"{rho:g}"
+        base = variants.get((BASELINE, tuple(schedule_of(BASELINE, {}).items())), {})
+        for (method, chosen), by_seed in sorted(variants.items(), key=lambda item: str(item[0])):
             seeds = sorted(by_seed)
             test = [100 * by_seed[s]["test_accuracy"] for s in seeds]
             held = [by_seed[s].get("validation_accuracy") for s in seeds]
             valid = _mean_std([100 * v for v in held]) if None not in held else ""
             shared = [s for s in seeds if s in base]
             diff = [100 * (by_seed[s]["test_accuracy"] - base[s]["test_accuracy"]) for s in shared]
-            paired = f"{_mean_std(diff, '+')} ({len(diff)})" if diff and method != BASELINE else ""
+            is_base = by_seed is base
+            paired = f"{_mean_std(diff, '+')} ({len(diff)})" if diff and not is_base else ""
             macs = float(np.mean([by_seed[s]["flops_rate"] for s in seeds]))
             out.append(
-                f"| {method} | {rho} | {every} | "
+                f"| {method} | {schedule_text(method, dict(chosen))} | "
                 f"{' '.join(map(str, seeds))} | {macs:.2f}x | {_mean_std(test)} | {valid} | "
                 f"{paired} |"
             )
@@ -541,6 +551,12 @@ def main() -> None:
         "phase (default: the library's 'auto')",
     )
     parser.add_argument(
+        "--prune-every",
+        type=int,
+        default=L1_EVERY,
+        help="the L1 baselines' steps between two pruning steps of their ramp",
+    )
+    parser.add_argument(
         "--round-to",
         type=int,
         default=1,
@@ -564,6 +580,8 @@ def main() -> None:
         return
     if args.round_to < 1:
         parser.error(f"--round-to must be at least 1. Received: {args.round_to}")
+    if args.prune_every < 1:
+        parser.error(f"--prune-every must be at least 1. Received: {args.prune_every}")
     if args.round_to != 1 and "structured_admm_progressive" in args.methods:
         parser.error(
             "--round-to applies to the one-step methods (their allocation is made here); "
@@ -584,7 +602,6 @@ def main() -> None:
     (x, y), test = load()
     train = (x[: args.train_size], y[: args.train_size])
     held_out = hold_out(x, y, args.validation_size)[1] if args.validation_size else None
-    gradual = {name: getattr(args, name) for name in GRADUAL_FLAGS}  # the ADMM runs' schedule
     done = done_runs(read_rows(args.out), args) if os.path.exists(args.out) else set()
     for seed in args.seeds:
         start = time.process_time()
@@ -606,7 +623,7 @@ def main() -> None:
                     seed,
                     args.ramp_epochs,
                     args.retrain_epochs,
-                    gradual,
+                    schedule_of(method, vars(args)),
                 )
                 record = {
                     "network": args.network,
@@ -626,7 +643,7 @@ def main() -> None:
                     "cpu_seconds": time.process_time() - start,
                     "dense_cpu_seconds": dense_cpu,
                     "train_size": args.train_size,
-                    **(gradual if is_admm(method) else dict.fromkeys(GRADUAL_FLAGS)),
+                    **schedule_of(method, vars(args)),
                     "retrain_schedule": "cosine",
                     "ramp_epochs": args.ramp_epochs,
                     "stages": STAGES if method.endswith("progressive") else 1,

@@ -13,6 +13,7 @@ def _args(**changes) -> argparse.Namespace:
         network="mobilenet_v2_small",
         rho_final=None,
         update_every="auto",
+        prune_every=100,
         ramp_epochs=2,
         retrain_epochs=4,
         dense_epochs=8,
@@ -65,6 +66,10 @@ def test_a_run_is_done_only_with_the_same_settings():
     assert S.done_runs([_row(), _row(seed=1, update_every=20)], _args(update_every=20)) == {
         ("structured_admm_ramp_masked", 2.0, 1)
     }
+    # --prune-every is the L1 baselines' (rows before it: every 100 steps)
+    assert S.done_runs(rows, _args(round_to=16, prune_every=20)) == {
+        ("structured_admm_ramp_masked", 2.0, 1)
+    }
 
 
 @pytest.mark.parametrize(
@@ -86,6 +91,7 @@ def test_a_run_is_done_only_with_the_same_settings():
             "validates its stages on the held-out images, never on the test set",
         ),
         (["--update-every", "0"], "must be 'auto' or an int >= 1. Received: '0'"),
+        (["--prune-every", "0"], "--prune-every must be at least 1. Received: 0"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(monkeypatch, capsys, argv, message):
@@ -134,28 +140,29 @@ def test_the_table_pairs_each_method_with_l1_on_the_same_seeds():
         row("structured_admm_ramp_masked", 2, 0.990, masking="end"),  # stale: not read
         row("structured_admm_ramp_masked", 0, 0.880, rho_final=1.0),  # another variant
         row("structured_admm_ramp_masked", 1, 0.930, update_every=20),  # and another
+        row("l1_gradual", 1, 0.920, prune_every=20),  # L1 on another schedule: not the base
         row("structured_admm_ramp_masked", 0, 0.5, epochs=12, ramp_epochs=4),  # another setting
     ]
     text = S.table(rows)
-    assert text.count("| l1_gradual |  |  |") == 1  # no L1 row in the 4 + 8 setting
+    assert text.count("| l1_gradual | default |") == 1  # no L1 row in the 4 + 8 setting
     assert "mobilenet_v2_small, dense 8 epochs (90.00 ± 0.00%), 2 + 4 epochs" in text
     assert (
-        "| structured_admm_ramp_masked | default | auto | 0 1 | 2.00x | 91.50 ± 1.41 | "
-        "93.00 ± 1.41 | "
+        "| structured_admm_ramp_masked | default | 0 1 | 2.00x | 91.50 ± 1.41 | 93.00 ± 1.41 | "
         "+1.00 ± 0.71 (2) |" in text
     )
     assert (
-        "| structured_admm_ramp_masked | 1 | auto | 0 | 2.00x | 88.00 ± 0.00 |  | "
+        "| structured_admm_ramp_masked | rho_final=1 | 0 | 2.00x | 88.00 ± 0.00 |  | "
         "-2.00 ± 0.00 (1) |" in text
     )
     assert (
-        "| structured_admm_ramp_masked | default | 20 | 1 | 2.00x | 93.00 ± 0.00 |  | "
+        "| structured_admm_ramp_masked | update_every=20 | 1 | 2.00x | 93.00 ± 0.00 |  | "
         "+2.00 ± 0.00 (1) |" in text
     )
-    assert "| l1_gradual |  |  | 0 1 | 2.00x | 90.50 ± 0.71 |  |  |" in text
     assert (
-        "| structured_admm_ramp_masked | default | auto | 0 | 2.00x | 50.00 ± 0.00 |  |  |" in text
+        "| l1_gradual | prune_every=20 | 1 | 2.00x | 92.00 ± 0.00 |  | +1.00 ± 0.00 (1) |" in text
     )
+    assert "| l1_gradual | default | 0 1 | 2.00x | 90.50 ± 0.71 |  |  |" in text
+    assert "| structured_admm_ramp_masked | default | 0 | 2.00x | 50.00 ± 0.00 |  |  |" in text
 
 
 def test_the_progressive_method_validates_on_the_held_out_images(monkeypatch):
