@@ -396,16 +396,20 @@ SCHEDULE_FLAGS = {
 }
 
 
+def schedule_flags(method: str) -> dict:
+    """:data:`SCHEDULE_FLAGS` of ``method``'s kind, with their defaults."""
+    return SCHEDULE_FLAGS["admm" if method.startswith("structured_admm") else "l1"]
+
+
 def schedule_of(method: str, source: dict) -> dict:
-    """The schedule settings (:data:`SCHEDULE_FLAGS` of ``method``'s kind) a run of ``method``
-    was made with, read from a row or from the flags (``vars(args)``)."""
-    flags = SCHEDULE_FLAGS["admm" if method.startswith("structured_admm") else "l1"]
-    return {name: source.get(name, default) for name, default in flags.items()}
+    """The schedule settings (:func:`schedule_flags`) a run of ``method`` was made with, read
+    from a row or from the flags (``vars(args)``)."""
+    return {name: source.get(name, default) for name, default in schedule_flags(method).items()}
 
 
 def schedule_text(method: str, settings: dict) -> str:
     """The settings that differ from their defaults, ``name=value`` (or "default")."""
-    flags = SCHEDULE_FLAGS["admm" if method.startswith("structured_admm") else "l1"]
+    flags = schedule_flags(method)
     changed = [
         f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
         for k, v in settings.items()
