@@ -289,9 +289,10 @@ def run_admm_progressive(dense, rate, data, seed, ramp_epochs, retrain_epochs, s
     rate; retraining on a cosine decay. The accuracy guard is off (tolerance 1); the stages'
     reports are measured on the held-out images, never on the test set."""
     (x, y), held_out = data
-    gradual = {**SCHEDULE_FLAGS["admm"], **(schedule or {})}
+    # the flags' schedule, whose rules (Z/U interval, final rho) each stage's phase follows
+    gradual = tf_admm.schedules.Gradual(**(schedule or {}))
     steps = int(np.ceil(len(x) / BATCH)) * (ramp_epochs // STAGES)
-    every = gradual["update_every"]
+    rho = 1e-3  # each stage's starting rho (Stage's default)
     stages = [
         tf_admm.Stage(
             f"{rate ** (k / STAGES):.2f}x",
@@ -300,8 +301,9 @@ def run_admm_progressive(dense, rate, data, seed, ramp_epochs, retrain_epochs, s
             retrain_epochs=retrain_epochs // STAGES,
             ramp=1.0,
             unit="step",
-            update_every=min(100, max(1, steps // 10)) if every == "auto" else every,
-            rho_final=gradual["rho_final"] or 0.1,
+            rho=rho,
+            update_every=gradual.interval(steps),
+            rho_final=gradual.rho_rule(rho, steps)[1],
         )
         for k in range(1, STAGES + 1)
     ]
@@ -607,6 +609,7 @@ def main() -> None:
     train = (x[: args.train_size], y[: args.train_size])
     held_out = hold_out(x, y, args.validation_size)[1] if args.validation_size else None
     done = done_runs(read_rows(args.out), args) if os.path.exists(args.out) else set()
+    schedules = {method: schedule_of(method, vars(args)) for method in args.methods}
     for seed in args.seeds:
         start = time.process_time()
         dense, dense_acc = dense_model(
@@ -627,7 +630,7 @@ def main() -> None:
                     seed,
                     args.ramp_epochs,
                     args.retrain_epochs,
-                    schedule_of(method, vars(args)),
+                    schedules[method],
                 )
                 record = {
                     "network": args.network,
@@ -647,7 +650,7 @@ def main() -> None:
                     "cpu_seconds": time.process_time() - start,
                     "dense_cpu_seconds": dense_cpu,
                     "train_size": args.train_size,
-                    **schedule_of(method, vars(args)),
+                    **schedules[method],
                     "retrain_schedule": "cosine",
                     "ramp_epochs": args.ramp_epochs,
                     "stages": STAGES if method.endswith("progressive") else 1,
