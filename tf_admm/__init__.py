@@ -31,6 +31,7 @@ from tf_admm import (  # noqa: F401  (submodules, importable as tf_admm.NAME)
     layer_kinds,
     layouts,
     penalty,
+    post_training,
     progressive,
     projections,
     quantizers,
@@ -59,6 +60,7 @@ from tf_admm.constraints import (
 )
 from tf_admm.export import check_tflite, export_tflite, size_report, strip_tflite_names
 from tf_admm.penalty import ADMMPenalty
+from tf_admm.post_training import compress_post_training
 from tf_admm.progressive import (
     ProgressiveCompressor,
     Stage,
@@ -105,6 +107,7 @@ __all__ = [
     "channel_groups",
     "check_tflite",
     "compress",
+    "compress_post_training",
     "compression_record",
     "export_tflite",
     "find_wrappers",

@@ -39,17 +39,26 @@ from tf_admm.updates import find_wrappers
 from tf_admm.validation import check_bool, check_model, check_positive, check_scheme
 from tf_admm.wrapper import ADMMWrapper, check_unwrapped
 
-__all__ = ["compress", "prune_low_magnitude", "quantize", "strip_admm"]
+__all__ = [
+    "check_model_kind",
+    "compress",
+    "prune_low_magnitude",
+    "quantize",
+    "strip_admm",
+    "target_resolver",
+    "wrap_layers",
+    "WrapOptions",
+]
 
 SparsitySpec = Any  # float | Constraint | dict[str, float | Constraint | None] | Callable
 ScheduleSpec = Any  # ADMMSchedule | its config | dict[str, ADMMSchedule | None] | None
 
 
-def _check_model_kind(model, caller: str) -> None:
+def check_model_kind(model, caller: str) -> None:
     if is_sequential(model) or is_functional(model):
         for layer in model.layers:
             if is_model(layer):
-                _check_model_kind(layer, caller)
+                check_model_kind(layer, caller)
         return
     raise ValueError(
         f"{caller} accepts Sequential and Functional models. Received: a subclassed model "
@@ -98,7 +107,7 @@ def _resolver(spec: Any, layers: list, arg: str = "sparsity", convert: Callable 
     return lambda layer: value if registry.is_compressible(layer) else None
 
 
-class _Options:
+class WrapOptions:
     """What every wrapper of one call gets besides its constraint: rho and its schedule,
     checked before anything is created."""
 
@@ -199,10 +208,10 @@ def prune_low_magnitude(
             "prune_low_magnitude needs a target. Received: sparsity=None; allowed: a float in "
             "[0, 1), a constraint, a dict layer name -> either, or a callable."
         )
-    return _wrap(
+    return wrap_layers(
         to_prune,
         lambda layers: _resolver(sparsity, layers),
-        _Options(rho, schedule),
+        WrapOptions(rho, schedule),
         "prune_low_magnitude",
     )
 
@@ -268,7 +277,7 @@ def quantize(
     _check_quant_options(scheme, per_channel)
     convert = _bits_converter(scheme, per_channel)
     resolve = lambda layers: _resolver(bits, layers, "bits", convert)  # noqa: E731
-    return _wrap(to_quantize, resolve, _Options(rho, schedule), "quantize")
+    return wrap_layers(to_quantize, resolve, WrapOptions(rho, schedule), "quantize")
 
 
 def compress(
@@ -297,9 +306,19 @@ def compress(
     >>> tf_admm.hard_project(m)
     {'admm_fc': 0.75}
     """
-    _check_quant_options(scheme, per_channel)
     if sparsity is None and bits is None:
         raise ValueError("compress needs sparsity=..., bits=... or both. Received neither.")
+    resolve = target_resolver(sparsity, bits, scheme, per_channel)
+    return wrap_layers(to_compress, resolve, WrapOptions(rho, schedule), "compress")
+
+
+def target_resolver(
+    sparsity: SparsitySpec, bits: BitsSpec, scheme: str, per_channel: bool
+) -> Callable:
+    """``layers -> (layer -> constraint | None)`` for :func:`compress`'s ``sparsity`` and
+    ``bits`` (either may be None): every value converted and checked when given the layers,
+    a layer with both getting a :class:`tf_admm.Quantization` that prunes first."""
+    _check_quant_options(scheme, per_channel)
 
     def resolve_both(layers):
         by_sparsity = _resolver(sparsity, layers, "sparsity", _sparsity_only)
@@ -320,7 +339,7 @@ def compress(
 
         return resolve
 
-    return _wrap(to_compress, resolve_both, _Options(rho, schedule), "compress")
+    return resolve_both
 
 
 def _sparsity_only(value):
@@ -330,7 +349,7 @@ def _sparsity_only(value):
     return constraint
 
 
-def _wrap(to_prune, make_resolver: Callable, options: _Options, caller: str):
+def wrap_layers(to_prune, make_resolver: Callable, options: WrapOptions, caller: str):
     """Shared body of the entry points: ``make_resolver(layers)`` gives layer -> constraint."""
     if isinstance(to_prune, (list, tuple)):
         for layer in to_prune:
@@ -358,7 +377,7 @@ def _wrap(to_prune, make_resolver: Callable, options: _Options, caller: str):
         return options.wrap(_own(layer), constraint)
 
     model = to_prune
-    _check_model_kind(model, caller)
+    check_model_kind(model, caller)
     if not model.built or not getattr(model, "inputs", None):
         raise ValueError(
             f"Model {model.name!r} is not built. Build it first: give it a keras.Input, or call "
@@ -447,7 +466,7 @@ def strip_admm(model, *, in_place: bool = False):
     if not isinstance(in_place, bool):
         raise ValueError(f"in_place must be True or False. Received: in_place={in_place!r}")
     if not in_place:
-        _check_model_kind(model, "strip_admm")
+        check_model_kind(model, "strip_admm")
     pending = [w.name for w in find_wrappers(model) if w.built and not w.masked]
     if pending:
         warnings.warn(

@@ -92,10 +92,10 @@ def prune_channels(
             ``"group_and_consumers"``, which also counts the input weights of the layers that
             read each channel.
     """
-    from tf_admm.prune import _check_model_kind, _Options, _wrap
+    from tf_admm.prune import WrapOptions, check_model_kind, wrap_layers
 
     score = check_choice("score", score, CHANNEL_SCORES)
-    options = _Options(rho, schedule)
+    options = WrapOptions(rho, schedule)
     if options.by_name is not None:
         raise ValueError(
             "prune_channels takes one schedule for every wrapper (a channel group is projected "
@@ -103,7 +103,7 @@ def prune_channels(
         )
 
     check_model("prune_channels", model, built=True)
-    _check_model_kind(model, "prune_channels")
+    check_model_kind(model, "prune_channels")
     groups = channel_groups(model)
     targets = _group_targets(groups, sparsity)
     if not targets:
@@ -125,7 +125,7 @@ def prune_channels(
             ChannelSparsity(per_layer[layer.name], score) if layer.name in per_layer else None
         )
 
-    return _wrap(model, resolver, options, "prune_channels")
+    return wrap_layers(model, resolver, options, "prune_channels")
 
 
 def _mac_terms(groups: ChannelGroups) -> list[tuple]:

@@ -1,0 +1,203 @@
+"""``compress_post_training``: a trained model compressed from calibration data alone.
+
+Layer by layer in the model's order, each layer's calibration inputs are taken from the model
+as compressed so far (as SparseGPT does), ``H = Xᵀ X`` is accumulated over streamed batches,
+and layer-wise ADMM (:mod:`.layerwise_admm`) finds the kernel in the constraint set that best
+reproduces the layer's outputs. Only one layer's ``H`` and one batch of its inputs are held at
+a time, so memory follows the largest layer, not the model or the calibration set.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+
+from tf_admm import registry
+from tf_admm._keras import flat_layers, is_model, keras
+from tf_admm.cloning import clone
+from tf_admm.layouts import OnLayout
+from tf_admm.post_training import layerwise_admm
+from tf_admm.post_training.calibration import Calibration
+from tf_admm.post_training.linear_maps import linear_map, supported
+from tf_admm.prune import BitsSpec, SparsitySpec, check_model_kind, target_resolver
+from tf_admm.validation import check_bool, check_int, check_model, check_positive
+
+__all__ = ["compress_post_training"]
+
+
+def compress_post_training(
+    model,
+    calibration_data: Any,
+    *,
+    sparsity: SparsitySpec = None,
+    bits: BitsSpec = None,
+    scheme: str = "uniform",
+    per_channel: bool = True,
+    batch_size: int = 32,
+    iterations: int = 40,
+    damping: float = 0.01,
+    skip_unsupported: bool = False,
+    verbose: bool = True,
+):
+    """Compress a trained model from calibration data, without training (layer-wise ADMM).
+
+    For every targeted layer, the kernel ``W`` in the constraint set that minimises
+    ``||X W0 - X W||²`` on the layer's calibration inputs ``X`` (taken from the model compressed
+    so far), found by ADMM with the library's projections, then refitted on the support found
+    (or on the levels' scales, for quantization). Biases and every other layer are kept.
+
+    Args:
+        model: a built Sequential or Functional model (Keras 3, or tf_keras under
+            ``TF_USE_LEGACY_KERAS=1``); it is not changed.
+        calibration_data: a few hundred representative inputs: an array (a list or dict of
+            arrays for several inputs), or a ``tf.data.Dataset`` of batches of inputs or of
+            ``(inputs, targets)``. Labels are not needed.
+        sparsity: as in :func:`tf_admm.compress`: a float in [0, 1), a constraint
+            (``tf_admm.NMSparsity(2, 4)``, ``tf_admm.BlockSparsity(0.8, (1, 4))``), a dict
+            layer name -> either (:func:`tf_admm.allocate_sparsity` gives one), or a callable.
+        bits: 2..8 bits, ``"ternary"``, ``"binary"`` or a :class:`tf_admm.Quantization`, in
+            the same forms; with ``sparsity`` too, the survivors take nonzero levels.
+        scheme, per_channel: the levels, as in :func:`tf_admm.quantize`.
+        batch_size: samples per batch when streaming array data.
+        iterations: ADMM iterations per layer.
+        damping: added to ``H``'s diagonal, relative to its mean (inputs that never vary).
+        skip_unsupported: leave targeted layers this path cannot read (see
+            :func:`tf_admm.post_training.linear_maps.supported`) dense with a warning, instead
+            of refusing the call.
+        verbose: print one line per layer: the relative output error of plain projection
+            (magnitude) and of ADMM, and the time taken.
+
+    Returns:
+        A new plain model of the same architecture; every targeted kernel is exactly in its
+        set (``k`` nonzeros, n:m, blocks, levels).
+
+    Raises:
+        ValueError: on bad input (a subclassed or nested model, data that does not fit the
+            inputs, fewer than 16 samples, a target a layer cannot take), before any work.
+
+    >>> import numpy as np, tf_admm
+    >>> from tf_admm import keras
+    >>> model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8, name="fc")])
+    >>> x = np.random.default_rng(0).normal(size=(64, 16)).astype("float32")
+    >>> small = tf_admm.compress_post_training(model, x, sparsity=0.75, verbose=False)
+    >>> float((small.get_layer("fc").kernel.numpy() == 0).mean())
+    0.75
+    """
+    check_model("compress_post_training", model, built=True)
+    check_model_kind(model, "compress_post_training")
+    nested = [layer.name for layer in model.layers if is_model(layer)]
+    if nested or not getattr(model, "inputs", None):
+        raise ValueError(
+            "compress_post_training reads each layer's inputs from the model's own graph, so "
+            f"it takes a model built on keras.Input without nested models. Received: model "
+            f"{model.name!r}" + (f" with nested models {nested}" if nested else " without inputs")
+        )
+    if sparsity is None and bits is None:
+        raise ValueError(
+            "compress_post_training needs sparsity=..., bits=... or both. Received neither."
+        )
+    check_bool("skip_unsupported", skip_unsupported)
+    check_bool("verbose", verbose)
+    iterations = check_int("iterations", iterations, 1)
+    damping = check_positive("damping", damping)
+    layers = flat_layers(model)
+    resolve = target_resolver(sparsity, bits, scheme, per_channel)(layers)
+    targets = _targets(layers, resolve, skip_unsupported)
+    data = Calibration(model, calibration_data, batch_size)
+
+    work = clone(model)
+    work.set_weights(model.get_weights())
+    for index, (name, constraint) in enumerate(targets, 1):
+        start = time.perf_counter()
+        layer = work.get_layer(name)
+        linear = linear_map(layer)
+        h = _gram(work, layer, linear, data)
+        projected, before, after = _compress_layer(linear, constraint, h, iterations, damping)
+        linear.kernel.assign(projected.astype(np.asarray(linear.kernel).dtype))
+        if verbose:
+            print(
+                f"[{index}/{len(targets)}] {name} ({type(layer).__name__}): output error "
+                f"{before:.4f} projected, {after:.4f} after ADMM "
+                f"({time.perf_counter() - start:.1f} s)",
+                flush=True,
+            )
+    return work
+
+
+def _targets(layers: list, resolve, skip_unsupported: bool) -> list[tuple[str, Any]]:
+    """``(layer name, constraint on its layout)`` per targeted layer, every check done."""
+    targets, unsupported = [], []
+    for layer in layers:
+        constraint = resolve(layer)
+        if constraint is None:
+            continue
+        if getattr(constraint, "channel_level", False):
+            raise ValueError(
+                "compress_post_training does not remove channels yet; it takes unstructured, "
+                f"n:m, block and filter sparsity and quantization. Received: {constraint!r} "
+                f"for layer {layer.name!r}"
+            )
+        if not supported(layer):
+            unsupported.append(f"{layer.name} ({type(layer).__name__})")
+            continue
+        if len(registry.compressible_weights(layer)) != 1:
+            unsupported.append(f"{layer.name} ({type(layer).__name__})")
+            continue
+        weight = registry.compressible_weights(layer)[0]
+        on_layout = OnLayout(constraint, registry.weight_layouts(layer)[0])
+        on_layout.check_weight(tuple(weight.shape), layer.name)
+        if len(getattr(layer, "_inbound_nodes", ())) > 1:  # pragma: no cover - rare
+            unsupported.append(f"{layer.name} (shared)")
+            continue
+        targets.append((layer.name, on_layout))
+    if unsupported:
+        message = (
+            "compress_post_training cannot read the inputs of the targeted layers "
+            f"{unsupported}. Allowed: Dense, Conv1D and Conv2D (groups=1, channels last), "
+            "DepthwiseConv1D and DepthwiseConv2D."
+        )
+        if not skip_unsupported:
+            raise ValueError(message + " Pass skip_unsupported=True to leave them dense.")
+        warnings.warn(message + " They stay dense.", stacklevel=3)
+    if not targets:
+        raise ValueError("compress_post_training: the targets select no layer it can compress.")
+    return targets
+
+
+def _gram(work, layer, linear, data: Calibration) -> np.ndarray:
+    """``Xᵀ X`` per group over the calibration data, inputs from the model compressed so far."""
+    inputs = work.inputs if len(work.inputs) > 1 else work.inputs[0]
+    reader = keras.Model(inputs, layer.input)
+    gram = None
+    for batch in data.batches():
+        rows = linear.rows(np.asarray(reader(batch if len(batch) > 1 else batch[0])))
+        part = rows.transpose(0, 2, 1) @ rows
+        gram = part if gram is None else gram + part
+    return gram
+
+
+def _compress_layer(linear, constraint: OnLayout, h: np.ndarray, iterations: int, damping: float):
+    """(the new kernel, output error of plain projection, output error after ADMM)."""
+    kernel = np.asarray(linear.kernel, np.float64)
+    w0 = linear.groups_of(kernel)
+    h = layerwise_admm.damped(h, damping)
+
+    def project_to(on_layout):
+        return lambda w: linear.groups_of(on_layout.project(linear.kernel_of(w)))
+
+    def at_sparsity(s):
+        return project_to(OnLayout(constraint.constraint.at_sparsity(s), constraint.layout))
+
+    w = layerwise_admm.solve(
+        h,
+        w0,
+        project_to(constraint),
+        constraint.constraint,
+        iterations=iterations,
+        at_sparsity=at_sparsity,
+    )
+    before = layerwise_admm.error(h, w0, project_to(constraint)(w0))
+    return linear.kernel_of(w), before, layerwise_admm.error(h, w0, w)
