@@ -28,6 +28,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -36,10 +37,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 NETWORKS = {"lenet5": ("conv1", "conv2", "fc1", "fc2"), "lenet300": ("fc1", "fc2", "fc3")}
 METHODS = ("admm", "sparsegpt", "wanda", "magnitude", "gptq")
-PATTERNS = {  # pattern: (sparsity, bits, methods that take it)
-    "unstructured": (0.5, None, ("admm", "sparsegpt", "wanda", "magnitude")),
+PATTERNS = {  # pattern: (sparsity (unstructured: --sparsities), bits, methods that take it)
+    "unstructured": (None, None, ("admm", "sparsegpt", "wanda", "magnitude")),
     "2:4": ("2:4", None, ("admm", "sparsegpt", "wanda", "magnitude")),
     "4bit": (None, 4, ("admm", "gptq", "magnitude")),
+    "2bit": (None, 2, ("admm", "gptq", "magnitude")),  # ternary: {-a, 0, a} per channel
 }
 DENSE_EPOCHS = 10
 
@@ -52,7 +54,8 @@ def read_rows(path: str) -> list[dict]:
 
 
 def key(row: dict) -> tuple:
-    return tuple(row[k] for k in ("network", "method", "pattern", "calibration_samples", "seed"))
+    names = ("network", "method", "pattern", "sparsity", "calibration_samples", "seed")
+    return tuple(row[k] for k in names)
 
 
 def load_data(path, quick):
@@ -89,14 +92,14 @@ def dense_model(network: str, seed: int, args):
     return model
 
 
-def targets(network: str, pattern: str, model) -> tuple[dict | None, int | None]:
+def targets(network: str, pattern: str, sparsity, model) -> tuple[dict | None, int | None]:
     """(sparsity per layer or None, bits or None): 2:4 on the layers whose inputs it divides."""
     import tf_admm
 
-    sparsity, bits, _ = PATTERNS[pattern]
+    bits = PATTERNS[pattern][1]
     if sparsity is None:
         return None, bits
-    if sparsity == "2:4":
+    if pattern == "2:4":
         chosen = {}
         for name in NETWORKS[network]:
             kernel = model.get_layer(name).get_weights()[0]
@@ -161,7 +164,7 @@ def child(spec: dict, args) -> dict:
     model = dense_model(spec["network"], spec["seed"], args)
     rng = np.random.default_rng(spec["seed"])
     calibration = x_train[rng.choice(len(x_train), spec["calibration_samples"], replace=False)]
-    by_layer, bits = targets(spec["network"], spec["pattern"], model)
+    by_layer, bits = targets(spec["network"], spec["pattern"], spec["sparsity"], model)
     cpu0 = time.process_time()
     if spec["method"] == "admm":
         small = tf_admm.compress_post_training(
@@ -179,6 +182,10 @@ def child(spec: dict, args) -> dict:
         logits = m.predict(x_test, batch_size=1000, verbose=0)
         return float((logits.argmax(1) == y_test).mean())
 
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "small.tflite")
+        tf_admm.export_tflite(small, path, quantization="int8", representative_data=calibration)
+        litert = tf_admm.check_tflite(small, path, x_test, y_test)["tflite_accuracy"]
     layers = {}
     for name in NETWORKS[spec["network"]]:
         kernel = small.get_layer(name).get_weights()[0]
@@ -190,6 +197,7 @@ def child(spec: dict, args) -> dict:
         "dense_metric": accuracy(model),
         "metric_name": "accuracy",
         "metric": accuracy(small),
+        "litert_metric": float(litert),
         "cpu_seconds": round(cpu, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "layers": layers,
@@ -201,14 +209,14 @@ def table(rows: list[dict]) -> str:
 
     groups: dict = {}
     for row in rows:
-        groups.setdefault((row["network"], row["pattern"], row["calibration_samples"]), []).append(
-            row
-        )
+        unit = (row["network"], row["pattern"], str(row["sparsity"]), row["calibration_samples"])
+        groups.setdefault(unit, []).append(row)
     lines = [
-        "| network | pattern | samples | method | seeds | accuracy % | - ADMM | dense % | CPU s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| network | pattern | samples | method | seeds | accuracy % | - ADMM | LiteRT int8 % "
+        "| dense % | CPU s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (network, pattern, samples), members in sorted(groups.items()):
+    for (network, pattern, sparsity, samples), members in sorted(groups.items()):
         admm = {r["seed"]: r["metric"] for r in members if r["method"] == "admm"}
         for method in METHODS:
             mine = [r for r in members if r["method"] == method]
@@ -221,9 +229,13 @@ def table(rows: list[dict]) -> str:
             if method != "admm" and paired:
                 diff = "{:+.2f} ± {:.2f}".format(*common.mean_std(paired))
             cpu = np.mean([r["cpu_seconds"] for r in mine])
+            litert = "{:.2f} ± {:.2f}".format(
+                *common.mean_std([100 * r["litert_metric"] for r in mine])
+            )
             lines.append(
-                f"| {network} | {pattern} | {samples} | {method} | {len(mine)} | "
-                f"{mean:.2f} ± {std:.2f} | {diff} | {dense:.2f} | {cpu:.1f} |"
+                f"| {network} | {pattern} {sparsity if pattern == 'unstructured' else ''} | "
+                f"{samples} | {method} | {len(mine)} | "
+                f"{mean:.2f} ± {std:.2f} | {diff} | {litert} | {dense:.2f} | {cpu:.1f} |"
             )
     return "\n".join(lines)
 
@@ -234,6 +246,7 @@ def main(argv=None) -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--patterns", default=",".join(PATTERNS))
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--sparsities", default="0.5,0.8", help="of the unstructured pattern")
     parser.add_argument("--calibration-samples", type=int, default=512)
     parser.add_argument("--data", default=None, help="mnist.npz (Keras layout)")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "oneshot.json"))
@@ -257,43 +270,51 @@ def main(argv=None) -> None:
         unknown = sorted(set(given[name]) - set(allowed))
         if unknown:
             raise SystemExit(f"unknown {name} {unknown}; allowed: {sorted(allowed)}")
-    for network in given["networks"]:
-        for seed in (int(s) for s in args.seeds.split(",")):
-            for pattern in given["patterns"]:
-                for method in given["methods"]:
-                    if method not in PATTERNS[pattern][2]:
-                        continue
-                    sparsity, bits, _ = PATTERNS[pattern]
-                    spec = {
-                        "network": network,
-                        "method": method,
-                        "pattern": pattern,
-                        "sparsity": sparsity,
-                        "bits": bits,
-                        "calibration_samples": args.calibration_samples,
-                        "seed": seed,
-                    }
-                    if key(spec) in {key(r) for r in read_rows(args.out)}:
-                        continue
-                    command = [sys.executable, __file__, "--child", json.dumps(spec)]
-                    for flag in ("data", "cache"):
-                        if getattr(args, flag):
-                            command += [f"--{flag}", getattr(args, flag)]
-                    if args.quick:
-                        command.append("--quick")
-                    done = subprocess.run(command, capture_output=True, text=True)
-                    if done.returncode:
-                        raise SystemExit(f"{spec} failed:\n{done.stderr[-3000:]}")
-                    row = dict(spec, **json.loads(done.stdout.strip().splitlines()[-1]))
-                    if args.quick:
-                        row["quick"] = True
-                    with open(args.out, "a") as handle:
-                        handle.write(json.dumps(row) + "\n")
-                    print(
-                        f"{network} seed {seed} {pattern} {method}: {row['metric']:.4f} "
-                        f"(dense {row['dense_metric']:.4f}, {row['cpu_seconds']:.1f} CPU-s)",
-                        flush=True,
-                    )
+    units = [
+        (network, int(seed), pattern, sparsity, method)
+        for network in given["networks"]
+        for seed in args.seeds.split(",")
+        for pattern in given["patterns"]
+        for sparsity in (
+            [float(s) for s in args.sparsities.split(",")]
+            if pattern == "unstructured"
+            else [PATTERNS[pattern][0]]
+        )
+        for method in given["methods"]
+        if method in PATTERNS[pattern][2]
+    ]
+    for network, seed, pattern, sparsity, method in units:
+        spec = {
+            "network": network,
+            "method": method,
+            "pattern": pattern,
+            "sparsity": sparsity,
+            "bits": PATTERNS[pattern][1],
+            "calibration_samples": args.calibration_samples,
+            "seed": seed,
+        }
+        if key(spec) in {key(r) for r in read_rows(args.out)}:
+            continue
+        command = [sys.executable, __file__, "--child", json.dumps(spec)]
+        for flag in ("data", "cache"):
+            if getattr(args, flag):
+                command += [f"--{flag}", getattr(args, flag)]
+        if args.quick:
+            command.append("--quick")
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"{spec} failed:\n{done.stderr[-3000:]}")
+        row = dict(spec, **json.loads(done.stdout.strip().splitlines()[-1]))
+        if args.quick:
+            row["quick"] = True
+        with open(args.out, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        print(
+            f"{network} seed {seed} {pattern} {sparsity} {method}: {row['metric']:.4f} "
+            f"(LiteRT int8 {row['litert_metric']:.4f}, dense {row['dense_metric']:.4f}, "
+            f"{row['cpu_seconds']:.1f} CPU-s)",
+            flush=True,
+        )
     print(table(read_rows(args.out)))
 
 

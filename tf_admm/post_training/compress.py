@@ -37,7 +37,7 @@ def compress_post_training(
     scheme: str = "uniform",
     per_channel: bool = True,
     batch_size: int = 32,
-    iterations: int = 40,
+    iterations: int = 60,
     damping: float = 0.01,
     skip_unsupported: bool = False,
     verbose: bool = True,

@@ -68,9 +68,9 @@ def solve(
     project: Callable[[np.ndarray], np.ndarray],
     constraint: Constraint,
     *,
-    iterations: int = 40,
+    iterations: int = 60,
     ramp: float = 0.5,
-    rho: tuple[float, float] = (0.05, 20.0),
+    rho: tuple[float, float] = (0.01, 10.0),
     at_sparsity: Callable[[float], Callable[[np.ndarray], np.ndarray]] | None = None,
 ) -> np.ndarray:
     """ADMM on ``min ||X(W - W0)||²`` over ``W`` in the set (see the module docstring).
