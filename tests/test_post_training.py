@@ -223,7 +223,7 @@ def test_bad_targets_and_models_are_refused():
         tf_admm.compress_post_training(model, x, sparsity=tf_admm.ChannelSparsity(0.5))
     with pytest.raises(ValueError, match="Received neither"):
         tf_admm.compress_post_training(model, x)
-    with pytest.raises(ValueError, match="names layers that do not exist"):
+    with pytest.raises(ValueError, match=r"sparsity names no linear layer: \['nope'\]"):
         tf_admm.compress_post_training(model, x, sparsity={"nope": 0.5})
 
     class Sub(keras.Model):
@@ -296,3 +296,85 @@ def test_memory_does_not_grow_with_the_number_of_layers():
     may not cost half as much again (holding every layer's XᵀX would cost 3x)."""
     shallow, deep = _peak_numpy_bytes(4), _peak_numpy_bytes(12)
     assert deep < 1.5 * shallow, (shallow, deep)
+
+
+@pytest.mark.parametrize(
+    "equation,output_shape,shape",
+    [
+        ("abc,cde->abde", (None, 4, 6), (3, 8)),  # MultiHeadAttention's query/key/value
+        ("abcd,cde->abe", (None, 8), (3, 4, 6)),  # its output projection
+        ("...b,bc->...c", (5,), (2, 7)),
+    ],
+)
+def test_einsum_rows_times_kernel_is_the_layer_output(equation, output_shape, shape):
+    layer = L.EinsumDense(equation, output_shape=output_shape)
+    x = RNG.normal(size=(2, *shape)).astype("float32")
+    y = np.asarray(layer(x))
+    linear = linear_map(layer)
+    kernel = layer.get_weights()[0]
+    np.testing.assert_array_equal(linear.kernel_of(linear.groups_of(kernel)), kernel)
+    np.testing.assert_allclose(
+        (linear.rows(x) @ linear.groups_of(kernel)).reshape(y.shape), y, atol=1e-4
+    )
+
+
+@keras.utils.register_keras_serializable("tf_admm_tests")
+class Block(L.Layer):
+    """Attention and an MLP inside one custom layer, as KerasHub's decoder blocks hold them."""
+
+    def __init__(self, width=8, **kwargs):
+        super().__init__(**kwargs)
+        self.width = width
+        self.attention = L.MultiHeadAttention(2, width // 2, name="attention")
+        self.mlp = [L.Dense(2 * width, activation="relu", name="up"), L.Dense(width, name="down")]
+
+    def call(self, x):
+        x = x + self.attention(x, x)
+        return x + self.mlp[1](self.mlp[0](x))
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width}
+
+
+def _transformer():
+    inputs = keras.Input((6, 8))
+    x = Block(name="block0")(inputs)
+    x = Block(name="block1")(x)
+    return keras.Model(inputs, L.Dense(3, name="head")(x))
+
+
+def test_layers_inside_custom_layers_are_reached_by_path():
+    model = _transformer()
+    x = RNG.normal(size=(64, 6, 8)).astype("float32")
+    before = [w.copy() for w in model.get_weights()]
+    small = tf_admm.compress_post_training(
+        model, x, sparsity={"block0": 0.5, "block1/up": 0.75, "head": 0.5}, verbose=False
+    )
+    paths = dict(tf_admm.post_training.walk.linear_layers(small))
+    assert sorted(paths) == sorted(
+        f"{b}/{name}"
+        for b in ("block0", "block1")
+        for name in ("attention/query", "attention/key", "attention/value")
+        + ("attention/attention_output", "up", "down")
+    ) + ["head"]
+    for path, layer in paths.items():
+        kernel = np.asarray(layer.get_weights()[0])
+        want = 0.5 if path.startswith("block0") or path == "head" else 0.75
+        want = want if path.startswith("block0") or path in ("head", "block1/up") else 0.0
+        assert float((kernel == 0).mean()) == want, path
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
+    assert _error(model, small, x) < 0.5
+
+
+def test_layer_order_is_the_calling_order():
+    model = _transformer()
+    work = dict(tf_admm.post_training.walk.linear_layers(model))
+    x = RNG.normal(size=(2, 6, 8)).astype("float32")
+    order = tf_admm.post_training.walk.calling_order(model, list(work.values())[::-1], [x])
+    names = {id(l): p for p, l in work.items()}
+    called = [names[id(l)] for l in order]
+    assert called[0] == "block0/attention/query" and called[-1] == "head"
+    assert called.index("block0/down") < called.index("block1/attention/query")
+    # the calls are the classes' own again afterwards
+    assert "call" not in vars(work["head"])

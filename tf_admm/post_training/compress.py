@@ -1,10 +1,11 @@
 """``compress_post_training``: a trained model compressed from calibration data alone.
 
-Layer by layer in the model's order, each layer's calibration inputs are taken from the model
-as compressed so far (as SparseGPT does), ``H = Xᵀ X`` is accumulated over streamed batches,
-and layer-wise ADMM (:mod:`.layerwise_admm`) finds the kernel in the constraint set that best
-reproduces the layer's outputs. Only one layer's ``H`` and one batch of its inputs are held at
-a time, so memory follows the largest layer, not the model or the calibration set.
+Layer by layer in the order the model calls them, each layer's calibration inputs are taken
+from the model as compressed so far (as SparseGPT does), ``H = Xᵀ X`` is accumulated over
+streamed batches, and layer-wise ADMM (:mod:`.layerwise_admm`) finds the kernel in the
+constraint set that best reproduces the layer's outputs. Only one layer's ``H`` and one batch
+of its inputs are held at a time, so memory follows the largest layer, not the model or the
+calibration set.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from typing import Any
 import numpy as np
 
 from tf_admm import registry
-from tf_admm._keras import flat_layers, is_model, keras
 from tf_admm.cloning import clone
 from tf_admm.layouts import OnLayout
 from tf_admm.post_training import layerwise_admm
 from tf_admm.post_training.calibration import Calibration
-from tf_admm.post_training.linear_maps import linear_map, supported
+from tf_admm.post_training.linear_maps import ALLOWED, linear_map, supported
+from tf_admm.post_training.walk import calling_order, linear_layers, reading_inputs
 from tf_admm.prune import BitsSpec, SparsitySpec, check_model_kind, target_resolver
 from tf_admm.validation import check_bool, check_int, check_model, check_positive
 
@@ -47,7 +48,12 @@ def compress_post_training(
     For every targeted layer, the kernel ``W`` in the constraint set that minimises
     ``||X W0 - X W||²`` on the layer's calibration inputs ``X`` (taken from the model compressed
     so far), found by ADMM with the library's projections, then refitted on the support found
-    (or on the levels' scales, for quantization). Biases and every other layer are kept.
+    (or on the levels' scales, for quantization). Biases and every other weight are kept.
+
+    The layers compressed are those that multiply their input by a kernel (Dense,
+    EinsumDense, convolutions), wherever they sit: in the model, or inside layers that hold
+    others (MultiHeadAttention, KerasHub's TransformerDecoder, a custom block), named by their
+    path (``"block0/self_attention/query"``).
 
     Args:
         model: a built Sequential or Functional model (Keras 3, or tf_keras under
@@ -56,17 +62,17 @@ def compress_post_training(
             arrays for several inputs), or a ``tf.data.Dataset`` of batches of inputs or of
             ``(inputs, targets)``. Labels are not needed.
         sparsity: as in :func:`tf_admm.compress`: a float in [0, 1), a constraint
-            (``tf_admm.NMSparsity(2, 4)``, ``tf_admm.BlockSparsity(0.8, (1, 4))``), a dict
-            layer name -> either (:func:`tf_admm.allocate_sparsity` gives one), or a callable.
+            (``tf_admm.NMSparsity(2, 4)``, ``tf_admm.BlockSparsity(0.8, (1, 4))``), a callable
+            layer -> either, or a dict whose keys are layer names or paths (a key naming a
+            layer that holds others targets every linear layer inside it).
         bits: 2..8 bits, ``"ternary"``, ``"binary"`` or a :class:`tf_admm.Quantization`, in
             the same forms; with ``sparsity`` too, the survivors take nonzero levels.
         scheme, per_channel: the levels, as in :func:`tf_admm.quantize`.
         batch_size: samples per batch when streaming array data.
         iterations: ADMM iterations per layer.
         damping: added to ``H``'s diagonal, relative to its mean (inputs that never vary).
-        skip_unsupported: leave targeted layers this path cannot read (see
-            :func:`tf_admm.post_training.linear_maps.supported`) dense with a warning, instead
-            of refusing the call.
+        skip_unsupported: leave targeted layers whose inputs this path cannot read (transposed
+            and separable convolutions, ...) dense with a warning, instead of refusing.
         verbose: print one line per layer: the relative output error of plain projection
             (magnitude) and of ADMM, and the time taken.
 
@@ -75,8 +81,8 @@ def compress_post_training(
         set (``k`` nonzeros, n:m, blocks, levels).
 
     Raises:
-        ValueError: on bad input (a subclassed or nested model, data that does not fit the
-            inputs, fewer than 16 samples, a target a layer cannot take), before any work.
+        ValueError: on bad input (a subclassed model, data that does not fit the inputs,
+            fewer than 16 samples, a target a layer cannot take), before any work.
 
     >>> import numpy as np, tf_admm
     >>> from tf_admm import keras
@@ -88,13 +94,6 @@ def compress_post_training(
     """
     check_model("compress_post_training", model, built=True)
     check_model_kind(model, "compress_post_training")
-    nested = [layer.name for layer in model.layers if is_model(layer)]
-    if nested or not getattr(model, "inputs", None):
-        raise ValueError(
-            "compress_post_training reads each layer's inputs from the model's own graph, so "
-            f"it takes a model built on keras.Input without nested models. Received: model "
-            f"{model.name!r}" + (f" with nested models {nested}" if nested else " without inputs")
-        )
     if sparsity is None and bits is None:
         raise ValueError(
             "compress_post_training needs sparsity=..., bits=... or both. Received neither."
@@ -103,23 +102,32 @@ def compress_post_training(
     check_bool("verbose", verbose)
     iterations = check_int("iterations", iterations, 1)
     damping = check_positive("damping", damping)
-    layers = flat_layers(model)
-    resolve = target_resolver(sparsity, bits, scheme, per_channel)(layers)
-    targets = _targets(layers, resolve, skip_unsupported)
+    found = linear_layers(model)
+    targets = _targets(found, sparsity, bits, scheme, per_channel, skip_unsupported)
     data = Calibration(model, calibration_data, batch_size)
 
     work = clone(model)
     work.set_weights(model.get_weights())
-    for index, (name, constraint) in enumerate(targets, 1):
+    by_path = dict(linear_layers(work))
+    first = next(iter(data.batches()))
+    order = calling_order(work, [by_path[path] for path in targets], first)
+    uncalled = sorted(set(targets) - {path for path, l in by_path.items() if l in order})
+    if uncalled:
+        raise ValueError(
+            f"compress_post_training: the model never calls the targeted layers {uncalled} "
+            "on the calibration data, so their inputs cannot be read."
+        )
+    paths = {id(layer): path for path, layer in by_path.items()}
+    for index, layer in enumerate(order, 1):
         start = time.perf_counter()
-        layer = work.get_layer(name)
+        path = paths[id(layer)]
         linear = linear_map(layer)
         h = _gram(work, layer, linear, data)
-        projected, before, after = _compress_layer(linear, constraint, h, iterations, damping)
-        linear.kernel.assign(projected.astype(np.asarray(linear.kernel).dtype))
+        kernel, before, after = _compress(linear, targets[path], h, iterations, damping)
+        linear.kernel.assign(kernel.astype(np.asarray(linear.kernel).dtype))
         if verbose:
             print(
-                f"[{index}/{len(targets)}] {name} ({type(layer).__name__}): output error "
+                f"[{index}/{len(order)}] {path} ({type(layer).__name__}): output error "
                 f"{before:.4f} projected, {after:.4f} after ADMM "
                 f"({time.perf_counter() - start:.1f} s)",
                 flush=True,
@@ -127,10 +135,45 @@ def compress_post_training(
     return work
 
 
-def _targets(layers: list, resolve, skip_unsupported: bool) -> list[tuple[str, Any]]:
-    """``(layer name, constraint on its layout)`` per targeted layer, every check done."""
-    targets, unsupported = [], []
-    for layer in layers:
+def _by_path(spec: Any, paths: list[str], arg: str) -> Any:
+    """A dict keyed by layer names or paths as a callable on the linear layers' paths (other
+    forms as they are); unknown keys refused."""
+    if not isinstance(spec, dict):
+        return spec
+    unknown = sorted(k for k in spec if not any(p == k or p.startswith(k + "/") for p in paths))
+    if unknown:
+        raise ValueError(
+            f"{arg} names no linear layer: {unknown}. Linear layers of this model (a key may "
+            f"also name a layer that holds some): {paths}"
+        )
+
+    def lookup(path: str) -> Any:
+        parts = path.split("/")
+        for end in range(len(parts), 0, -1):  # the longest key that names it or holds it
+            if "/".join(parts[:end]) in spec:
+                return spec["/".join(parts[:end])]
+        return None
+
+    return lookup
+
+
+def _targets(found, sparsity, bits, scheme, per_channel, skip_unsupported) -> dict:
+    """``{path: constraint on the kernel's layout}`` per targeted layer, every check done."""
+    paths = [path for path, _ in found]
+    path_of = {id(layer): path for path, layer in found}
+
+    specs = {}
+    for arg, spec in (("sparsity", sparsity), ("bits", bits)):
+        by_path = _by_path(spec, paths, arg)
+        if isinstance(spec, dict):
+            specs[arg] = lambda layer, f=by_path: f(path_of[id(layer)])
+        else:
+            specs[arg] = by_path
+    resolve = target_resolver(specs["sparsity"], specs["bits"], scheme, per_channel)(
+        [layer for _, layer in found]
+    )
+    targets, unsupported = {}, []
+    for path, layer in found:
         constraint = resolve(layer)
         if constraint is None:
             continue
@@ -138,26 +181,19 @@ def _targets(layers: list, resolve, skip_unsupported: bool) -> list[tuple[str, A
             raise ValueError(
                 "compress_post_training does not remove channels yet; it takes unstructured, "
                 f"n:m, block and filter sparsity and quantization. Received: {constraint!r} "
-                f"for layer {layer.name!r}"
+                f"for layer {path!r}"
             )
         if not supported(layer):
-            unsupported.append(f"{layer.name} ({type(layer).__name__})")
-            continue
-        if len(registry.compressible_weights(layer)) != 1:
-            unsupported.append(f"{layer.name} ({type(layer).__name__})")
+            unsupported.append(f"{path} ({type(layer).__name__})")
             continue
         weight = registry.compressible_weights(layer)[0]
         on_layout = OnLayout(constraint, registry.weight_layouts(layer)[0])
-        on_layout.check_weight(tuple(weight.shape), layer.name)
-        if len(getattr(layer, "_inbound_nodes", ())) > 1:  # pragma: no cover - rare
-            unsupported.append(f"{layer.name} (shared)")
-            continue
-        targets.append((layer.name, on_layout))
+        on_layout.check_weight(tuple(weight.shape), path)
+        targets[path] = on_layout
     if unsupported:
         message = (
-            "compress_post_training cannot read the inputs of the targeted layers "
-            f"{unsupported}. Allowed: Dense, Conv1D and Conv2D (groups=1, channels last), "
-            "DepthwiseConv1D and DepthwiseConv2D."
+            f"compress_post_training cannot read the inputs of the targeted layers "
+            f"{unsupported}. Allowed: {ALLOWED}."
         )
         if not skip_unsupported:
             raise ValueError(message + " Pass skip_unsupported=True to leave them dense.")
@@ -169,17 +205,21 @@ def _targets(layers: list, resolve, skip_unsupported: bool) -> list[tuple[str, A
 
 def _gram(work, layer, linear, data: Calibration) -> np.ndarray:
     """``Xᵀ X`` per group over the calibration data, inputs from the model compressed so far."""
-    inputs = work.inputs if len(work.inputs) > 1 else work.inputs[0]
-    reader = keras.Model(inputs, layer.input)
-    gram = None
-    for batch in data.batches():
-        rows = linear.rows(np.asarray(reader(batch if len(batch) > 1 else batch[0])))
+    total: list[np.ndarray] = []
+
+    def record(inputs) -> None:
+        rows = linear.rows(np.asarray(inputs))
         part = rows.transpose(0, 2, 1) @ rows
-        gram = part if gram is None else gram + part
-    return gram
+        if total:
+            total[0] += part
+        else:
+            total.append(part)
+
+    reading_inputs(work, layer, data.batches(), record)
+    return total[0]
 
 
-def _compress_layer(linear, constraint: OnLayout, h: np.ndarray, iterations: int, damping: float):
+def _compress(linear, constraint: OnLayout, h: np.ndarray, iterations: int, damping: float):
     """(the new kernel, output error of plain projection, output error after ADMM)."""
     kernel = np.asarray(linear.kernel, np.float64)
     w0 = linear.groups_of(kernel)

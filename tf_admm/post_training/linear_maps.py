@@ -8,6 +8,9 @@ kernel as a matrix ``W`` of shape (inputs, outputs):
   the rows are the input patches in the kernel's (height, width, channels) order (im2col).
 - DepthwiseConv1D/2D: one group per input channel; its rows are that channel's patches, its
   matrix the channel's ``(kernel size, depth multiplier)`` slice.
+- EinsumDense (the query, key, value and output projections of MultiHeadAttention too): one
+  group; the kernel's contracted axes are the inputs, its other axes the outputs (equations
+  where the kernel shares an axis with both input and output are not read).
 
 ``kernel_of(groups)`` and ``groups_of(kernel)`` move between the Keras kernel and the grouped
 matrices, so a constraint projects the Keras-shaped kernel as it does in training.
@@ -32,13 +35,21 @@ import tensorflow as tf
 from tf_admm import registry
 from tf_admm._keras import keras
 
-__all__ = ["LinearMap", "linear_map", "supported"]
+__all__ = ["ALLOWED", "LINEAR", "LinearMap", "linear_map", "supported"]
+
+ALLOWED = (
+    "Dense, EinsumDense (MultiHeadAttention's projections too), Conv1D and Conv2D (groups=1, "
+    "channels last), DepthwiseConv1D and DepthwiseConv2D"
+)
 
 _L = keras.layers
 _CONV = tuple(getattr(_L, n) for n in ("Conv1D", "Conv2D"))
 _DEPTHWISE = registry.DEPTHWISE
 # subclasses of Conv in tf_keras that read their inputs otherwise: matched first, refused
 _OTHER_CONV = registry.SEPARABLE + registry.TRANSPOSED + (_L.Conv3D,)
+# the layers that multiply their input by a kernel: the leaves post-training compression
+# looks for (read or, when unsupported, named)
+LINEAR = (_L.Dense, _L.EinsumDense, _L.Conv1D, _L.Conv2D, _L.Conv3D) + _DEPTHWISE + _OTHER_CONV
 
 
 class LinearMap:
@@ -88,6 +99,50 @@ def _patches(x, layer, size: tuple[int, ...]) -> tf.Tensor:
     )
 
 
+class _Einsum(LinearMap):
+    """``x @ kernel`` over the axes the equation contracts (see the module docstring)."""
+
+    def __init__(self, layer, kernel):
+        super().__init__(layer, kernel)
+        inputs, kernel_axes, _ = _einsum_parts(layer.equation)
+        self.contracted = [a for a in kernel_axes if a in inputs]
+        self.inputs = inputs
+        # the kernel with its contracted axes first: (n_in, n_out) after a reshape
+        self.order = [kernel_axes.index(a) for a in self.contracted] + [
+            i for i, a in enumerate(kernel_axes) if a not in self.contracted
+        ]
+
+    def rows(self, x) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        explicit = self.inputs.replace("...", "")
+        letters = [None] * (x.ndim - len(explicit)) + list(explicit)  # None: under "..."
+        contracted = [letters.index(a) for a in self.contracted]
+        others = [i for i in range(x.ndim) if i not in contracted]
+        n_in = int(np.prod([x.shape[i] for i in contracted]))
+        return x.transpose(others + contracted).reshape(1, -1, n_in)
+
+    def groups_of(self, kernel: np.ndarray) -> np.ndarray:
+        moved = np.asarray(kernel).transpose(self.order)
+        n_in = int(np.prod(moved.shape[: len(self.contracted)]))
+        return moved.reshape(1, n_in, -1)
+
+    def kernel_of(self, groups: np.ndarray) -> np.ndarray:
+        moved_shape = [self.shape[i] for i in self.order]
+        return np.asarray(groups).reshape(moved_shape).transpose(np.argsort(self.order))
+
+
+def _einsum_parts(equation: str) -> tuple[str, str, str]:
+    left, output = equation.replace(" ", "").split("->")
+    inputs, kernel = left.split(",")
+    return inputs, kernel, output
+
+
+def _einsum_readable(layer) -> bool:
+    """Every kernel axis either contracted with the input or kept in the output, not both."""
+    inputs, kernel, output = _einsum_parts(layer.equation)
+    return "..." not in kernel and all((a in inputs) != (a in output) for a in kernel)
+
+
 class _Conv(LinearMap):
     def rows(self, x) -> np.ndarray:
         patches = _patches(x, self.layer, self.shape[:-2]).numpy().astype(np.float64)
@@ -120,6 +175,8 @@ def _kind(layer) -> type[LinearMap] | None:
         return _Conv if channels_last and getattr(layer, "groups", 1) == 1 else None
     if isinstance(layer, _L.Dense):
         return _Dense
+    if isinstance(layer, _L.EinsumDense):
+        return _Einsum if _einsum_readable(layer) else None
     return None
 
 
@@ -139,7 +196,6 @@ def linear_map(layer) -> LinearMap:
     if kind is None:
         raise ValueError(
             f"Post-training compression does not read the inputs of layer {layer.name!r} of "
-            f"type {type(layer).__name__}. Allowed: Dense, Conv1D and Conv2D (groups=1, "
-            "channels last), DepthwiseConv1D and DepthwiseConv2D."
+            f"type {type(layer).__name__}. Allowed: {ALLOWED}."
         )
     return kind(layer, registry.compressible_weights(layer)[0])
