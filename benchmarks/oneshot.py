@@ -35,7 +35,12 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-NETWORKS = {"lenet5": ("conv1", "conv2", "fc1", "fc2"), "lenet300": ("fc1", "fc2", "fc3")}
+# network: the units compressed (a layer, or a block whose every linear layer is compressed)
+NETWORKS = {
+    "lenet5": ("conv1", "conv2", "fc1", "fc2"),
+    "lenet300": ("fc1", "fc2", "fc3"),
+    "decoder": ("block0", "block1", "block2", "block3"),
+}
 METHODS = ("admm", "sparsegpt", "wanda", "magnitude", "gptq")
 PATTERNS = {  # pattern: (sparsity (unstructured: --sparsities), bits, methods that take it)
     "unstructured": (None, None, ("admm", "sparsegpt", "wanda", "magnitude")),
@@ -44,6 +49,7 @@ PATTERNS = {  # pattern: (sparsity (unstructured: --sparsities), bits, methods t
     "2bit": (None, 2, ("admm", "gptq", "magnitude")),  # ternary: {-a, 0, a} per channel
 }
 DENSE_EPOCHS = 10
+TASKS = {"lenet5": "Mnist", "lenet300": "Mnist", "decoder": "Text"}  # resolved below
 
 
 def read_rows(path: str) -> list[dict]:
@@ -58,31 +64,93 @@ def key(row: dict) -> tuple:
     return tuple(row[k] for k in names)
 
 
-def load_data(path, quick):
-    import common
+class Mnist:
+    """LeNet-5 or LeNet-300-100 on MNIST: accuracy on the 10,000 test images, and in LiteRT."""
 
-    (x_train, y_train), (x_test, y_test) = common.load_mnist(path)
-    (x_train, y_train), _ = common.hold_out(x_train, y_train)
-    if quick:
-        return (x_train[:2000], y_train[:2000]), (x_test[:1000], y_test[:1000])
-    return (x_train, y_train), (x_test, y_test)
+    metric_name = "accuracy"
+
+    def __init__(self, network: str, args):
+        import common
+
+        (x_train, y_train), (x_test, y_test) = common.load_mnist(args.data)
+        (x_train, y_train), _ = common.hold_out(x_train, y_train)
+        if args.quick:
+            x_train, y_train = x_train[:2000], y_train[:2000]
+            x_test, y_test = x_test[:1000], y_test[:1000]
+        self.train, self.test = (x_train, y_train), (x_test, y_test)
+        self.network, self.args = network, args
+
+    def dense(self, seed: int):
+        """The cached dense model of the seed: 10 epochs of Adam with cosine decay."""
+        import common
+
+        model = getattr(common, self.network)()
+
+        def fit():
+            train = common.dataset(*self.train, 128, shuffle=True, seed=seed)
+            epochs = 1 if self.args.quick else DENSE_EPOCHS
+            common.compile_for_mnist(model, 1e-3, epochs * int(train.cardinality()))
+            model.fit(train, epochs=epochs, verbose=0)
+
+        return cached(model, f"{self.network}_seed{seed}", fit, seed, self.args)
+
+    def calibration(self, seed: int, count: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        return self.train[0][rng.choice(len(self.train[0]), count, replace=False)]
+
+    def evaluate(self, model) -> float:
+        logits = model.predict(self.test[0], batch_size=1000, verbose=0)
+        return float((logits.argmax(1) == self.test[1]).mean())
+
+    def litert(self, model, calibration) -> float | None:
+        import tf_admm
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "small.tflite")
+            tf_admm.export_tflite(model, path, quantization="int8", representative_data=calibration)
+            return float(tf_admm.check_tflite(model, path, *self.test)["tflite_accuracy"])
 
 
-def dense_model(network: str, seed: int, args):
-    """The cached dense model of (network, seed), trained first if missing."""
-    import common
+class Text:
+    """The byte-level decoder (benchmarks/text_lm.py): held-out perplexity; one dense model
+    (seed 0) for every calibration seed."""
 
+    metric_name = "perplexity"
+
+    def __init__(self, network: str, args):
+        import text_lm
+
+        self.lm, self.args = text_lm, args
+        self.train, held_out, self.python = text_lm.corpus()
+        self.test = text_lm.windows(held_out, 64 if args.quick else 512, seed=12345)
+
+    def dense(self, seed: int):
+        model = self.lm.decoder()
+        steps = 20 if self.args.quick else self.args.lm_steps
+
+        def fit():
+            self.lm.train(model, self.train, steps, 32, seed=0)
+
+        return cached(model, f"decoder_steps{steps}", fit, 0, self.args)
+
+    def calibration(self, seed: int, count: int) -> np.ndarray:
+        return self.lm.windows(self.train, count, seed=1000 + seed)[:, :-1]
+
+    def evaluate(self, model) -> float:
+        return self.lm.perplexity(model, self.test)
+
+    def litert(self, model, calibration) -> None:
+        return None
+
+
+def cached(model, name: str, fit, seed: int, args):
+    """``model`` with the cached weights of ``name``, trained by ``fit`` first if missing."""
     from tf_admm import keras
 
-    model = getattr(common, network)()
-    stem = os.path.join(args.cache, f"{network}_seed{seed}{'_quick' if args.quick else ''}")
+    stem = os.path.join(args.cache, name + ("_quick" if args.quick else ""))
     if not os.path.exists(stem + ".npz"):
         keras.utils.set_random_seed(seed)
-        (x_train, y_train), _ = load_data(args.data, args.quick)
-        train = common.dataset(x_train, y_train, 128, shuffle=True, seed=seed)
-        epochs = 1 if args.quick else DENSE_EPOCHS
-        common.compile_for_mnist(model, 1e-3, epochs * int(train.cardinality()))
-        model.fit(train, epochs=epochs, verbose=0)
+        fit()
         os.makedirs(args.cache, exist_ok=True)
         weights = {f"w{i}": w for i, w in enumerate(model.get_weights())}
         np.savez(stem + ".tmp.npz", **weights)
@@ -93,58 +161,78 @@ def dense_model(network: str, seed: int, args):
 
 
 def targets(network: str, pattern: str, sparsity, model) -> tuple[dict | None, int | None]:
-    """(sparsity per layer or None, bits or None): 2:4 on the layers whose inputs it divides."""
+    """(constraint per unit or None, bits or None): a unit is a layer or a block of layers;
+    2:4 on the layers whose inputs it divides."""
     import tf_admm
+    from tf_admm.post_training.linear_maps import linear_map
+    from tf_admm.post_training.walk import linear_layers
 
     bits = PATTERNS[pattern][1]
     if sparsity is None:
         return None, bits
-    if pattern == "2:4":
-        chosen = {}
-        for name in NETWORKS[network]:
-            kernel = model.get_layer(name).get_weights()[0]
-            if int(np.prod(kernel.shape[:-1])) % 4 == 0:
-                chosen[name] = tf_admm.NMSparsity(2, 4)
-        return chosen, bits
-    return {name: sparsity for name in NETWORKS[network]}, bits
+    if pattern != "2:4":
+        return {name: sparsity for name in NETWORKS[network]}, bits
+    nm = tf_admm.NMSparsity(2, 4)
+    chosen = {}
+    for path, layer in linear_layers(model):
+        if _unit(path, NETWORKS[network]) is not None:
+            try:
+                linear_map(layer).check(nm, path)
+            except ValueError:
+                continue  # 4 does not divide its inputs: stays dense
+            chosen[path] = nm
+    return chosen, bits
 
 
-def baseline(model, calibration, spec: dict, method: str):
-    """A baseline through the same walk as the library: layers in order, inputs from the model
-    compressed so far, the layer's H over the calibration batches."""
+def _unit(path: str, units) -> str | None:
+    return next((u for u in units if path == u or path.startswith(u + "/")), None)
+
+
+def baseline(model, calibration, by_path: dict, method: str):
+    """A baseline through the same walk as the library: the linear layers in the order the
+    model calls them, inputs from the model compressed so far, the layer's H over the same
+    batches of 32."""
     import oneshot_baselines as base
 
     import tf_admm
     from tf_admm import keras
-    from tf_admm.post_training import layerwise_admm
+    from tf_admm.post_training import layerwise_admm, walk
     from tf_admm.post_training.linear_maps import linear_map
 
     work = keras.models.clone_model(model)
     work.set_weights(model.get_weights())
-    for name, constraint in spec.items():
-        layer = work.get_layer(name)
+    layers = dict(walk.linear_layers(work))
+    batches = [[calibration[s : s + 32]] for s in range(0, len(calibration), 32)]
+    order = walk.calling_order(work, [layers[p] for p in by_path], batches[0])
+    path_of = {id(layer): path for path, layer in layers.items()}
+    for layer in order:
+        constraint = by_path[path_of[id(layer)]]
         linear = linear_map(layer)
-        reader = keras.Model(work.inputs[0], layer.input)
-        h = None
-        for start in range(0, len(calibration), 32):
-            rows = linear.rows(np.asarray(reader(calibration[start : start + 32])))
-            part = np.einsum("gni,gnj->gij", rows, rows)
-            h = part if h is None else h + part
+        total = []
+
+        def record(inputs, linear=linear, total=total):
+            rows = linear.rows(np.asarray(inputs))
+            part = rows.transpose(0, 2, 1) @ rows
+            total.append(part) if not total else total.__setitem__(0, total[0] + part)
+
+        walk.reading_inputs(work, layer, batches, record)
+        h = total[0]
         norms = np.sqrt(np.einsum("gii->gi", h))
         h = layerwise_admm.damped(h, 0.01)
-        kernel = np.asarray(layer.get_weights()[0], np.float64)
-        w = linear.groups_of(kernel)
+        w = linear.groups_of(np.asarray(layer.get_weights()[0], np.float64))
         nm = (constraint.n, constraint.m) if isinstance(constraint, tf_admm.NMSparsity) else None
         quant = isinstance(constraint, tf_admm.Quantization)
         sparsity = None if quant or nm else constraint.sparsity
         if method == "magnitude":
-            new = linear.groups_of(constraint.project(kernel))
+            new = linear.projector(constraint)(w)
         elif method == "wanda":
             new = base.wanda(w, norms, sparsity, nm)
         elif method == "sparsegpt":
             new = base.sparsegpt(w, h, sparsity, nm)
-        else:  # gptq: the grid of the dense kernel, per output channel
-            scale = constraint.fit(kernel)[0].astype(np.float64)
+        else:  # gptq: the grid of the dense matrix, one scale per output
+            if w.shape[0] != 1:
+                raise SystemExit("gptq here reads one group per layer (no depthwise layers)")
+            scale = constraint.fit(w[0])[0].astype(np.float64)
             top = 2 ** (constraint.bits - 1) - 1
 
             def rounding(column, index, scale=scale, top=top):
@@ -159,83 +247,88 @@ def baseline(model, calibration, spec: dict, method: str):
 
 def child(spec: dict, args) -> dict:
     import tf_admm
+    from tf_admm.post_training.walk import linear_layers
 
-    (x_train, _), (x_test, y_test) = load_data(args.data, args.quick)
-    model = dense_model(spec["network"], spec["seed"], args)
-    rng = np.random.default_rng(spec["seed"])
-    calibration = x_train[rng.choice(len(x_train), spec["calibration_samples"], replace=False)]
-    by_layer, bits = targets(spec["network"], spec["pattern"], spec["sparsity"], model)
+    task = TASKS[spec["network"]](spec["network"], args)
+    model = task.dense(spec["seed"])
+    calibration = task.calibration(spec["seed"], spec["calibration_samples"])
+    units, bits = targets(spec["network"], spec["pattern"], spec["sparsity"], model)
+    units = units or {}
+    found = [(p, l) for p, l in linear_layers(model) if _unit(p, NETWORKS[spec["network"]])]
     cpu0 = time.process_time()
     if spec["method"] == "admm":
         small = tf_admm.compress_post_training(
-            model, calibration, sparsity=by_layer, bits=bits, verbose=False
+            model, calibration, sparsity=units or None, bits=bits, verbose=False
         )
-    else:
-        resolve = tf_admm.prune.target_resolver(by_layer, bits, "uniform", True)
-        layers = [model.get_layer(n) for n in NETWORKS[spec["network"]]]
-        choose = resolve(layers)
-        chosen = {l.name: choose(l) for l in layers if choose(l) is not None}
-        small = baseline(model, calibration, chosen, spec["method"])
+    else:  # the constraint compress_post_training gives each layer, for the same walk
+        by_layer = {}
+        for path, layer in found:
+            sparsity = units.get(path, units.get(_unit(path, units)))
+            constraint = tf_admm.prune.target_resolver(sparsity, bits, "uniform", True)([layer])
+            if constraint(layer) is not None:
+                by_layer[path] = constraint(layer)
+        small = baseline(model, calibration, by_layer, spec["method"])
     cpu = time.process_time() - cpu0
-
-    def accuracy(m):
-        logits = m.predict(x_test, batch_size=1000, verbose=0)
-        return float((logits.argmax(1) == y_test).mean())
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "small.tflite")
-        tf_admm.export_tflite(small, path, quantization="int8", representative_data=calibration)
-        litert = tf_admm.check_tflite(small, path, x_test, y_test)["tflite_accuracy"]
     layers = {}
-    for name in NETWORKS[spec["network"]]:
-        kernel = small.get_layer(name).get_weights()[0]
-        layers[name] = {
+    compressed = dict(linear_layers(small))
+    for path, _ in found:
+        kernel = np.asarray(compressed[path].get_weights()[0])
+        layers[path] = {
             "sparsity": round(float((kernel == 0).mean()), 6),
             "levels_max": int(max(np.unique(kernel[..., o]).size for o in range(kernel.shape[-1]))),
         }
-    return {
-        "dense_metric": accuracy(model),
-        "metric_name": "accuracy",
-        "metric": accuracy(small),
-        "litert_metric": float(litert),
+    row = {
+        "dense_metric": task.evaluate(model),
+        "metric_name": task.metric_name,
+        "metric": task.evaluate(small),
+        "litert_metric": task.litert(small, calibration),
         "cpu_seconds": round(cpu, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "layers": layers,
     }
+    if isinstance(task, Text):
+        row["python"] = task.python
+    return row
+
+
+def _cell(values: list[float]) -> str:
+    import common
+
+    return "{:.2f} ± {:.2f}".format(*common.mean_std(values))
 
 
 def table(rows: list[dict]) -> str:
-    import common
-
+    """Mean ± std over seeds per (network, pattern, samples, method); accuracies in %,
+    perplexities as they are; the difference to ADMM paired by seed (positive: above ADMM)."""
     groups: dict = {}
     for row in rows:
         unit = (row["network"], row["pattern"], str(row["sparsity"]), row["calibration_samples"])
         groups.setdefault(unit, []).append(row)
     lines = [
-        "| network | pattern | samples | method | seeds | accuracy % | - ADMM | LiteRT int8 % "
-        "| dense % | CPU s |",
+        "| network | pattern | samples | method | seeds | metric | - ADMM | LiteRT int8 "
+        "| dense | CPU s |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (network, pattern, sparsity, samples), members in sorted(groups.items()):
+        scale = 100 if members[0]["metric_name"] == "accuracy" else 1
+        name = "accuracy %" if scale == 100 else members[0]["metric_name"]
         admm = {r["seed"]: r["metric"] for r in members if r["method"] == "admm"}
         for method in METHODS:
             mine = [r for r in members if r["method"] == method]
             if not mine:
                 continue
-            mean, std = common.mean_std([100 * r["metric"] for r in mine])
-            dense = common.mean_std([100 * r["dense_metric"] for r in mine])[0]
-            paired = [100 * (r["metric"] - admm[r["seed"]]) for r in mine if r["seed"] in admm]
-            diff = ""
-            if method != "admm" and paired:
-                diff = "{:+.2f} ± {:.2f}".format(*common.mean_std(paired))
-            cpu = np.mean([r["cpu_seconds"] for r in mine])
-            litert = "{:.2f} ± {:.2f}".format(
-                *common.mean_std([100 * r["litert_metric"] for r in mine])
-            )
+            paired = [scale * (r["metric"] - admm[r["seed"]]) for r in mine if r["seed"] in admm]
+            diff = _cell(paired) if method != "admm" and paired else ""
+            if diff and not diff.startswith("-"):
+                diff = "+" + diff
+            litert = [r["litert_metric"] for r in mine if r.get("litert_metric") is not None]
+            label = f"{pattern} {sparsity}" if pattern == "unstructured" else pattern
             lines.append(
-                f"| {network} | {pattern} {sparsity if pattern == 'unstructured' else ''} | "
-                f"{samples} | {method} | {len(mine)} | "
-                f"{mean:.2f} ± {std:.2f} | {diff} | {litert} | {dense:.2f} | {cpu:.1f} |"
+                f"| {network} | {label} | {samples} | {method} | {len(mine)} | "
+                f"{name} {_cell([scale * r['metric'] for r in mine])} | {diff} | "
+                f"{_cell([scale * v for v in litert]) if litert else ''} | "
+                f"{scale * float(np.mean([r['dense_metric'] for r in mine])):.2f} | "
+                f"{np.mean([r['cpu_seconds'] for r in mine]):.1f} |"
             )
     return "\n".join(lines)
 
@@ -248,6 +341,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--sparsities", default="0.5,0.8", help="of the unstructured pattern")
     parser.add_argument("--calibration-samples", type=int, default=512)
+    parser.add_argument("--lm-steps", type=int, default=1500, help="the decoder's training")
     parser.add_argument("--data", default=None, help="mnist.npz (Keras layout)")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "oneshot.json"))
     parser.add_argument("--cache", default=os.path.join(ROOT, "runs", "compare_cache"))
@@ -299,6 +393,7 @@ def main(argv=None) -> None:
         for flag in ("data", "cache"):
             if getattr(args, flag):
                 command += [f"--{flag}", getattr(args, flag)]
+        command += ["--lm-steps", str(args.lm_steps)]
         if args.quick:
             command.append("--quick")
         done = subprocess.run(command, capture_output=True, text=True)
@@ -311,12 +406,14 @@ def main(argv=None) -> None:
             handle.write(json.dumps(row) + "\n")
         print(
             f"{network} seed {seed} {pattern} {sparsity} {method}: {row['metric']:.4f} "
-            f"(LiteRT int8 {row['litert_metric']:.4f}, dense {row['dense_metric']:.4f}, "
+            f"(LiteRT int8 {row['litert_metric']}, dense {row['dense_metric']:.4f}, "
             f"{row['cpu_seconds']:.1f} CPU-s)",
             flush=True,
         )
     print(table(read_rows(args.out)))
 
+
+TASKS = {name: globals()[kind] for name, kind in TASKS.items()}
 
 if __name__ == "__main__":
     main()

@@ -378,3 +378,42 @@ def test_layer_order_is_the_calling_order():
     assert called.index("block0/down") < called.index("block1/attention/query")
     # the calls are the classes' own again afterwards
     assert "call" not in vars(work["head"])
+
+
+@pytest.mark.skipif(not keras.__version__.startswith("3."), reason="KerasHub builds on Keras 3")
+def test_kerashub_decoder_every_kernel_of_its_blocks():
+    keras_hub = pytest.importorskip("keras_hub")
+    inputs = keras.Input((16,), dtype="int32")
+    x = keras_hub.layers.TokenAndPositionEmbedding(32, 16, 16, name="embed")(inputs)
+    for i in range(2):
+        x = keras_hub.layers.TransformerDecoder(32, 2, name=f"block{i}")(x)
+    model = keras.Model(inputs, L.Dense(32, name="head")(x))
+    tokens = RNG.integers(0, 32, size=(48, 16)).astype("int32")
+    nm = tf_admm.NMSparsity(2, 4)
+    small = tf_admm.compress_post_training(
+        model, tokens, sparsity={"block0": 0.5, "block1": nm}, verbose=False
+    )
+    layers = dict(tf_admm.post_training.walk.linear_layers(small))
+    inside = [p for p in layers if p.startswith("block")]
+    assert len(inside) == 12  # query, key, value, attention output, two MLP kernels per block
+    for path in inside:
+        linear = linear_map(layers[path])
+        matrix = linear.groups_of(layers[path].get_weights()[0])[0]  # (inputs, outputs)
+        assert float((matrix == 0).mean()) == 0.5, path
+        if path.startswith("block1"):  # 2 of every 4 consecutive inputs of each output
+            assert np.array_equal(nm.mask(matrix), matrix != 0), path
+    assert float((layers["head"].get_weights()[0] == 0).mean()) == 0.0
+
+
+def test_nested_model_layers_by_path():
+    inner = keras.Sequential(
+        [keras.Input((8,)), L.Dense(8, name="a"), L.Dense(8, name="b")], name="inner"
+    )
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, L.Dense(4, name="c")(inner(inputs)))
+    x = RNG.normal(size=(32, 8)).astype("float32")
+    small = tf_admm.compress_post_training(model, x, sparsity={"inner": 0.5}, verbose=False)
+    layers = dict(tf_admm.post_training.walk.linear_layers(small))
+    assert sorted(layers) == ["c", "inner/a", "inner/b"]
+    sparsities = {p: float((l.get_weights()[0] == 0).mean()) for p, l in layers.items()}
+    assert sparsities == {"c": 0.0, "inner/a": 0.5, "inner/b": 0.5}

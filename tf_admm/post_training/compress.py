@@ -16,9 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tf_admm import registry
 from tf_admm.cloning import clone
-from tf_admm.layouts import OnLayout
 from tf_admm.post_training import layerwise_admm
 from tf_admm.post_training.calibration import Calibration
 from tf_admm.post_training.linear_maps import ALLOWED, linear_map, supported
@@ -186,10 +184,8 @@ def _targets(found, sparsity, bits, scheme, per_channel, skip_unsupported) -> di
         if not supported(layer):
             unsupported.append(f"{path} ({type(layer).__name__})")
             continue
-        weight = registry.compressible_weights(layer)[0]
-        on_layout = OnLayout(constraint, registry.weight_layouts(layer)[0])
-        on_layout.check_weight(tuple(weight.shape), path)
-        targets[path] = on_layout
+        linear_map(layer).check(constraint, path)
+        targets[path] = constraint
     if unsupported:
         message = (
             f"compress_post_training cannot read the inputs of the targeted layers "
@@ -219,25 +215,18 @@ def _gram(work, layer, linear, data: Calibration) -> np.ndarray:
     return total[0]
 
 
-def _compress(linear, constraint: OnLayout, h: np.ndarray, iterations: int, damping: float):
+def _compress(linear, constraint, h: np.ndarray, iterations: int, damping: float):
     """(the new kernel, output error of plain projection, output error after ADMM)."""
-    kernel = np.asarray(linear.kernel, np.float64)
-    w0 = linear.groups_of(kernel)
+    w0 = linear.groups_of(np.asarray(linear.kernel, np.float64))
     h = layerwise_admm.damped(h, damping)
-
-    def project_to(on_layout):
-        return lambda w: linear.groups_of(on_layout.project(linear.kernel_of(w)))
-
-    def at_sparsity(s):
-        return project_to(OnLayout(constraint.constraint.at_sparsity(s), constraint.layout))
-
+    project = linear.projector(constraint)
     w = layerwise_admm.solve(
         h,
         w0,
-        project_to(constraint),
-        constraint.constraint,
+        project,
+        constraint,
         iterations=iterations,
-        at_sparsity=at_sparsity,
+        at_sparsity=lambda s: linear.projector(constraint.at_sparsity(s)),
     )
-    before = layerwise_admm.error(h, w0, project_to(constraint)(w0))
+    before = layerwise_admm.error(h, w0, project(w0))
     return linear.kernel_of(w), before, layerwise_admm.error(h, w0, w)

@@ -29,11 +29,14 @@ matrices, so a constraint projects the Keras-shaped kernel as it does in trainin
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import tensorflow as tf
 
 from tf_admm import registry
 from tf_admm._keras import keras
+from tf_admm.layouts import OnLayout
 
 __all__ = ["ALLOWED", "LINEAR", "LinearMap", "linear_map", "supported"]
 
@@ -71,6 +74,16 @@ class LinearMap:
     def kernel_of(self, groups: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`groups_of`."""
         return np.asarray(groups).reshape(self.shape)
+
+    def projector(self, constraint) -> Callable[[np.ndarray], np.ndarray]:
+        """``Proj`` onto ``constraint`` on arrays shaped like :meth:`groups_of`: through the
+        Keras kernel in the layer's layout, as training projects it."""
+        on_layout = OnLayout(constraint, registry.weight_layouts(self.layer)[0])
+        return lambda w: self.groups_of(on_layout.project(self.kernel_of(w)))
+
+    def check(self, constraint, name: str) -> None:
+        """Raise ValueError if ``constraint`` cannot apply to this kernel."""
+        OnLayout(constraint, registry.weight_layouts(self.layer)[0]).check_weight(self.shape, name)
 
 
 class _Dense(LinearMap):
@@ -129,6 +142,15 @@ class _Einsum(LinearMap):
     def kernel_of(self, groups: np.ndarray) -> np.ndarray:
         moved_shape = [self.shape[i] for i in self.order]
         return np.asarray(groups).reshape(moved_shape).transpose(np.argsort(self.order))
+
+    # The (inputs, outputs) matrix is projected as a Dense kernel would be: n:m groups run
+    # along the contracted inputs and per-channel scales are per output (head and feature),
+    # whatever axes the equation gives the kernel.
+    def projector(self, constraint) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda w: constraint.project(w[0])[None]
+
+    def check(self, constraint, name: str) -> None:
+        constraint.check_weight(self.groups_of(np.zeros(self.shape)).shape[1:], name)
 
 
 def _einsum_parts(equation: str) -> tuple[str, str, str]:
