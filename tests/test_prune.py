@@ -312,3 +312,28 @@ def test_find_wrappers_reads_layers_lists_and_nested_models_once_each():
     assert tf_admm.find_wrappers(b) == [b]  # a layer itself
     assert tf_admm.find_wrappers([b, [outer, (a, b)]]) == [b, a]  # nested lists, each once
     assert tf_admm.find_wrappers([outer.layers[-1]]) == []
+
+
+def _lambda_model():
+    inputs = keras.Input((6, 6, 2))
+    x = keras.layers.Lambda(lambda t: 2.0 * t, name="double")(inputs)  # a Python lambda
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(x)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv2")(x)
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="fc")(x))
+
+
+def test_models_with_a_python_lambda_are_pruned_and_stripped():
+    """Keras 3 refuses to rebuild a Lambda around a Python lambda from its config; the
+    copies share it (it holds no state) instead of failing."""
+    model = _lambda_model()
+    x = np.random.default_rng(0).normal(size=(16, 6, 6, 2)).astype("float32")
+    pruned = tf_admm.prune_low_magnitude(model, 0.5)
+    tf_admm.hard_project(pruned)
+    plain = tf_admm.strip_admm(pruned)
+    np.testing.assert_allclose(plain.predict(x, verbose=0), pruned.predict(x, verbose=0), atol=1e-5)
+    assert float((plain.get_layer("fc").get_weights()[0] == 0).mean()) == 0.5
+    channels = tf_admm.prune_channels(model, {"conv": 0.5})
+    assert type(channels.get_layer("double")).__name__ == "Lambda"
+    small = tf_admm.compress_post_training(model, x, sparsity=0.5, verbose=False)
+    assert float((small.get_layer("fc").get_weights()[0] == 0).mean()) == 0.5

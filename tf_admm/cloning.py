@@ -17,12 +17,46 @@ from typing import Any
 
 from tf_admm._keras import flat_layers, is_model, keras
 
-__all__ = ["built_copy", "clone", "flat_layers", "float32_copy", "fresh_copy", "rebuild"]
+__all__ = [
+    "built_copy",
+    "clone",
+    "copy_model",
+    "copy_with_weights",
+    "flat_layers",
+    "float32_copy",
+    "fresh_copy",
+    "rebuild",
+]
 
 
 def fresh_copy(layer, **overrides):
     """A new, unbuilt layer of the same class and config (``overrides`` replace entries)."""
     return layer.__class__.from_config({**layer.get_config(), **overrides})
+
+
+def copy_with_weights(layer) -> tuple[Any, Callable]:
+    """``(new layer, copy_fn)`` for :func:`rebuild`: a fresh copy whose ``copy_fn`` moves the
+    weights over once built. A layer without weights that its config cannot rebuild (Keras 3
+    refuses a ``Lambda`` around a Python lambda in safe mode) is shared instead: it holds no
+    state, and the user's function is theirs, not a file's.
+
+    >>> from tf_admm import keras
+    >>> double = keras.layers.Lambda(lambda t: 2 * t)
+    >>> copy_with_weights(double)[0] is double or keras.__version__.startswith("2.")
+    True
+    """
+    if not layer.weights:
+        try:
+            return fresh_copy(layer), lambda new: None
+        except ValueError:
+            return layer, lambda new: None
+    return fresh_copy(layer), lambda new: new.set_weights(layer.get_weights())
+
+
+def copy_model(model) -> Any:
+    """A copy of ``model`` (nested models too) with its weights; the layers are new except the
+    stateless ones :func:`copy_with_weights` shares."""
+    return rebuild(model, copy_with_weights)
 
 
 def built_copy(layer):

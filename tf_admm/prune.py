@@ -33,7 +33,7 @@ from tf_admm._keras import (
     is_sequential,
     other_flavour_hint,
 )
-from tf_admm.cloning import built_copy, fresh_copy, rebuild
+from tf_admm.cloning import built_copy, copy_with_weights, fresh_copy, rebuild
 from tf_admm.layouts import OnLayout
 from tf_admm.updates import find_wrappers
 from tf_admm.validation import check_bool, check_model, check_positive, check_scheme
@@ -403,7 +403,7 @@ def wrap_layers(to_prune, make_resolver: Callable, options: WrapOptions, caller:
     def replace(layer):
         constraint = targets.get(id(layer))
         if constraint is None:
-            return fresh_copy(layer), lambda new: new.set_weights(layer.get_weights())
+            return copy_with_weights(layer)
         wrapper = options.wrap(built_copy(layer), constraint)
         return wrapper, lambda new: new.layer.set_weights(layer.get_weights())
 
@@ -487,7 +487,7 @@ def strip_admm(model, *, in_place: bool = False):
 
     def replace(layer):
         if not isinstance(layer, ADMMWrapper):
-            return fresh_copy(layer), lambda new: new.set_weights(layer.get_weights())
+            return copy_with_weights(layer)
 
         def copy(new, wrapper=layer):
             pairs = zip(wrapper.constrained, wrapper.compressed_weights())

@@ -201,13 +201,8 @@ def shrink(model: keras.Model) -> keras.Model:
         if not isinstance(layer, keras.layers.Layer):  # a stateless Keras 3 operation
             return layer, lambda n: None
         spec = specs.get(id(layer))
-        if spec is None and not layer.weights:
-            try:
-                return cloning.fresh_copy(layer), lambda n: None
-            except ValueError:  # e.g. a Lambda refused by safe deserialization: no state
-                return layer, lambda n: None
         if spec is None:
-            return cloning.fresh_copy(layer), lambda n, old=layer: n.set_weights(old.get_weights())
+            return cloning.copy_with_weights(layer)
         config, weights = spec
         return cloning.fresh_copy(layer, **config), lambda n, w=weights: n.set_weights(w)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tf_admm.cloning import clone
+from tf_admm.cloning import copy_model
 from tf_admm.post_training import layerwise_admm
 from tf_admm.post_training.calibration import Calibration
 from tf_admm.post_training.linear_maps import ALLOWED, linear_map, supported
@@ -104,8 +104,7 @@ def compress_post_training(
     targets = _targets(found, sparsity, bits, scheme, per_channel, skip_unsupported)
     data = Calibration(model, calibration_data, batch_size)
 
-    work = clone(model)
-    work.set_weights(model.get_weights())
+    work = copy_model(model)
     by_path = dict(linear_layers(work))
     first = next(iter(data.batches()))
     order = calling_order(work, [by_path[path] for path in targets], first)
