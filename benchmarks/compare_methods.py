@@ -4,7 +4,7 @@ For every (network, seed) a dense model is trained once and cached (``--cache``)
 the per-layer targets come from ``tf_admm.allocate_sparsity(dense, rate, min_density=0,
 min_keep=0)`` (LAMP, no floors) and are the same for every method; every method gets the same
 number of epochs (``--epochs``, counted after the dense training), the same batches in the same
-order, the same optimizer (Adam) and learning-rate schedule (``--schedule``). Each run executes
+order, the same optimizer (Adam) and learning-rate schedule (``--learning-rate``). Each run executes
 in its own process (GMP under tf_keras, since TFMOT rejects Keras 3 models) and appends one
 object to ``--out``:
 
@@ -116,9 +116,9 @@ def is_default(row: dict) -> bool:
     return row["method"] == DEFAULT_METHOD and not variant_of(row)
 
 
-def schedule_of(row: dict) -> str:
+def learning_rate_of(row: dict) -> str:
     """The learning-rate recipe of a run (rows written before the option existed: constant)."""
-    return row.get("recipe", {}).get("schedule", "constant")
+    return row.get("recipe", {}).get("learning_rate", "constant")
 
 
 def variant_of(row: dict) -> str:
@@ -168,14 +168,14 @@ def extras_of(row: dict) -> str:
 
 
 def _key(row: dict) -> tuple:
-    """(network, method, rate, epochs, schedule, variant, allocation, extras, seed): one run;
+    """(network, method, rate, epochs, learning_rate, variant, allocation, extras, seed): one run;
     without the seed, one point of a curve."""
     return (
         row["network"],
         row["method"],
         float(row["rate"]),
         int(row["epochs"]),
-        schedule_of(row),
+        learning_rate_of(row),
         variant_of(row),
         allocation_of(row),
         extras_of(row),
@@ -251,17 +251,19 @@ def _hold_then_cosine(keras, rate: float, hold: int, decay: int):
     return HoldThenCosine()
 
 
-def _optimizer(keras, name: str, steps: int, schedule: str, masked: bool = False, hold: int = 0):
+def _optimizer(
+    keras, name: str, steps: int, learning_rate: str, masked: bool = False, hold: int = 0
+):
     """Adam 1e-3 (SGD 0.01 with momentum 0.9 for ``"sgd"``) over ``steps`` steps.
 
-    ``schedule``: ``"constant"``; ``"cosine"`` decays over every phase; ``"finetune"`` keeps
+    ``learning_rate``: ``"constant"``; ``"cosine"`` decays over every phase; ``"finetune"`` keeps
     the rate constant while the method prunes and decays it over the masked phase only
     (``masked=True``, or after ``hold`` steps of a single-phase method such as GMP).
     """
     rate = 0.01 if name == "sgd" else LEARNING_RATE
-    if steps and (schedule == "cosine" or (schedule == "finetune" and masked)):
+    if steps and (learning_rate == "cosine" or (learning_rate == "finetune" and masked)):
         rate = keras.optimizers.schedules.CosineDecay(rate, steps)
-    elif steps and schedule == "finetune" and hold:
+    elif steps and learning_rate == "finetune" and hold:
         rate = _hold_then_cosine(keras, rate, hold, steps - hold)
     if name == "sgd":
         return keras.optimizers.SGD(rate, momentum=0.9)
@@ -358,7 +360,7 @@ def run_gmp(spec: dict, quick: bool) -> dict:
     _compile(
         keras,
         pruned,
-        _optimizer(keras, "adam", steps, spec["schedule"], hold=hold),
+        _optimizer(keras, "adam", steps, spec["learning_rate"], hold=hold),
         _training_loss(keras, spec),
     )
     pruned.fit(
@@ -455,7 +457,7 @@ def run_admm(spec: dict, quick: bool) -> dict:
     cpu0, data, train = _seeded_start(keras, spec, quick)
     per_epoch = int(train.cardinality())
     epochs, method, targets = spec["epochs"], spec["method"], spec["targets"]
-    schedule = spec["schedule"]
+    learning_rate = spec["learning_rate"]
     dense = _dense(keras, spec)
     loss = _training_loss(keras, spec)
 
@@ -484,7 +486,7 @@ def run_admm(spec: dict, quick: bool) -> dict:
                 admm_epochs,
                 stage_epochs - admm_epochs,
                 "adam",
-                schedule,
+                learning_rate,
                 per_epoch,
                 spec["update_every"],
                 loss,
@@ -500,9 +502,9 @@ def run_admm(spec: dict, quick: bool) -> dict:
             targets,
             train,
             options,
-            admm_optimizer=_optimizer(keras, "adam", admm_epochs * per_epoch, schedule),
+            admm_optimizer=_optimizer(keras, "adam", admm_epochs * per_epoch, learning_rate),
             retrain_optimizer=_optimizer(
-                keras, "adam", (epochs - admm_epochs) * per_epoch, schedule, masked=True
+                keras, "adam", (epochs - admm_epochs) * per_epoch, learning_rate, masked=True
             ),
             epochs=(admm_epochs, epochs - admm_epochs),
             loss=loss,
@@ -521,7 +523,7 @@ def run_admm(spec: dict, quick: bool) -> dict:
         admm_epochs,
         epochs - admm_epochs,
         optimizer,
-        schedule,
+        learning_rate,
         per_epoch,
         spec["update_every"],
         loss,
@@ -538,7 +540,7 @@ def _one_shot(
     admm_epochs,
     retrain_epochs,
     optimizer,
-    schedule,
+    learning_rate,
     per_epoch,
     update_every,
     loss,
@@ -551,14 +553,14 @@ def _one_shot(
 
     have = layer_sparsity(model)
     if ramp_steps:
-        schedule = tf_admm.schedules.Gradual(ramp_steps=ramp_steps, rho_final=0.1)
+        admm_schedule = tf_admm.schedules.Gradual(ramp_steps=ramp_steps, rho_final=0.1)
     else:
-        schedule = tf_admm.schedules.OneShot(update_every, "step")
+        admm_schedule = tf_admm.schedules.OneShot(update_every, "step")
     wrapped = tf_admm.prune_low_magnitude(
         model,
         {n: max(s, have.get(n, 0.0)) for n, s in targets.items()},
         rho=1e-3,
-        schedule=schedule,
+        schedule=admm_schedule,
     )
     tf_admm.keep_zeros(wrapped)  # weights an earlier stage pruned stay zero
     callback = tf_admm.UpdateADMM()
@@ -567,7 +569,7 @@ def _one_shot(
         wrapped,
         train,
         admm_epochs,
-        _optimizer(keras, optimizer, admm_epochs * per_epoch, schedule),
+        _optimizer(keras, optimizer, admm_epochs * per_epoch, learning_rate),
         callback,
         loss,
     )
@@ -577,7 +579,7 @@ def _one_shot(
         wrapped,
         train,
         retrain_epochs,
-        _optimizer(keras, "adam", retrain_epochs * per_epoch, schedule, masked=True),
+        _optimizer(keras, "adam", retrain_epochs * per_epoch, learning_rate, masked=True),
         tf_admm.UpdateADMM(),
         loss,
     )
@@ -593,7 +595,7 @@ def run_dense(spec: dict, quick: bool) -> dict:
     _compile(
         keras,
         model,
-        _optimizer(keras, "adam", steps, spec["schedule"]),
+        _optimizer(keras, "adam", steps, spec["learning_rate"]),
         _training_loss(keras, spec),
     )
     model.fit(train, epochs=spec["epochs"], verbose=0)
@@ -687,7 +689,7 @@ def summarize(rows: list[dict]) -> list[dict]:
         groups.setdefault(_key(row)[:8], []).append(row)
     table = []
     for key, group in sorted(groups.items()):
-        network, method, rate, epochs, schedule, variant, allocation, extras = key
+        network, method, rate, epochs, learning_rate, variant, allocation, extras = key
         acc = np.array([r["test_accuracy"] for r in group])
         dense = np.array([r["dense_accuracy"] for r in group])
         table.append(
@@ -696,7 +698,7 @@ def summarize(rows: list[dict]) -> list[dict]:
                 "method": method,
                 "rate": rate,
                 "epochs": epochs,
-                "schedule": schedule,
+                "learning_rate": learning_rate,
                 "variant": variant,
                 "allocation": allocation,
                 "extras": extras,
@@ -722,7 +724,7 @@ def plot(rows: list[dict], path: str) -> None:
     table = [
         t
         for t in summarize(rows)
-        if t["schedule"] == "constant"
+        if t["learning_rate"] == "constant"
         and t["variant"] in ("", PLOTTED_VARIANT)
         and t["allocation"] == "lamp"
         and not t["extras"]
@@ -782,7 +784,7 @@ def paired_vs_gmp(rows: list[dict]) -> dict[tuple, tuple[float, float, int]]:
     """(mean, std, n) over seeds of (method - GMP) test accuracy, in points, pairing runs of
     the same network, rate, epochs and seed (same dense model, targets and batches)."""
 
-    def pair(r):  # GMP's run of the same network, rate, epochs, schedule, allocation, extras
+    def pair(r):  # GMP's run of the same network, rate, epochs, learning rate, allocation, ...
         # and seed
         k = _key(r)
         return k[:1] + k[2:5] + k[6:]
@@ -814,7 +816,7 @@ def print_table(rows: list[dict]) -> None:
                 t["method"],
                 t["rate"],
                 t["epochs"],
-                t["schedule"],
+                t["learning_rate"],
                 t["variant"],
                 t["allocation"],
                 t["extras"],
@@ -833,7 +835,7 @@ def print_table(rows: list[dict]) -> None:
         print(
             f"| {t['network']} | {t['rate']:g}x | {t['method']}"
             f"{' (' + options + ')' if options else ''} | {t['epochs']} | "
-            f"{t['schedule']} | "
+            f"{t['learning_rate']} | "
             f"{len(t['seeds'])} | {100 * t['mean']:.2f} ± {100 * t['std']:.2f} | {diff} | "
             f"{100 * t['dense_mean']:.2f} |"
         )
@@ -849,7 +851,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--update-every", type=int, default=300, help="steps between Z/U")
     parser.add_argument(
-        "--schedule", choices=("constant", "cosine", "finetune"), default="constant"
+        "--learning-rate", choices=("constant", "cosine", "finetune"), default="constant"
     )
     parser.add_argument(
         "--variant",
@@ -928,7 +930,7 @@ def main(argv=None) -> None:
                             "epochs": epochs,
                             "seed": seed,
                             "recipe": {
-                                "schedule": args.schedule,
+                                "learning_rate": args.learning_rate,
                                 "variant": variant,
                                 "allocation": args.allocation,
                                 "shift": args.shift,
@@ -946,7 +948,7 @@ def main(argv=None) -> None:
                             data=args.data,
                             batch_size=args.batch_size,
                             update_every=args.update_every,
-                            schedule=args.schedule,
+                            learning_rate=args.learning_rate,
                             variant=variant,
                             shift=args.shift,
                             distill=args.distill,
@@ -960,7 +962,7 @@ def main(argv=None) -> None:
                         )
                         row["recipe"] = {
                             k: spec[k]
-                            for k in ("batch_size", "update_every", "schedule", "variant")
+                            for k in ("batch_size", "update_every", "learning_rate", "variant")
                         }
                         if args.allocation != "lamp":
                             row["recipe"]["allocation"] = args.allocation

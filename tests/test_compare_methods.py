@@ -98,10 +98,10 @@ def test_variants_and_schedules_are_separate_points_paired_with_plain_gmp():
     gradual = dict(base, method="admm_gradual")
     rows = [
         dict(base, method="gmp", seed=0, test_accuracy=0.90),
-        dict(base, method="gmp", seed=0, test_accuracy=0.80, recipe={"schedule": "finetune"}),
+        dict(base, method="gmp", seed=0, test_accuracy=0.80, recipe={"learning_rate": "finetune"}),
         dict(gradual, seed=0, test_accuracy=0.91),
         dict(gradual, seed=0, test_accuracy=0.95, recipe={"variant": "every=50"}),
-        dict(gradual, seed=0, test_accuracy=0.85, recipe={"schedule": "finetune"}),
+        dict(gradual, seed=0, test_accuracy=0.85, recipe={"learning_rate": "finetune"}),
     ]
     paired = compare_methods.paired_vs_gmp(rows)
     key = ("n", "admm_gradual", 2.0, 3)
@@ -267,3 +267,25 @@ def test_benchmark_default_method_is_the_readme_recipe(gscale):
         np.testing.assert_array_equal(a, b)
     zeros = np.mean(final.get_layer("hidden").get_weights()[0] == 0)
     assert zeros == pytest.approx(0.9, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "learning_rate,decays",
+    [("constant", (False, False)), ("cosine", (True, True)), ("finetune", (False, True))],
+)
+def test_one_shot_phases_get_the_learning_rate_asked(monkeypatch, learning_rate, decays):
+    """The ADMM and retraining optimizers of the one-step and progressive methods follow
+    --learning-rate (the ADMM schedule object once took the learning rate's name and
+    silenced it: every rate was constant)."""
+    import tf_admm
+    from tf_admm import keras
+
+    seen = []
+    monkeypatch.setattr(
+        compare_methods, "_admm_fit", lambda k, w, t, e, optimizer, c, l: seen.append(optimizer)
+    )
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="fc")])
+    compare_methods._one_shot(
+        keras, tf_admm, model, {"fc": 0.5}, None, 2, 2, "adam", learning_rate, 10, 5, None
+    )
+    assert tuple("CosineDecay" in str(o.get_config()["learning_rate"]) for o in seen) == decays
