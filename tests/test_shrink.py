@@ -320,9 +320,34 @@ def test_padding_reader_keeps_a_nonzero_constant_and_warns():
     kernel[..., :2] = 0.0
     bias[0], bias[1] = 0.7, -0.3  # channel 0: relu(0.7) kept; channel 1: relu(-0.3) = 0 removed
     model.get_layer("p").set_weights([kernel, bias])
-    with pytest.warns(UserWarning, match="'reader' pads its input"):
+    with pytest.warns(UserWarning, match="'reader' pads its input") as caught:
         small = tf_admm.shrink(model)
     assert small.get_layer("p").filters == 5
+    x = _image()
+    assert _max_rel(model(x), small(x)) < 1e-5
+    message = next(str(w.message) for w in caught if "reader" in str(w.message))
+    assert "kept 1 of the 2 dead channels" in message and "(1 removed)" in message
+
+
+def test_padded_depthwise_that_keeps_dead_channels_is_warned():
+    """A dead channel whose constant a padded depthwise convolution turns into border
+    values cannot go; shrink says how many it kept, of how many, and which layer."""
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(6, 1, name="p")(inputs)
+    x = L.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = L.Conv2D(4, 1, name="reader")(x)
+    model = keras.Model(inputs, L.Dense(2)(L.GlobalAveragePooling2D()(x)))
+    kernel, bias = model.get_layer("p").get_weights()
+    kernel[..., :5] = 0.0
+    bias[:2] = 0.0  # zero inside and after the padding: removable
+    bias[2:5] = [0.5, -0.4, 0.9]  # a constant the padded border changes: kept
+    model.get_layer("p").set_weights([kernel, bias])
+    with pytest.warns(UserWarning, match="'dw' pads its input") as caught:
+        small = tf_admm.shrink(model)
+    message = next(str(w.message) for w in caught if "'dw'" in str(w.message))
+    assert "kept 3 of the 5 dead channels" in message and "(2 removed)" in message
+    assert "(3 channels)" in message
+    assert small.get_layer("p").filters == 4
     x = _image()
     assert _max_rel(model(x), small(x)) < 1e-5
 

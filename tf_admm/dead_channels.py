@@ -178,13 +178,29 @@ def _read(y: np.ndarray, which: np.ndarray) -> np.ndarray:
 
 
 @dataclass
+class KeptDead:
+    """The dead channels of one group that shrink keeps: ``kept`` of ``dead`` (constant
+    somewhere in the group), and why, one reason per layer that keeps some."""
+
+    kept: int
+    dead: int
+    reasons: list[str]
+
+    def message(self, group: int) -> str:
+        return (
+            f"shrink kept {self.kept} of the {self.dead} dead channels of group {group} "
+            f"({self.dead - self.kept} removed): " + "; ".join(self.reasons)
+        )
+
+
+@dataclass
 class ShrinkPlan:
     """What :func:`shrink` removes: per group index, the channels removed, and per group
     the channels that are dead but kept, with why; ``constants`` (:func:`constants`) are the
     values the removed channels still carry, which shrink folds into the readers' biases."""
 
     removed: dict[int, list[int]] = field(default_factory=dict)
-    kept_dead: dict[int, str] = field(default_factory=dict)
+    kept_dead: dict[int, KeptDead] = field(default_factory=dict)
     constants: dict[tuple, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -222,7 +238,7 @@ def dead_channels(model, groups: ChannelGroups | None = None) -> ShrinkPlan:
         if not pairs:
             continue
         dead = np.ones(group.size, bool)
-        why = ""
+        reasons: dict[str, set] = {}  # reason -> the channels it keeps
         for layer, tensor in pairs:
             values = const.get(tensor)
             for c in range(group.size):
@@ -233,12 +249,62 @@ def dead_channels(model, groups: ChannelGroups | None = None) -> ShrinkPlan:
                 reason = next((r for v in vals if (r := _foldable(layer, v))), None)
                 if reason:
                     dead[c] = False
-                    why = why or reason
+                    reasons.setdefault(reason, set()).add(c)
         channels = [int(c) for c in np.flatnonzero(dead)]
         if len(channels) == group.size:
             channels = channels[1:]  # a layer keeps at least one channel
         if channels:
             plan.removed[group.index] = channels
-        if why:
-            plan.kept_dead[group.index] = why
+        somewhere = _dead_somewhere(groups, const, group.index, group.size)
+        for layer_name, lost in _varying(groups, const, group.index, group.size).items():
+            lost &= somewhere & ~dead
+            if lost.any():
+                reason = (
+                    f"{layer_name!r} pads its input, so their constant differs at the borders "
+                    "after it"
+                )
+                reasons.setdefault(reason, set()).update(int(c) for c in np.flatnonzero(lost))
+        kept = int((somewhere & ~np.isin(np.arange(group.size), channels)).sum())
+        if reasons and kept:
+            described = [f"{r} ({len(cs)} channels)" for r, cs in reasons.items()]
+            plan.kept_dead[group.index] = KeptDead(kept, int(somewhere.sum()), described)
     return plan
+
+
+def _group_tensors(groups: ChannelGroups, index: int) -> list:
+    return [t for t, (segments, _) in groups.layout.items() if any(s[0] == index for s in segments)]
+
+
+def _finite(groups: ChannelGroups, const: dict, tensor, index: int, size: int) -> np.ndarray:
+    """Per channel of group ``index``: is it a constant at ``tensor``?"""
+    values = const.get(tensor)
+    if values is None:
+        return np.zeros(size, bool)
+    return np.array(
+        [np.all(np.isfinite(values[groups.positions(tensor, {index: [c]})])) for c in range(size)]
+    )
+
+
+def _dead_somewhere(groups: ChannelGroups, const: dict, index: int, size: int) -> np.ndarray:
+    """Per channel of the group: a constant at some tensor of the group (dead there)."""
+    out = np.zeros(size, bool)
+    for tensor in _group_tensors(groups, index):
+        out |= _finite(groups, const, tensor, index, size)
+    return out
+
+
+def _varying(groups: ChannelGroups, const: dict, index: int, size: int) -> dict[str, np.ndarray]:
+    """Per layer inside the group (a padded depthwise convolution, ...): the channels constant
+    at its input and no longer at its output."""
+    tensors = set(_group_tensors(groups, index))
+    out: dict[str, np.ndarray] = {}
+    for node in groups.graph.nodes:
+        if not node.inputs or not node.outputs:
+            continue
+        if node.inputs[0] not in tensors or node.outputs[0] not in tensors:
+            continue
+        before = _finite(groups, const, node.inputs[0], index, size)
+        after = _finite(groups, const, node.outputs[0], index, size)
+        if (before & ~after).any():
+            out[inner_layer(node.layer).name] = before & ~after
+    return out

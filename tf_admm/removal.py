@@ -167,9 +167,7 @@ def shrink(model: keras.Model) -> keras.Model:
     groups = channel_groups(plain, graph)
     plan = dead_channels(plain, groups)
     fixed_dead = _dead_in_fixed(groups)
-    for message in [
-        f"shrink kept the dead channels of group {g}: {why}" for g, why in plan.kept_dead.items()
-    ] + fixed_dead:
+    for message in [kept.message(g) for g, kept in plan.kept_dead.items()] + fixed_dead:
         warnings.warn(message, stacklevel=2)
     if not plan.count:
         warnings.warn(
