@@ -41,11 +41,11 @@ NETWORKS = {
     "lenet300": ("fc1", "fc2", "fc3"),
     "decoder": ("block0", "block1", "block2", "block3"),
 }
-METHODS = ("admm", "sparsegpt", "wanda", "magnitude", "gptq")
+METHODS = ("admm", "sparsegpt", "wanda", "magnitude", "gptq", "keras_gptq")
 PATTERNS = {  # pattern: (sparsity (unstructured: --sparsities), bits, methods that take it)
     "unstructured": (None, None, ("admm", "sparsegpt", "wanda", "magnitude")),
     "2:4": ("2:4", None, ("admm", "sparsegpt", "wanda", "magnitude")),
-    "4bit": (None, 4, ("admm", "gptq", "magnitude")),
+    "4bit": (None, 4, ("admm", "gptq", "magnitude", "keras_gptq")),
     "2bit": (None, 2, ("admm", "gptq", "magnitude")),  # ternary: {-a, 0, a} per channel
 }
 DENSE_EPOCHS = 10
@@ -245,6 +245,34 @@ def baseline(model, calibration, by_path: dict, method: str):
     return work
 
 
+def keras_gptq(model, calibration, spec: dict, task):
+    """Keras's own ``model.quantize("gptq")`` on a copy: 4 bits, symmetric, groups of 64
+    inputs (its per-channel mode, ``group_size=-1``, fails on this decoder's MLP in Keras 3.15:
+    a scale of 2 groups assigned to a variable of 1), the blocks in order after the
+    embedding. Only for the decoder, which has the block structure it needs."""
+    from tf_admm import keras
+
+    if not isinstance(task, Text):
+        raise SystemExit("keras_gptq runs on the decoder only (it needs sequential blocks)")
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    config = keras.quantizers.GPTQConfig(
+        calibration,
+        lambda text: text,  # the data is already tokens; Keras asks for a tokenizer anyway
+        weight_bits=spec["bits"],
+        num_samples=len(calibration),
+        sequence_length=calibration.shape[1],
+        group_size=64,
+        symmetric=True,
+        quantization_layer_structure={
+            "pre_block_layers": [copy.get_layer("embed")],
+            "sequential_blocks": [copy.get_layer(name) for name in NETWORKS["decoder"]],
+        },
+    )
+    copy.quantize("gptq", config=config)
+    return copy
+
+
 def child(spec: dict, args) -> dict:
     import tf_admm
     from tf_admm.post_training.walk import linear_layers
@@ -256,7 +284,9 @@ def child(spec: dict, args) -> dict:
     units = units or {}
     found = [(p, l) for p, l in linear_layers(model) if _unit(p, NETWORKS[spec["network"]])]
     cpu0 = time.process_time()
-    if spec["method"] == "admm":
+    if spec["method"] == "keras_gptq":
+        small = keras_gptq(model, calibration, spec, task)
+    elif spec["method"] == "admm":
         small = tf_admm.compress_post_training(
             model, calibration, sparsity=units or None, bits=bits, verbose=False
         )
@@ -271,7 +301,7 @@ def child(spec: dict, args) -> dict:
     cpu = time.process_time() - cpu0
     layers = {}
     compressed = dict(linear_layers(small))
-    for path, _ in found:
+    for path, _ in found if spec["method"] != "keras_gptq" else []:  # its kernels are packed
         kernel = np.asarray(compressed[path].get_weights()[0])
         layers[path] = {
             "sparsity": round(float((kernel == 0).mean()), 6),
@@ -375,7 +405,7 @@ def main(argv=None) -> None:
             else [PATTERNS[pattern][0]]
         )
         for method in given["methods"]
-        if method in PATTERNS[pattern][2]
+        if method in PATTERNS[pattern][2] and (method != "keras_gptq" or network == "decoder")
     ]
     for network, seed, pattern, sparsity, method in units:
         spec = {
