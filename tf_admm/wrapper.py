@@ -5,8 +5,7 @@ variables Z (the projected copy), U (the scaled dual) and a mask (and the ramp's
 a schedule with ``pull="target"``); per layer it keeps rho, a step counter (-1 until ADMM is
 initialized), an epoch counter, the number of Z/U updates made, the mode (0: ADMM, 1: masked
 retraining after :func:`tf_admm.hard_project`) and the steps of its schedule's ramp, fixed
-when ADMM starts. Its :mod:`schedule <tf_admm.schedules>` is in its config: everything a resume
-needs is saved with the model.
+when ADMM starts, and its :mod:`schedule <tf_admm.schedules>`: a saved model can resume.
 
 In ADMM mode the wrapper adds ``rho/2 * ||W - Z + U||^2`` to the training loss through
 :class:`tf_admm.ADMMPenalty`. Before every forward pass it writes ``W * mask`` into the stored
