@@ -208,15 +208,7 @@ def baseline(model, calibration, by_path: dict, method: str):
     for layer in order:
         constraint = by_path[path_of[id(layer)]]
         linear = linear_map(layer)
-        total = []
-
-        def record(inputs, linear=linear, total=total):
-            rows = linear.rows(np.asarray(inputs))
-            part = rows.transpose(0, 2, 1) @ rows
-            total.append(part) if not total else total.__setitem__(0, total[0] + part)
-
-        walk.reading_inputs(work, layer, batches, record)
-        h = total[0]
+        h = walk.gram(work, layer, batches)
         norms = np.sqrt(np.einsum("gii->gi", h))
         h = layerwise_admm.damped(h, 0.01)
         w = linear.groups_of(np.asarray(layer.get_weights()[0], np.float64))

@@ -20,7 +20,7 @@ from tf_admm.cloning import copy_model
 from tf_admm.post_training import layerwise_admm
 from tf_admm.post_training.calibration import Calibration
 from tf_admm.post_training.linear_maps import ALLOWED, linear_map, supported
-from tf_admm.post_training.walk import calling_order, linear_layers, reading_inputs
+from tf_admm.post_training.walk import calling_order, gram, linear_layers
 from tf_admm.prune import BitsSpec, SparsitySpec, check_model_kind, target_resolver
 from tf_admm.validation import check_bool, check_int, check_model, check_positive
 
@@ -119,7 +119,7 @@ def compress_post_training(
         start = time.perf_counter()
         path = paths[id(layer)]
         linear = linear_map(layer)
-        h = _gram(work, layer, linear, data)
+        h = gram(work, layer, data.batches())
         kernel, before, after = _compress(linear, targets[path], h, iterations, damping)
         linear.kernel.assign(kernel.astype(np.asarray(linear.kernel).dtype))
         if verbose:
@@ -196,22 +196,6 @@ def _targets(found, sparsity, bits, scheme, per_channel, skip_unsupported) -> di
     if not targets:
         raise ValueError("compress_post_training: the targets select no layer it can compress.")
     return targets
-
-
-def _gram(work, layer, linear, data: Calibration) -> np.ndarray:
-    """``Xᵀ X`` per group over the calibration data, inputs from the model compressed so far."""
-    total: list[np.ndarray] = []
-
-    def record(inputs) -> None:
-        rows = linear.rows(np.asarray(inputs))
-        part = rows.transpose(0, 2, 1) @ rows
-        if total:
-            total[0] += part
-        else:
-            total.append(part)
-
-    reading_inputs(work, layer, data.batches(), record)
-    return total[0]
 
 
 def _compress(linear, constraint, h: np.ndarray, iterations: int, damping: float):

@@ -26,10 +26,12 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tf_admm._keras import keras
-from tf_admm.post_training.linear_maps import LINEAR
+import numpy as np
 
-__all__ = ["calling_order", "linear_layers", "reading_inputs"]
+from tf_admm._keras import keras
+from tf_admm.post_training.linear_maps import LINEAR, linear_map
+
+__all__ = ["calling_order", "gram", "linear_layers", "reading_inputs"]
 
 
 def _sublayers(layer) -> list:
@@ -103,3 +105,21 @@ def calling_order(model, layers: list, batch) -> list:
             )
         _run(model, [batch])
     return order
+
+
+def gram(model, layer, batches) -> np.ndarray:
+    """``Xᵀ X`` per group (:mod:`.linear_maps`) of ``layer``'s inputs over ``batches`` (lists
+    of model inputs), read while ``model`` runs: one batch of rows at a time."""
+    linear = linear_map(layer)
+    total: list[np.ndarray] = []
+
+    def record(inputs) -> None:
+        rows = linear.rows(np.asarray(inputs))
+        part = rows.transpose(0, 2, 1) @ rows
+        if total:
+            total[0] += part
+        else:
+            total.append(part)
+
+    reading_inputs(model, layer, batches, record)
+    return total[0]
