@@ -96,3 +96,19 @@ def dequantized_constants(path: str) -> list[tuple[object, np.ndarray]]:
             stored = stored * const.scales.astype(np.float64).reshape(shape)
         out.append((const, stored))
     return out
+
+
+def subclassed_dense(inputs: int = 4):
+    """A built subclassed model (one Dense): what the model-rebuilding entry points refuse."""
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    model = Subclassed()
+    model(np.zeros((1, inputs), "float32"))
+    return model

@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import subclassed_dense
 
 import tf_admm
 from tf_admm import keras
@@ -382,19 +383,8 @@ def test_refuses_what_it_cannot_read():
     for call in (tf_admm.shrink, tf_admm.channel_groups, lambda m: tf_admm.prune_channels(m, 0.5)):
         with pytest.raises(ValueError, match="is not built; give it a keras.Input"):
             call(unbuilt)
-
-    class Sub(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.d = L.Dense(2)
-
-        def call(self, x):
-            return self.d(x)
-
-    sub = Sub()
-    sub(np.zeros((1, 3), "float32"))
     with pytest.raises(ValueError, match="subclassed model"):
-        tf_admm.shrink(sub)
+        tf_admm.shrink(subclassed_dense(3))
 
 
 def test_filter_sparsity_after_hard_project_shrinks_a_wrapped_model():
