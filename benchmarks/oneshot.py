@@ -355,6 +355,40 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def finetune_table(rows: list[dict]) -> str:
+    """The short fine-tune (compare_methods.py's ``post_training_admm``) against the README
+    recipe from the dense model at the same epochs and at its usual 24, from the method
+    comparison's rows (constant learning rate, LAMP targets, no variant)."""
+    import common
+
+    chosen = [
+        r
+        for r in rows
+        if r["method"] in ("post_training_admm", "admm_gradual")
+        and not r.get("recipe", {}).get("variant")
+        and r.get("recipe", {}).get("learning_rate", "constant") == "constant"
+        and not any(r.get("recipe", {}).get(k) for k in ("allocation", "shift", "distill"))
+    ]
+    starts = {(r["network"], r["rate"]) for r in chosen if r["method"] == "post_training_admm"}
+    lines = [
+        "| network | rate | start | epochs | seeds | test accuracy % | dense % |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    groups: dict = {}
+    for r in chosen:
+        if (r["network"], r["rate"]) in starts:
+            groups.setdefault((r["network"], r["rate"], r["epochs"], r["method"]), []).append(r)
+    for (network, rate, epochs, method), members in sorted(groups.items()):
+        start = "post-training model" if method == "post_training_admm" else "dense model"
+        mean, std = common.mean_std([100 * r["test_accuracy"] for r in members])
+        dense = 100 * float(np.mean([r["dense_accuracy"] for r in members]))
+        lines.append(
+            f"| {network} | {rate:g}x | {start} | {epochs} | {len(members)} | "
+            f"{mean:.2f} ± {std:.2f} | {dense:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--networks", default="lenet5,lenet300")
@@ -369,6 +403,12 @@ def main(argv=None) -> None:
     parser.add_argument("--cache", default=os.path.join(ROOT, "runs", "compare_cache"))
     parser.add_argument("--quick", action="store_true", help="tiny data (smoke test)")
     parser.add_argument("--table", action="store_true", help="print the table of --out")
+    parser.add_argument(
+        "--finetune-table",
+        default=None,
+        metavar="JSON",
+        help="print the short fine-tune table of compare_methods.py's rows in JSON",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -376,6 +416,10 @@ def main(argv=None) -> None:
         return
     if args.table:
         print(table(read_rows(args.out)))
+        return
+    if args.finetune_table:
+        with open(args.finetune_table) as handle:
+            print(finetune_table(json.load(handle)))
         return
     given = {
         "networks": args.networks.split(","),
