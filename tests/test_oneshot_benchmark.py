@@ -64,6 +64,17 @@ def test_published_table_is_the_data_file_rendered():
     assert {r["method"] for r in rows} >= {"admm", "sparsegpt", "wanda", "magnitude", "gptq"}
 
 
+def test_published_finetune_table_is_the_method_comparison_rendered():
+    import json
+
+    with open(os.path.join(ROOT, "docs", "method_comparison.json")) as handle:
+        rows = json.load(handle)
+    with open(os.path.join(ROOT, "docs", "tables", "post_training_finetune.md")) as handle:
+        published = handle.read()
+    assert published.strip() == oneshot.finetune_table(rows).strip()
+    assert "post-training model" in published and "dense model" in published
+
+
 def test_a_unit_is_keyed_by_everything_that_changes_it():
     row = {
         "network": "lenet5",

@@ -132,11 +132,13 @@ def compress_post_training(
     return work
 
 
-def _by_path(spec: Any, paths: list[str], arg: str) -> Any:
-    """A dict keyed by layer names or paths as a callable on the linear layers' paths (other
-    forms as they are); unknown keys refused."""
+def _by_path(spec: Any, found: list[tuple[str, Any]], arg: str) -> Any:
+    """A dict keyed by layer names or paths as a callable on the linear layers (other forms
+    as they are); unknown keys refused."""
     if not isinstance(spec, dict):
         return spec
+    paths = [path for path, _ in found]
+    path_of = {id(layer): path for path, layer in found}
     unknown = sorted(k for k in spec if not any(p == k or p.startswith(k + "/") for p in paths))
     if unknown:
         raise ValueError(
@@ -144,8 +146,8 @@ def _by_path(spec: Any, paths: list[str], arg: str) -> Any:
             f"also name a layer that holds some): {paths}"
         )
 
-    def lookup(path: str) -> Any:
-        parts = path.split("/")
+    def lookup(layer) -> Any:
+        parts = path_of[id(layer)].split("/")
         for end in range(len(parts), 0, -1):  # the longest key that names it or holds it
             if "/".join(parts[:end]) in spec:
                 return spec["/".join(parts[:end])]
@@ -155,20 +157,10 @@ def _by_path(spec: Any, paths: list[str], arg: str) -> Any:
 
 
 def _targets(found, sparsity, bits, scheme, per_channel, skip_unsupported) -> dict:
-    """``{path: constraint on the kernel's layout}`` per targeted layer, every check done."""
-    paths = [path for path, _ in found]
-    path_of = {id(layer): path for path, layer in found}
-
-    specs = {}
-    for arg, spec in (("sparsity", sparsity), ("bits", bits)):
-        by_path = _by_path(spec, paths, arg)
-        if isinstance(spec, dict):
-            specs[arg] = lambda layer, f=by_path: f(path_of[id(layer)])
-        else:
-            specs[arg] = by_path
-    resolve = target_resolver(specs["sparsity"], specs["bits"], scheme, per_channel)(
-        [layer for _, layer in found]
-    )
+    """``{path: constraint}`` per targeted layer, every check done."""
+    resolve = target_resolver(
+        _by_path(sparsity, found, "sparsity"), _by_path(bits, found, "bits"), scheme, per_channel
+    )([layer for _, layer in found])
     targets, unsupported = {}, []
     for path, layer in found:
         constraint = resolve(layer)
