@@ -320,39 +320,48 @@ def _cell(values: list[float]) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    """Mean ± std over seeds per (network, pattern, samples, method); accuracies in %,
-    perplexities as they are; the difference to ADMM paired by seed (positive: above ADMM)."""
-    groups: dict = {}
-    for row in rows:
-        unit = (row["network"], row["pattern"], str(row["sparsity"]), row["calibration_samples"])
-        groups.setdefault(unit, []).append(row)
-    lines = [
-        "| network | pattern | samples | method | seeds | metric | - ADMM | LiteRT int8 "
-        "| dense | CPU s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for (network, pattern, sparsity, samples), members in sorted(groups.items()):
-        scale = 100 if members[0]["metric_name"] == "accuracy" else 1
-        name = "accuracy %" if scale == 100 else members[0]["metric_name"]
-        admm = {r["seed"]: r["metric"] for r in members if r["method"] == "admm"}
-        for method in METHODS:
-            mine = [r for r in members if r["method"] == method]
-            if not mine:
-                continue
-            paired = [scale * (r["metric"] - admm[r["seed"]]) for r in mine if r["seed"] in admm]
-            diff = _cell(paired) if method != "admm" and paired else ""
-            if diff and not diff.startswith("-"):
-                diff = "+" + diff
-            litert = [r["litert_metric"] for r in mine if r.get("litert_metric") is not None]
+    """One table per metric: mean ± std over seeds per (network, pattern, calibration samples,
+    method), accuracies in %, perplexities as they are; "- ADMM" is the method minus ADMM,
+    paired by seed."""
+    out = []
+    for metric in sorted({r["metric_name"] for r in rows}):
+        scale = 100 if metric == "accuracy" else 1
+        mine = [r for r in rows if r["metric_name"] == metric]
+        litert = any(r.get("litert_metric") is not None for r in mine)
+        unit = " %" if scale == 100 else ""
+        head = ["network", "pattern", "method", "seeds", f"{metric}{unit}", "- ADMM"]
+        head += [f"LiteRT int8{unit}"] if litert else []
+        head += [f"dense{unit}", "CPU s"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        groups: dict = {}
+        for r in mine:
+            unit_key = (r["network"], r["pattern"], str(r["sparsity"]), r["calibration_samples"])
+            groups.setdefault(unit_key, []).append(r)
+        many_samples = len({key[3] for key in groups}) > 1
+        for (network, pattern, sparsity, samples), members in sorted(groups.items()):
+            admm = {r["seed"]: r["metric"] for r in members if r["method"] == "admm"}
             label = f"{pattern} {sparsity}" if pattern == "unstructured" else pattern
-            lines.append(
-                f"| {network} | {label} | {samples} | {method} | {len(mine)} | "
-                f"{name} {_cell([scale * r['metric'] for r in mine])} | {diff} | "
-                f"{_cell([scale * v for v in litert]) if litert else ''} | "
-                f"{scale * float(np.mean([r['dense_metric'] for r in mine])):.2f} | "
-                f"{np.mean([r['cpu_seconds'] for r in mine]):.1f} |"
-            )
-    return "\n".join(lines)
+            label += f" ({samples} samples)" if many_samples else ""
+            for method in METHODS:
+                runs = [r for r in members if r["method"] == method]
+                if not runs:
+                    continue
+                paired = [
+                    scale * (r["metric"] - admm[r["seed"]]) for r in runs if r["seed"] in admm
+                ]
+                diff = _cell(paired) if method != "admm" and paired else ""
+                if diff and not diff.startswith("-"):
+                    diff = "+" + diff
+                cells = [network, label, method, str(len(runs))]
+                cells += [_cell([scale * r["metric"] for r in runs]), diff]
+                if litert:
+                    values = [scale * r["litert_metric"] for r in runs if r.get("litert_metric")]
+                    cells.append(_cell(values) if values else "")
+                cells.append(f"{scale * float(np.mean([r['dense_metric'] for r in runs])):.2f}")
+                cells.append(f"{np.mean([r['cpu_seconds'] for r in runs]):.1f}")
+                lines.append("| " + " | ".join(cells) + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
 
 
 def finetune_table(rows: list[dict]) -> str:
