@@ -48,9 +48,10 @@ Methods (:data:`METHODS`; every ADMM method ends with a hard projection and mask
   schedule (``schedules.Gradual(ramp_steps=..., rho_final=0.1)``, Z/U every 100 steps; ramp
   from the last stage's zeros over 70% of the stage's epochs, then hard projection and
   retraining; ``tf_admm.keep_zeros`` keeps the last stage's zeros).
-- ``post_training_admm``: ``tf_admm.compress_post_training`` of the dense model at the targets
-  from 512 training images drawn by the seed (no labels, no training), then ``admm_gradual``
-  from that start for ``--epochs`` (the short fine-tune of a post-training model).
+- ``post_training``: ``tf_admm.compress_post_training`` of the dense model at the targets from
+  512 training images drawn by the seed (no labels, no training; exactly at the targets), then
+  masked retraining on its zeros for ``--epochs`` (``prune_low_magnitude``, ``hard_project``
+  at once, ``fit`` with ``UpdateADMM``): the short fine-tune of a post-training model.
 - ``dense``: no compression: the dense model trained for the same epochs with the same batches,
   optimizer and augmentation (what the extra training alone gives; ``rate`` is only a label).
 """
@@ -78,10 +79,10 @@ METHODS = (
     "admm_gradual",
     "progressive",
     "progressive_gradual",
-    "post_training_admm",
+    "post_training",
     "dense",
 )
-CALIBRATION_SAMPLES = 512  # post_training_admm's calibration images, drawn by the seed
+CALIBRATION_SAMPLES = 512  # post_training's calibration images, drawn by the seed
 NETWORKS = {
     # network: (builder in examples/common.py, compressible layers, rates, epochs after dense)
     "lenet5": ("lenet5", ("conv1", "conv2", "fc1", "fc2"), (50.0, 100.0, 246.0, 400.0), 24),
@@ -498,15 +499,27 @@ def run_admm(spec: dict, quick: bool) -> dict:
                 ramp_steps=int(GMP_END * stage_epochs * per_epoch) if gradual else 0,
             )
         return _finish(keras, current, spec, data, cpu0)
-    if method == "post_training_admm":
+    if method == "post_training":
         (x_train, _), _ = data
         picked = np.random.default_rng(spec["seed"]).choice(
             len(x_train), CALIBRATION_SAMPLES, replace=False
         )
-        dense = tf_admm.compress_post_training(
+        start = tf_admm.compress_post_training(
             dense, x_train[picked], sparsity=targets, verbose=False
         )
-    if method in ("admm_gradual", "post_training_admm"):
+        wrapped = tf_admm.prune_low_magnitude(start, targets)
+        tf_admm.hard_project(wrapped)  # the support is the post-training model's nonzeros
+        _admm_fit(
+            keras,
+            wrapped,
+            train,
+            epochs,
+            _optimizer(keras, "adam", epochs * per_epoch, learning_rate, masked=True),
+            tf_admm.UpdateADMM(),
+            loss,
+        )
+        return _finish(keras, tf_admm.strip_admm(wrapped), spec, data, cpu0)
+    if method == "admm_gradual":
         options = dict(VARIANT_OPTIONS, **parse_variant(spec.get("variant", "")))
         admm_epochs = math.ceil(options["end"] * epochs)
         final, before, projected = admm_gradual(

@@ -365,7 +365,7 @@ def table(rows: list[dict]) -> str:
 
 
 def finetune_table(rows: list[dict]) -> str:
-    """The short fine-tune (compare_methods.py's ``post_training_admm``) against the README
+    """The short fine-tune (compare_methods.py's ``post_training``) against the README
     recipe from the dense model at the same epochs and at its usual 24, from the method
     comparison's rows (constant learning rate, LAMP targets, no variant)."""
     import common
@@ -373,12 +373,12 @@ def finetune_table(rows: list[dict]) -> str:
     chosen = [
         r
         for r in rows
-        if r["method"] in ("post_training_admm", "admm_gradual")
+        if r["method"] in ("post_training", "admm_gradual")
         and not r.get("recipe", {}).get("variant")
         and r.get("recipe", {}).get("learning_rate", "constant") == "constant"
         and not any(r.get("recipe", {}).get(k) for k in ("allocation", "shift", "distill"))
     ]
-    starts = {(r["network"], r["rate"]) for r in chosen if r["method"] == "post_training_admm"}
+    starts = {(r["network"], r["rate"]) for r in chosen if r["method"] == "post_training"}
     lines = [
         "| network | rate | start | epochs | seeds | test accuracy % | dense % |",
         "|---|---|---|---|---|---|---|",
@@ -388,7 +388,7 @@ def finetune_table(rows: list[dict]) -> str:
         if (r["network"], r["rate"]) in starts:
             groups.setdefault((r["network"], r["rate"], r["epochs"], r["method"]), []).append(r)
     for (network, rate, epochs, method), members in sorted(groups.items()):
-        start = "post-training model" if method == "post_training_admm" else "dense model"
+        start = "post-training model" if method == "post_training" else "dense model"
         mean, std = common.mean_std([100 * r["test_accuracy"] for r in members])
         dense = 100 * float(np.mean([r["dense_accuracy"] for r in members]))
         lines.append(
